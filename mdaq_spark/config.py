@@ -1,0 +1,202 @@
+"""Typed configuration: YAML file + command-line overrides, validated before Spark starts.
+
+Every knob of the job lives here with its default; `conf/default.yaml` is this model written
+out with comments. Unknown keys are errors, so a misspelt option fails loudly instead of
+being ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mdaq_spark.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnsConfig(_Section):
+    """Field names in the input records; change them when a corpus spells fields differently."""
+
+    instruction: str = "instruction"
+    input: str = "input"
+    response: str = "output"
+    conversations: str = "conversations"
+    messages: str = "messages"
+    lang: str = "lang"
+
+
+class InputConfig(_Section):
+    paths: list[str] = Field(default_factory=list)
+    file_type: Literal["auto", "json", "jsonl", "parquet", "delta"] = "auto"
+    record_format: Literal["auto", "alpaca", "sharegpt", "openai", "midb"] = "auto"
+    columns: ColumnsConfig = ColumnsConfig()
+    passthrough: list[str] = Field(default_factory=list)
+    # quarantine keeps this many characters of a rejected raw record (enough to debug it)
+    raw_record_chars: int = Field(default=2000, ge=0)
+    # a text field longer than this is quarantined as too long (protects the tokenizer and memory)
+    max_field_chars: int = Field(default=200_000, ge=1)
+    # MIDB files are named after their language ("German.json"): use that as the language hint
+    midb_lang_from_filename: bool = True
+
+
+class OutputConfig(_Section):
+    path: str = ""
+    format: Literal["parquet", "delta"] = "parquet"
+    # redo every stage even when its output is complete
+    overwrite: bool = False
+
+
+class SparkConfig(_Section):
+    master: str = "local[*]"
+    app_name: str = "mdaq-spark"
+    shuffle_partitions: int = Field(default=8, ge=1)
+    # rows per Arrow batch handed to the pandas UDFs; the model batch size divides it
+    arrow_batch_size: int = Field(default=512, ge=1)
+    driver_memory: str = "4g"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class LanguageConfig(_Section):
+    # restrict identification to these ISO 639-1 codes (null: all the detector knows)
+    languages: list[str] | None = None
+    # the record's own language field (or MIDB file name) wins over detection when present
+    use_hint: bool = True
+    # characters of each text given to the detector; the start of a text is enough to identify it
+    max_chars: int = Field(default=1000, ge=20)
+
+
+class ModelConfig(_Section):
+    # registry name (see mdaq_spark.models.registry), a local directory, or a hub name already
+    # in the local Hugging Face cache (loaded with HF_HUB_OFFLINE=1)
+    name: str = "multilingual-e5-small"
+    # trained QSM head directory from `mdaq train-qsm`; null: the untrained encoder's cosine
+    qsm_head: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    batch_size: int = Field(default=32, ge=1)
+    max_seq_length: int = Field(default=256, ge=8)
+    instruction_prefix: str = "query: "
+    response_prefix: str = "passage: "
+    # where prepared packaged models live; null: $MDAQ_MODEL_CACHE or ~/.cache/mdaq_spark/models
+    cache_dir: str | None = None
+
+
+class EmbeddingConfig(_Section):
+    # qsm: the sample embedding is the normalised sum of the QSM's instruction and response
+    # embeddings (no text is encoded twice); model: a separate encoder over the whole sample
+    source: Literal["qsm", "model"] = "qsm"
+    model: ModelConfig | None = None
+
+
+class ClusteringConfig(_Section):
+    # fixed k per language; null: ceil(sqrt(N_lang / 2)) as in M-DaQ
+    k: int | None = Field(default=None, ge=1)
+    max_k: int = Field(default=2000, ge=1)
+    # fit k-means on at most this many rows per language, then assign every row
+    fit_sample_max: int = Field(default=200_000, ge=1)
+    max_iter: int = Field(default=30, ge=1)
+    tol: float = Field(default=1e-4, gt=0)
+    init_mode: Literal["k-means||", "random"] = "k-means||"
+
+
+class SelectionConfig(_Section):
+    strategy: Literal["das", "cluster_top_k"] = "das"
+    # per-language budget: exactly one of fraction or count
+    budget_fraction: float | None = Field(default=0.2, gt=0, le=1)
+    budget_count: int | None = Field(default=None, ge=1)
+    # per-language overrides of the budget as a count
+    budget_per_lang: dict[str, int] = Field(default_factory=dict)
+    # DAS split of the budget: quality : diversity (M-DaQ uses 6 : 1)
+    quality_parts: int = Field(default=6, ge=0)
+    diversity_parts: int = Field(default=1, ge=0)
+    # cluster_top_k: a fixed k per cluster; null: share the budget across clusters by size
+    top_k_per_cluster: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> SelectionConfig:
+        if (self.budget_fraction is None) == (self.budget_count is None):
+            raise ValueError("set exactly one of selection.budget_fraction and selection.budget_count")
+        if self.quality_parts + self.diversity_parts == 0:
+            raise ValueError("selection.quality_parts + selection.diversity_parts must be > 0")
+        return self
+
+
+class JobConfig(_Section):
+    input: InputConfig = InputConfig()
+    output: OutputConfig = OutputConfig()
+    spark: SparkConfig = SparkConfig()
+    language: LanguageConfig = LanguageConfig()
+    model: ModelConfig = ModelConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    clustering: ClusteringConfig = ClusteringConfig()
+    selection: SelectionConfig = SelectionConfig()
+    seed: int = 42
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{dotted}': '{key}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=value`, the value read as YAML so numbers, booleans, lists and null keep their type."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    **fields: Any,
+) -> JobConfig:
+    """Load YAML, apply `section.key=value` overrides and keyword fields (dotted names), validate."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        tree = loaded or {}
+    for text in overrides:
+        _set_dotted(tree, *parse_override(text))
+    for dotted, value in fields.items():
+        if value is not None:
+            _set_dotted(tree, dotted, value)
+    try:
+        return JobConfig.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def check_runnable(cfg: JobConfig) -> None:
+    """Checks that need the file system; run before any SparkSession is built."""
+    if not cfg.input.paths:
+        raise ConfigError("no input: set input.paths or pass --input")
+    missing = [p for p in cfg.input.paths if "://" not in p and not Path(p).exists()]
+    if missing:
+        raise ConfigError(f"input path(s) not found: {', '.join(missing)}")
+    if not cfg.output.path:
+        raise ConfigError("no output: set output.path or pass --output")

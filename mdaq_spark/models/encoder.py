@@ -1,0 +1,104 @@
+"""A sentence encoder on whatever device this process has, with OOM-safe batching.
+
+sentence-transformers already does the batching we want (sort by length, batch, no_grad,
+restore order); this wrapper adds what a long Spark task needs on top: explicit truncation
+to the configured length, half precision on CUDA, and halving the batch after a CUDA
+out-of-memory error instead of failing the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+
+from mdaq_spark.config import ModelConfig
+from mdaq_spark.errors import ModelLoadError
+from mdaq_spark.models import registry
+
+log = logging.getLogger(__name__)
+
+_LOADS = 0  # models loaded by this process: one per worker is the target, and benches check it
+_LOCK = threading.Lock()
+
+
+def loads_in_this_process() -> int:
+    return _LOADS
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("model.device is 'cuda' but this process sees no CUDA device; use 'auto' or 'cpu'")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def _torch_dtype(requested: str, device: str):
+    import torch
+
+    if requested == "auto":
+        return torch.float16 if device == "cuda" else torch.float32
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[requested]
+
+
+class TextEncoder:
+    def __init__(self, cfg: ModelConfig, location: str | None = None) -> None:
+        global _LOADS
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.location = location or registry.resolve(cfg.name, cfg.cache_dir)
+        started = time.perf_counter()
+        try:
+            model = SentenceTransformer(self.location, device=self.device, local_files_only=True)
+        except Exception as exc:  # the loader raises many types; all mean "cannot load offline"
+            raise ModelLoadError(f"cannot load model '{cfg.name}' from {self.location} offline: {exc}") from exc
+        model.max_seq_length = min(cfg.max_seq_length, model.max_seq_length or cfg.max_seq_length)
+        dtype = _torch_dtype(cfg.dtype, self.device)
+        if dtype != next(model.parameters()).dtype:
+            model = model.to(dtype)
+        model.eval()
+        self.model = model
+        self.batch_size = cfg.batch_size
+        with _LOCK:
+            _LOADS += 1
+        log.info(
+            "loaded %s on %s (%s, max_seq_length %d) in %.1fs [pid %d, load #%d]",
+            cfg.name, self.device, dtype, model.max_seq_length, time.perf_counter() - started, os.getpid(), _LOADS,
+        )  # fmt: skip
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def encode(self, texts: list[str], prefix: str = "") -> np.ndarray:
+        """L2-normalised float32 embeddings, one row per text, in the input order."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        texts = [prefix + t for t in texts] if prefix else list(texts)
+        while True:
+            try:
+                out = self.model.encode(
+                    texts,
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+                return np.asarray(out, dtype=np.float32)
+            except RuntimeError as exc:
+                if "out of memory" not in str(exc).lower() or self.batch_size == 1:
+                    raise
+                import torch
+
+                torch.cuda.empty_cache()
+                self.batch_size = max(1, self.batch_size // 2)
+                log.warning("CUDA out of memory: batch size halved to %d", self.batch_size)

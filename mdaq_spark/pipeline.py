@@ -1,0 +1,236 @@
+"""The job, stage by stage: ingest -> score -> (embed) -> cluster -> select -> report.
+
+Each stage reads the previous stages' outputs from the run directory and writes its own,
+atomically, then records a marker keyed by everything that determines its result (config
+section, upstream keys, input files). A rerun skips stages whose key is unchanged, so a
+crashed run resumes from the last finished stage and a config change redoes exactly the
+stages it affects. Only this module triggers Spark actions; the stage functions it calls
+are lazy transformations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from mdaq_spark import schema as S
+from mdaq_spark.cluster import cluster_by_language
+from mdaq_spark.config import JobConfig
+from mdaq_spark.io import writers
+from mdaq_spark.io.readers import read_corpus
+from mdaq_spark.lang import add_languages, prompt_text
+from mdaq_spark.models import registry
+from mdaq_spark.select import select
+from mdaq_spark.udfs import embed_udf, qsm_udf, sample_text
+
+log = logging.getLogger(__name__)
+
+NORMALIZED = "normalized"
+QUARANTINE = "quarantine"
+SCORES = "scores"
+EMBEDDINGS = "embeddings"
+CLUSTERS = "clusters"
+CENTROIDS = "centroids"
+SELECTED = "selected"
+REPORT = "report"
+STAGE_MARKERS = "_stages"
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8") + b"\x1f")
+    return h.hexdigest()[:16]
+
+
+def _section(model) -> str:
+    return model.model_dump_json() if model is not None else "null"
+
+
+def _input_signature(paths: list[str]) -> str:
+    """Names, sizes and modification times of the input files: a changed corpus redoes ingest."""
+    entries = []
+    for p in paths:
+        path = Path(p)
+        files = sorted(x for x in path.rglob("*") if x.is_file()) if path.is_dir() else [path]
+        for f in files:
+            if f.exists():
+                st = f.stat()
+                entries.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
+            else:
+                entries.append(str(f))
+    return _digest(*entries)
+
+
+@dataclass
+class Run:
+    spark: SparkSession
+    cfg: JobConfig
+    timings: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def root(self) -> str:
+        return self.cfg.output.path.rstrip("/")
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def table(self, name: str) -> DataFrame:
+        return self.spark.read.parquet(self.path(name))
+
+    # -------------------------------------------------------------- stage bookkeeping
+
+    def _marker(self, stage: str) -> str:
+        return self.path(f"{STAGE_MARKERS}/{stage}.json")
+
+    def _finished(self, stage: str, key: str) -> dict | None:
+        marker = Path(self._marker(stage))
+        if self.cfg.output.overwrite or not marker.is_file():
+            return None
+        done = json.loads(marker.read_text())
+        return done if done.get("key") == key else None
+
+    def stage(self, name: str, key: str, body: Callable[[], dict]) -> None:
+        self.keys[name] = key
+        done = self._finished(name, key)
+        if done is not None:
+            log.info("stage %-8s skipped: finished earlier with the same inputs and config", name)
+            self.skipped.append(name)
+            self.timings[name] = 0.0
+            self.info[name] = done.get("info", {})
+            return
+        self.spark.sparkContext.setJobGroup(f"mdaq-{name}", f"mdaq stage: {name}", interruptOnCancel=True)
+        started = time.perf_counter()
+        info = body() or {}
+        seconds = time.perf_counter() - started
+        self.timings[name] = round(seconds, 2)
+        self.info[name] = info
+        marker = Path(self._marker(name))
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"stage": name, "key": key, "seconds": seconds, "info": info}, indent=2))
+        tmp.replace(marker)
+        log.info("stage %-8s done in %.1fs %s", name, seconds, json.dumps(info, sort_keys=True))
+
+    # -------------------------------------------------------------- stages
+
+    def ingest(self) -> dict:
+        cfg = self.cfg
+        parsed = read_corpus(self.spark, cfg.input).persist()
+        try:
+            good = parsed.where(F.col(S.QUARANTINE_REASON).isNull())
+            first = Window.partitionBy(S.SAMPLE_ID).orderBy(S.SOURCE, S.RECORD_FORMAT, S.VARIANT, S.LANG_HINT)
+            good = good.withColumn("_copy", F.row_number().over(first))
+            duplicates = good.where(F.col("_copy") > 1).drop("_copy").withColumn(
+                S.QUARANTINE_REASON, F.lit(S.DUPLICATE_REASON)
+            )
+            unique = good.where(F.col("_copy") == 1).drop("_copy", S.QUARANTINE_REASON, S.RAW_RECORD)
+            normalized = add_languages(unique, cfg.language)
+            rejected = parsed.where(F.col(S.QUARANTINE_REASON).isNotNull()).unionByName(duplicates)
+            writers.write_table(rejected.coalesce(1), self.path(QUARANTINE))
+            writers.write_table(normalized, self.path(NORMALIZED), partition_by=(S.LANG,))
+            parsed_rows = parsed.count()
+        finally:
+            parsed.unpersist()
+        return {"parsed_rows": parsed_rows}
+
+    def score(self, location: str, fingerprint: str) -> dict:
+        normalized = self.table(NORMALIZED)
+        # neighbours of similar length share a padded batch: less padding, same results
+        ordered = normalized.select(S.SAMPLE_ID, S.LANG, prompt_text().alias("_prompt"), S.RESPONSE).sortWithinPartitions(
+            F.length("_prompt") + F.length(S.RESPONSE)
+        )
+        scored = ordered.select(
+            S.SAMPLE_ID, S.LANG, qsm_udf(self.cfg.model, location)(F.col("_prompt"), F.col(S.RESPONSE)).alias("_qsm")
+        ).select(
+            S.SAMPLE_ID,
+            S.LANG,
+            F.col(f"_qsm.{S.QSM_SCORE}").alias(S.QSM_SCORE),
+            F.col(f"_qsm.{S.EMBEDDING}").alias(S.EMBEDDING),
+            F.lit(fingerprint).alias(S.MODEL_FINGERPRINT),
+        )
+        writers.write_table(scored, self.path(SCORES), partition_by=(S.LANG,))
+        return {"model_fingerprint": fingerprint}
+
+    def embed(self, location: str, fingerprint: str) -> dict:
+        model_cfg = self.cfg.embedding.model
+        normalized = self.table(NORMALIZED).select(S.SAMPLE_ID, S.LANG, sample_text().alias("_text"))
+        ordered = normalized.sortWithinPartitions(F.length("_text"))
+        embedded = ordered.select(
+            S.SAMPLE_ID,
+            S.LANG,
+            embed_udf(model_cfg, location, model_cfg.response_prefix)(F.col("_text")).alias(S.EMBEDDING),
+            F.lit(fingerprint).alias(S.MODEL_FINGERPRINT),
+        )
+        writers.write_table(embedded, self.path(EMBEDDINGS), partition_by=(S.LANG,))
+        return {"model_fingerprint": fingerprint}
+
+    def cluster(self) -> dict:
+        source = SCORES if self.cfg.embedding.source == "qsm" else EMBEDDINGS
+        result = cluster_by_language(self.spark, self.table(source), self.cfg.clustering, self.cfg.seed)
+        writers.write_table(result.assignments, self.path(CLUSTERS), partition_by=(S.LANG,))
+        writers.write_table(result.centroids.coalesce(1), self.path(CENTROIDS))
+        return {"k_per_lang": result.k_per_lang}
+
+    def select(self) -> dict:
+        scores = self.table(SCORES).select(S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT)
+        clusters = self.table(CLUSTERS)
+        candidates = clusters.join(scores, on=S.SAMPLE_ID)
+        chosen = select(candidates, self.cfg.selection)
+        content = self.table(NORMALIZED)
+        out = (
+            chosen.join(content.drop(S.LANG), on=S.SAMPLE_ID)
+            .join(clusters.select(S.SAMPLE_ID, S.CENTROID_DISTANCE), on=S.SAMPLE_ID)
+            .join(scores.select(S.SAMPLE_ID, S.MODEL_FINGERPRINT), on=S.SAMPLE_ID)
+        )
+        lead = [S.SAMPLE_ID, S.LANG, S.SELECTION_REASON, S.QSM_SCORE, S.QUALITY_RANK, S.CLUSTER_ID]
+        out = out.select(*lead, *[c for c in out.columns if c not in lead])
+        writers.write_table(out.repartition(S.LANG).sortWithinPartitions(S.QUALITY_RANK), self.path(SELECTED), partition_by=(S.LANG,))
+        return {}
+
+    # -------------------------------------------------------------- driver
+
+    def execute(self) -> dict:
+        from mdaq_spark.report import write_stats
+
+        cfg = self.cfg
+        ingest_key = _digest(_section(cfg.input), _section(cfg.language), _input_signature(cfg.input.paths))
+        self.stage("ingest", ingest_key, self.ingest)
+
+        qsm_location = registry.ensure_prepared(cfg.model.name, cfg.model.cache_dir)
+        qsm_fp = registry.fingerprint(qsm_location, _section(cfg.model), *( [cfg.model.qsm_head] if cfg.model.qsm_head else []))
+        score_key = _digest(ingest_key, qsm_fp)
+        self.stage("score", score_key, lambda: self.score(qsm_location, qsm_fp))
+
+        upstream = score_key
+        if cfg.embedding.source == "model":
+            emb_cfg = cfg.embedding.model
+            emb_location = registry.ensure_prepared(emb_cfg.name, emb_cfg.cache_dir)
+            emb_fp = registry.fingerprint(emb_location, _section(emb_cfg))
+            upstream = _digest(ingest_key, emb_fp)
+            self.stage("embed", upstream, lambda: self.embed(emb_location, emb_fp))
+
+        cluster_key = _digest(upstream, _section(cfg.clustering), str(cfg.seed))
+        self.stage("cluster", cluster_key, self.cluster)
+        select_key = _digest(cluster_key, score_key, _section(cfg.selection))
+        self.stage("select", select_key, self.select)
+
+        started = time.perf_counter()
+        stats = write_stats(self)
+        self.timings["report"] = round(time.perf_counter() - started, 2)
+        return stats
+
+
+def run_pipeline(spark: SparkSession, cfg: JobConfig) -> dict:
+    return Run(spark, cfg).execute()

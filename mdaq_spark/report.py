@@ -1,0 +1,119 @@
+"""stats.json for a run: counts per stage and language, from the written outputs.
+
+Counts come from a groupBy over what was actually written (never from accumulators, which
+Spark may apply twice on task retries), so the numbers a user reads are the rows on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from mdaq_spark import __version__
+from mdaq_spark import schema as S
+
+if TYPE_CHECKING:
+    from mdaq_spark.pipeline import Run
+
+log = logging.getLogger(__name__)
+
+STATS_FILE = "stats.json"
+
+
+def _rows(df, *keys: str) -> list[dict]:
+    return [row.asDict() for row in df.orderBy(*keys).collect()]
+
+
+def collect_stats(run: Run) -> dict:
+    from mdaq_spark import pipeline as P
+
+    normalized = run.table(P.NORMALIZED)
+    quarantine = run.table(P.QUARANTINE)
+    selected = run.table(P.SELECTED)
+    scores = run.table(P.SCORES)
+    clusters = run.table(P.CLUSTERS)
+
+    by_reason = {r[S.QUARANTINE_REASON]: r["count"] for r in _rows(quarantine.groupBy(S.QUARANTINE_REASON).count(), S.QUARANTINE_REASON)}
+    quarantined = sum(by_reason.values())
+    duplicates = by_reason.get(S.DUPLICATE_REASON, 0)
+
+    per_lang: dict[str, dict] = {}
+    for r in _rows(
+        normalized.groupBy(S.LANG).agg(
+            F.count(F.lit(1)).alias("samples"), F.sum(F.col(S.LANG_MISMATCH).cast("int")).alias("lang_mismatch")
+        ),
+        S.LANG,
+    ):
+        per_lang[r[S.LANG]] = {"samples": r["samples"], "lang_mismatch": r["lang_mismatch"] or 0}
+    for r in _rows(
+        scores.groupBy(S.LANG).agg(
+            F.count(F.lit(1)).alias("scored"),
+            F.mean(S.QSM_SCORE).alias("score_mean"),
+            F.min(S.QSM_SCORE).alias("score_min"),
+            F.max(S.QSM_SCORE).alias("score_max"),
+        ),
+        S.LANG,
+    ):
+        per_lang.setdefault(r[S.LANG], {}).update(
+            scored=r["scored"], score_mean=r["score_mean"], score_min=r["score_min"], score_max=r["score_max"]
+        )
+    sizes = clusters.groupBy(S.LANG, S.CLUSTER_ID).count()
+    for r in _rows(
+        sizes.groupBy(S.LANG).agg(
+            F.count(F.lit(1)).alias("clusters"), F.max("count").alias("largest"), F.sum("count").alias("clustered")
+        ),
+        S.LANG,
+    ):
+        per_lang.setdefault(r[S.LANG], {}).update(
+            clusters=r["clusters"], largest_cluster_share=round(r["largest"] / r["clustered"], 4)
+        )
+    for r in _rows(selected.groupBy(S.LANG, S.SELECTION_REASON).count(), S.LANG, S.SELECTION_REASON):
+        entry = per_lang.setdefault(r[S.LANG], {})
+        entry.setdefault("selected", {})[r[S.SELECTION_REASON]] = r["count"]
+    for entry in per_lang.values():
+        entry["selected_total"] = sum(entry.get("selected", {}).values())
+
+    kept = sum(e.get("samples", 0) for e in per_lang.values())
+    # rows the reader produced, counted independently in the ingest stage before any split
+    read = run.info.get("ingest", {}).get("parsed_rows", -1)
+    return {
+        "mdaq_spark_version": __version__,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "counts": {
+            "records_read": read,
+            "kept": kept,
+            "quarantined": quarantined - duplicates,
+            "exact_duplicates": duplicates,
+            "selected": sum(e["selected_total"] for e in per_lang.values()),
+            "identity_holds": read == kept + quarantined,
+        },
+        "quarantine_by_reason": by_reason,
+        "per_language": per_lang,
+        "stage_seconds": dict(run.timings),
+        "stages_skipped": list(run.skipped),
+        "stage_keys": dict(run.keys),
+        "stage_info": run.info,
+        "environment": {"python": platform.python_version(), "spark": run.spark.version},
+        "config": run.cfg.model_dump(mode="json"),
+    }
+
+
+def write_stats(run: Run) -> dict:
+    from mdaq_spark import pipeline as P
+
+    stats = collect_stats(run)
+    out = Path(run.path(P.REPORT))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False, sort_keys=False))
+    c = stats["counts"]
+    log.info(
+        "read %d = kept %d + quarantined %d + duplicates %d; selected %d",
+        c["records_read"], c["kept"], c["quarantined"], c["exact_duplicates"], c["selected"],
+    )  # fmt: skip
+    return stats

@@ -1,0 +1,126 @@
+"""Selection with window functions, per language: M-DaQ DAS and per-cluster top-k.
+
+Every ranking has a total order (score descending, then sample_id), so the selection is
+the same on every run and every partitioning. Budgets are integers computed in SQL with
+integer arithmetic, so the plain reference implementation in the tests can reproduce them
+exactly.
+
+DAS (Diversity-Aware Selection): rank a language's samples by QSM score; keep the top
+n_quality; then walk on down the ranking and keep the best remaining sample of every
+cluster the quality set did not cover, until n_diversity more are kept. If the uncovered
+clusters run out before the budget does, the walk continues in rounds: the next best of
+each cluster, ranked by score (round = position in its cluster + 1 if the quality set
+already covered the cluster).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from mdaq_spark import schema as S
+from mdaq_spark.config import SelectionConfig
+
+REQUIRED_COLUMNS = (S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.CLUSTER_ID)
+OUTPUT_COLUMNS = (S.SAMPLE_ID, S.LANG, S.CLUSTER_ID, S.QSM_SCORE, S.QUALITY_RANK, S.SELECTION_REASON)
+
+_N_LANG = "_n_lang"
+_BUDGET = "_budget"
+_N_QUALITY = "_n_quality"
+
+
+def _by_score() -> list[Column]:
+    return [F.col(S.QSM_SCORE).desc(), F.col(S.SAMPLE_ID).asc()]
+
+
+def _budget(cfg: SelectionConfig) -> Column:
+    """Per-language budget in rows, capped at the language's size and at least one row."""
+    n = F.col(_N_LANG)
+    if cfg.budget_count is not None:
+        default = F.least(F.lit(cfg.budget_count), n)
+    else:
+        # half-up rounding of fraction * n; at least one sample of every language present
+        default = F.greatest(F.lit(1), F.floor(F.lit(cfg.budget_fraction) * n + F.lit(0.5)).cast("long"))
+    if cfg.budget_per_lang:
+        overrides = F.create_map(*[x for lang, c in sorted(cfg.budget_per_lang.items()) for x in (F.lit(lang), F.lit(c))])
+        override = F.try_element_at(overrides, F.col(S.LANG))
+        default = F.when(override.isNotNull(), override).otherwise(default)
+    return F.least(default, n).cast("long")
+
+
+def _with_budget(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"selection needs columns {missing}")
+    return (
+        df.select(*REQUIRED_COLUMNS)
+        .withColumn(_N_LANG, F.count(F.lit(1)).over(Window.partitionBy(S.LANG)))
+        .withColumn(_BUDGET, _budget(cfg))
+        .withColumn(S.QUALITY_RANK, F.row_number().over(Window.partitionBy(S.LANG).orderBy(*_by_score())))
+    )
+
+
+def quality_count(budget: Column, cfg: SelectionConfig) -> Column:
+    """round_half_up(budget * q / (q + d)): exact, since floor(a / b) of integers far below 2**53 is."""
+    q, total = cfg.quality_parts, cfg.quality_parts + cfg.diversity_parts
+    return ((budget * (2 * q) + total) / (2 * total)).cast("long")
+
+
+def das(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
+    ranked = _with_budget(df, cfg).withColumn(_N_QUALITY, quality_count(F.col(_BUDGET), cfg))
+    is_quality = F.col(S.QUALITY_RANK) <= F.col(_N_QUALITY)
+    ranked = ranked.withColumn(
+        "_covered", F.max(is_quality.cast("int")).over(Window.partitionBy(S.LANG, S.CLUSTER_ID))
+    )
+    quality = ranked.where(is_quality).withColumn(S.SELECTION_REASON, F.lit(S.REASON_QUALITY))
+    rest = ranked.where(~is_quality)
+    rest = rest.withColumn(
+        "_round",
+        F.row_number().over(Window.partitionBy(S.LANG, S.CLUSTER_ID).orderBy(F.col(S.QUALITY_RANK)))
+        + F.col("_covered"),
+    )
+    rest = rest.withColumn(
+        "_walk", F.row_number().over(Window.partitionBy(S.LANG).orderBy(F.col("_round"), F.col(S.QUALITY_RANK)))
+    )
+    diversity = rest.where(F.col("_walk") <= F.col(_BUDGET) - F.col(_N_QUALITY)).withColumn(
+        S.SELECTION_REASON, F.lit(S.REASON_DIVERSITY)
+    )
+    return quality.select(*OUTPUT_COLUMNS).unionByName(diversity.select(*OUTPUT_COLUMNS))
+
+
+def cluster_top_k(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
+    """The best k of each cluster, or the language budget shared across clusters by size.
+
+    Shares use the largest-remainder method (ties by cluster id), so quotas add up to the
+    budget exactly and never exceed a cluster's size.
+    """
+    ranked = _with_budget(df, cfg).withColumn(
+        "_pos", F.row_number().over(Window.partitionBy(S.LANG, S.CLUSTER_ID).orderBy(*_by_score()))
+    )
+    if cfg.top_k_per_cluster is not None:
+        kept = ranked.where(F.col("_pos") <= cfg.top_k_per_cluster)
+    else:
+        clusters = ranked.groupBy(S.LANG, S.CLUSTER_ID).agg(
+            F.count(F.lit(1)).alias("_size"), F.first(_BUDGET).alias(_BUDGET), F.first(_N_LANG).alias(_N_LANG)
+        )
+        share = F.col(_BUDGET) * F.col("_size")
+        clusters = clusters.withColumn("_floor", (share / F.col(_N_LANG)).cast("long")).withColumn(
+            "_remainder", share % F.col(_N_LANG)
+        )
+        by_lang = Window.partitionBy(S.LANG)
+        clusters = clusters.withColumn("_left", F.col(_BUDGET) - F.sum("_floor").over(by_lang)).withColumn(
+            "_order",
+            F.row_number().over(by_lang.orderBy(F.col("_remainder").desc(), F.col(S.CLUSTER_ID).asc())),
+        )
+        clusters = clusters.withColumn(
+            "_quota", F.col("_floor") + (F.col("_order") <= F.col("_left")).cast("long")
+        ).select(S.LANG, S.CLUSTER_ID, "_quota")
+        kept = ranked.join(clusters, on=[S.LANG, S.CLUSTER_ID]).where(F.col("_pos") <= F.col("_quota"))
+    return kept.withColumn(S.SELECTION_REASON, F.lit(S.REASON_CLUSTER_TOP_K)).select(*OUTPUT_COLUMNS)
+
+
+STRATEGIES = {"das": das, "cluster_top_k": cluster_top_k}
+
+
+def select(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
+    return STRATEGIES[cfg.strategy](df, cfg)
