@@ -25,8 +25,8 @@ _CACHE_LOCK = threading.Lock()
 
 SCORE_TYPE = T.StructType(
     [
-        T.StructField(S.QSM_SCORE, T.DoubleType(), False),
-        T.StructField(S.EMBEDDING, T.ArrayType(T.FloatType(), False), False),
+        T.StructField(S.QSM_SCORE, T.DoubleType(), True),
+        T.StructField(S.EMBEDDING, T.ArrayType(T.FloatType(), False), True),
     ]
 )
 EMBEDDING_TYPE = T.ArrayType(T.FloatType(), False)

@@ -34,3 +34,10 @@ def model_cache() -> str:
 
     registry.ensure_prepared("multilingual-e5-small")
     return str(registry.cache_dir())
+
+
+@pytest.fixture(scope="session")
+def model_dir(model_cache) -> str:
+    from mdaq_spark.models import registry
+
+    return registry.resolve("multilingual-e5-small")

@@ -42,38 +42,46 @@ _EXTENSIONS = {
 }
 
 
-def detect_file_type(path: str) -> str:
+_GLOBS = {"jsonl": "*.{jsonl,ndjson}", "json": "*.json", "parquet": "*.parquet"}
+
+
+def detect_file_types(path: str) -> list[str]:
+    """The file types under `path`: one for a file or a Delta table, one or more for a folder.
+
+    A folder may mix types (a corpus assembled from several sources often does); each type
+    is then read with its own reader, restricted to its own extensions.
+    """
     p = Path(path)
+    if not p.exists():
+        raise InputError(f"input path {path} does not exist")
     if p.is_dir():
         if (p / "_delta_log").is_dir():
-            return "delta"
-        kinds = {_EXTENSIONS.get(child.suffix) for child in p.rglob("*") if child.is_file()}
+            return ["delta"]
+        kinds = {_EXTENSIONS.get(child.suffix.lower()) for child in p.rglob("*") if child.is_file()}
         kinds.discard(None)
-        if len(kinds) == 1:
-            return kinds.pop()
-        raise InputError(
-            f"{path}: cannot tell the file type of a folder holding {sorted(kinds) or 'no known files'}; "
-            "set input.file_type"
-        )
+        if not kinds:
+            raise InputError(f"{path}: no .json, .jsonl, .ndjson or .parquet files in this folder")
+        return sorted(kinds)
     kind = _EXTENSIONS.get(p.suffix.lower())
     if kind is None:
         raise InputError(f"{path}: unknown file type '{p.suffix}'; set input.file_type (json, jsonl, parquet, delta)")
-    return kind
+    return [kind]
 
 
 def _raw_units(spark: SparkSession, path: str, file_type: str) -> DataFrame:
-    """(source, unit, payload bytes) for one input path."""
+    """(source, unit, payload bytes) for one input path and one file type."""
+    reader = spark.read
+    if Path(path).is_dir() and file_type in _GLOBS:
+        reader = reader.option("recursiveFileLookup", "true").option("pathGlobFilter", _GLOBS[file_type])
     if file_type == "jsonl":
-        df = spark.read.text(path)
+        df = reader.text(path)
         return df.where(F.trim(F.col("value")) != "").select(
             F.col("_metadata.file_path").alias(S.SOURCE),
             F.lit(UNIT_LINE).alias(_UNIT),
             F.col("value").cast("binary").alias(_PAYLOAD),
         )
     if file_type == "json":
-        df = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(path)
-        if Path(path).is_dir():
-            df = df.where(F.col("path").endswith(".json"))
+        df = reader.format("binaryFile").load(path)
         return df.select(F.col("path").alias(S.SOURCE), F.lit(UNIT_FILE).alias(_UNIT), F.col("content").alias(_PAYLOAD))
     if file_type in ("parquet", "delta"):
         if file_type == "delta":
@@ -81,7 +89,7 @@ def _raw_units(spark: SparkSession, path: str, file_type: str) -> DataFrame:
 
             df = read_delta(spark, path)
         else:
-            df = spark.read.parquet(path)
+            df = reader.parquet(path)
         return df.select(
             F.lit(str(path)).alias(S.SOURCE),
             F.lit(UNIT_LINE).alias(_UNIT),
@@ -94,10 +102,11 @@ def read_corpus(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     """All input paths as one DataFrame in `schema.parsed_schema`: samples and quarantine rows."""
     units = None
     for path in cfg.paths:
-        file_type = cfg.file_type if cfg.file_type != "auto" else detect_file_type(path)
-        log.info("reading %s as %s", path, file_type)
-        df = _raw_units(spark, path, file_type)
-        units = df if units is None else units.unionByName(df)
+        file_types = [cfg.file_type] if cfg.file_type != "auto" else detect_file_types(path)
+        for file_type in file_types:
+            log.info("reading %s as %s", path, file_type)
+            df = _raw_units(spark, path, file_type)
+            units = df if units is None else units.unionByName(df)
     if units is None:
         raise InputError("no input paths")
     out_schema = S.parsed_schema(tuple(cfg.passthrough))

@@ -1,0 +1,102 @@
+"""The whole job on real data with the real packaged model: demo corpus, MIDB languages, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mdaq_spark import schema as S
+from mdaq_spark.config import load_config
+from mdaq_spark.pipeline import NORMALIZED, QUARANTINE, SCORES, SELECTED, run_pipeline
+from tests.conftest import DEMO_CORPUS, MIDB_DIR
+
+
+def _midb_subset(tmp_path: Path, languages: tuple[str, ...], records: int) -> Path:
+    """The first records of real MIDB files, written under their own names (the name gives the language)."""
+    folder = tmp_path / "midb"
+    folder.mkdir()
+    for lang in languages:
+        src = MIDB_DIR / f"{lang}.json"
+        if not src.exists():
+            pytest.skip("shared MIDB data not present")
+        data = json.loads(src.read_text(encoding="utf-8"))[:records]
+        (folder / f"{lang}.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+def _run(spark, model_cache, inputs, out: Path, *overrides: str) -> dict:
+    cfg = load_config(
+        None,
+        ["spark.shuffle_partitions=4", f"model.cache_dir={model_cache}", *overrides],
+        **{"input.paths": [str(p) for p in inputs], "output.path": str(out)},
+    )
+    return run_pipeline(spark, cfg)
+
+
+def _table(spark, out: Path, name: str) -> pd.DataFrame:
+    return spark.read.parquet(str(out / name)).toPandas()
+
+
+def test_midb_two_languages_end_to_end(spark, model_cache, tmp_path):
+    corpus = _midb_subset(tmp_path, ("German", "Korean"), records=120)
+    out = tmp_path / "run"
+    stats = _run(spark, model_cache, [corpus], out, "selection.budget_fraction=0.1")
+
+    counts = stats["counts"]
+    assert counts["identity_holds"]
+    assert counts["records_read"] == 2 * 2 * 120  # raw + revised of every record
+    normalized = _table(spark, out, NORMALIZED)
+    quarantine = _table(spark, out, QUARANTINE)
+    assert len(normalized) + len(quarantine) == counts["records_read"]
+    assert normalized[S.SAMPLE_ID].is_unique
+    assert set(normalized[S.LANG]) == {"de", "ko"}
+    # identical raw and revised samples collapse: the copy is quarantined as a duplicate
+    assert set(quarantine[S.QUARANTINE_REASON]) <= {S.DUPLICATE_REASON} | {
+        r for r in quarantine[S.QUARANTINE_REASON] if r.endswith(("_raw", "_revised"))
+    }
+
+    scores = _table(spark, out, SCORES)
+    assert len(scores) == len(normalized) and scores[S.QSM_SCORE].between(-1, 1).all()
+    assert {len(e) for e in scores[S.EMBEDDING]} == {384}
+
+    selected = _table(spark, out, SELECTED)
+    for lang, n in normalized.groupby(S.LANG).size().items():
+        chosen = selected[selected[S.LANG] == lang]
+        budget = max(1, int(0.1 * n + 0.5))
+        assert len(chosen) == budget
+        assert (chosen[S.SELECTION_REASON] == S.REASON_QUALITY).sum() == (budget * 12 + 7) // 14
+    assert selected[S.SAMPLE_ID].is_unique
+    assert {S.INSTRUCTION, S.RESPONSE, S.CLUSTER_ID, S.QSM_SCORE, S.VARIANT} <= set(selected.columns)
+    assert stats["per_language"]["de"]["clusters"] == stats["stage_info"]["cluster"]["k_per_lang"]["de"]
+    assert set(selected[S.VARIANT]) <= {"raw", "revised"}
+
+
+def test_demo_corpus_end_to_end_and_deterministic(spark, model_cache, tmp_path):
+    if not DEMO_CORPUS.is_dir():
+        pytest.fail("demo corpus missing from the repository")
+    first = _run(spark, model_cache, [DEMO_CORPUS], tmp_path / "a")
+    second = _run(spark, model_cache, [DEMO_CORPUS], tmp_path / "b")
+    assert first["counts"] == second["counts"]
+    assert first["counts"]["identity_holds"] and first["counts"]["quarantined"] > 0
+    assert len(first["per_language"]) >= 5
+
+    def selected_ids(out: Path) -> bytes:
+        df = _table(spark, out, SELECTED).sort_values(S.SAMPLE_ID)
+        return "\n".join(f"{r.sample_id} {r.selection_reason} {r.qsm_score!r}" for r in df.itertuples()).encode()
+
+    assert selected_ids(tmp_path / "a") == selected_ids(tmp_path / "b")
+
+
+def test_rerun_skips_finished_stages(spark, model_cache, tmp_path):
+    corpus = _midb_subset(tmp_path, ("Spanish",), records=40)
+    out = tmp_path / "run"
+    _run(spark, model_cache, [corpus], out)
+    again = _run(spark, model_cache, [corpus], out)
+    assert again["stages_skipped"] == ["ingest", "score", "cluster", "select"]
+    changed = _run(spark, model_cache, [corpus], out, "selection.strategy=cluster_top_k")
+    assert changed["stages_skipped"] == ["ingest", "score", "cluster"]
+    selected = _table(spark, out, SELECTED)
+    assert set(selected[S.SELECTION_REASON]) == {S.REASON_CLUSTER_TOP_K}

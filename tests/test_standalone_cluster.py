@@ -1,0 +1,150 @@
+"""A PySpark job spark-submitted to a real 2-worker standalone cluster really runs on both executors.
+
+Why: this is the proof that the cluster helper gives what local[N] cannot (separate executor JVMs, each with its own
+Python workers, pandas UDFs shipped over the wire), before heavier jobs such as jobs/select.py are run on it. The
+fixture's finaliser also proves that stopping leaves no master, worker, executor or Python worker behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.standalone_cluster import StandaloneCluster, java_available, pid_alive, start_cluster
+
+LOG = logging.getLogger(__name__)
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(not java_available(), reason="a standalone Spark cluster needs a JVM"),
+]
+
+N_ROWS = 4000
+N_PARTITIONS = 8
+
+# Runs as the driver under spark-submit. Every row records where its batch was computed: the Python worker pid,
+# the executor JVM above it and that JVM's parent (the worker daemon), and the executor id, which is the name of the
+# executor's working directory (<worker dir>/<app id>/<executor id>) that the Python worker inherits.
+PROBE_JOB = textwrap.dedent(
+    """
+    import os
+    import socket
+    import sys
+    import time
+
+    import pandas as pd
+    from pyspark import TaskContext
+    from pyspark.sql import SparkSession
+    from pyspark.sql.functions import pandas_udf
+
+
+    def _stat(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        return stat[stat.index("(") + 1 : stat.rindex(")")], int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+    def _executor_jvm():
+        pid = os.getppid()
+        while pid > 1:
+            comm, ppid = _stat(pid)
+            if comm == "java":
+                return pid, ppid
+            pid = ppid
+        return -1, -1
+
+
+    def make_probe():
+        # Spark 4 parses a DDL return type through the active session, so this is built after getOrCreate().
+        @pandas_udf(
+            "doubled long, python_pid long, executor_jvm_pid long, worker_pid long, executor_id string, "
+            "app_id string, host string, partition_id int, task_attempt_id long"
+        )
+        def probe(ids: pd.Series) -> pd.DataFrame:
+            ctx = TaskContext.get()
+            jvm_pid, worker_pid = _executor_jvm()
+            cwd = os.getcwd()
+            time.sleep(0.25)  # long enough per task that both executors are busy at once
+            n = len(ids)
+            return pd.DataFrame(
+                {
+                    "doubled": ids * 2,
+                    "python_pid": [os.getpid()] * n,
+                    "executor_jvm_pid": [jvm_pid] * n,
+                    "worker_pid": [worker_pid] * n,
+                    "executor_id": [os.path.basename(cwd)] * n,
+                    "app_id": [os.path.basename(os.path.dirname(cwd))] * n,
+                    "host": [socket.gethostname()] * n,
+                    "partition_id": [ctx.partitionId()] * n,
+                    "task_attempt_id": [ctx.taskAttemptId()] * n,
+                }
+            )
+
+        return probe
+
+
+    out, n_rows, n_parts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    spark = SparkSession.builder.appName("standalone-cluster-probe").getOrCreate()
+    probe = make_probe()
+    df = spark.range(n_rows, numPartitions=n_parts).select("id", probe("id").alias("p")).select("id", "p.*")
+    df.write.mode("overwrite").parquet(out)
+    spark.stop()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def standalone_cluster():
+    cluster = start_cluster(workers=2)
+    LOG.info("cluster start took %.1fs", cluster.start_seconds)
+    daemons = [cluster.master_pid(), *cluster.worker_pids()]
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+    # The finaliser assertion: a stopped cluster leaves neither daemons nor executors nor Python workers.
+    assert not [p for p in daemons if pid_alive(p)], f"daemons still running after stop(): {daemons}"
+    assert cluster.cluster_processes() == [], f"cluster processes left after stop(): {cluster.cluster_processes()}"
+
+
+def test_pandas_udf_job_runs_on_both_executors(standalone_cluster: StandaloneCluster, tmp_path):
+    job = tmp_path / "probe_job.py"
+    job.write_text(PROBE_JOB)
+    out = tmp_path / "probe.parquet"
+
+    t0 = time.monotonic()
+    proc = standalone_cluster.spark_submit([str(job), str(out), str(N_ROWS), str(N_PARTITIONS)], timeout=300)
+    LOG.info("spark-submit took %.1fs", time.monotonic() - t0)
+    # The Python driver's own traceback goes to stdout (spark-submit merges it there), the JVM's log to stderr.
+    assert proc.returncode == 0, f"spark-submit failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+
+    rows = pq.read_table(out).to_pandas()
+    assert len(rows) == N_ROWS
+    assert sorted(rows["id"]) == list(range(N_ROWS))
+    assert (rows["doubled"] == rows["id"] * 2).all()
+    assert rows["partition_id"].nunique() == N_PARTITIONS
+    assert rows["app_id"].nunique() == 1 and rows["app_id"].iloc[0].startswith("app-")
+
+    per_executor = rows.groupby("executor_id").agg(
+        python_pids=("python_pid", "nunique"),
+        jvm_pids=("executor_jvm_pid", "nunique"),
+        worker_pids=("worker_pid", "nunique"),
+        tasks=("task_attempt_id", "nunique"),
+    )
+    LOG.info("work per executor:\n%s", per_executor)
+    assert len(per_executor) >= 2, f"all tasks ran on one executor:\n{per_executor}"
+    # One executor is one JVM under one worker, and a Python worker belongs to exactly one executor.
+    assert (per_executor[["jvm_pids", "worker_pids"]] == 1).all().all()
+    assert rows.groupby("python_pid")["executor_id"].nunique().max() == 1
+    assert rows["python_pid"].nunique() >= 2
+    assert rows["executor_jvm_pid"].nunique() >= 2
+    # The executors hung under the two worker daemons this fixture started, not under some other cluster.
+    assert set(rows["worker_pid"]) == set(standalone_cluster.worker_pids())
+
+    status = standalone_cluster.status()
+    assert [a["state"] for a in status["completedapps"]] == ["FINISHED"]
+    assert status["aliveworkers"] == 2
