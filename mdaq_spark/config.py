@@ -76,8 +76,9 @@ class ModelConfig(_Section):
     # registry name (see mdaq_spark.models.registry), a local directory, or a hub name already
     # in the local Hugging Face cache (loaded with HF_HUB_OFFLINE=1)
     name: str = "multilingual-e5-small"
-    # trained QSM head directory from `mdaq train-qsm`; null: the untrained encoder's cosine
-    qsm_head: str | None = None
+    # QSM head: "auto" = the head shipped in the package for this encoder (the untrained
+    # cosine if none ships for it), "none" = the untrained cosine, or a `mdaq train-qsm` output dir
+    qsm_head: str = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     batch_size: int = Field(default=32, ge=1)

@@ -29,12 +29,13 @@ from mdaq_spark.io.readers import read_corpus
 from mdaq_spark.lang import add_languages, prompt_text
 from mdaq_spark.models import registry
 from mdaq_spark.select import select
-from mdaq_spark.udfs import embed_udf, qsm_udf, sample_text
+from mdaq_spark.udfs import embed_udf, encode_udf, sample_text, score_udf
 
 log = logging.getLogger(__name__)
 
 NORMALIZED = "normalized"
 QUARANTINE = "quarantine"
+ENCODINGS = "encodings"
 SCORES = "scores"
 EMBEDDINGS = "embeddings"
 CLUSTERS = "clusters"
@@ -145,23 +146,39 @@ class Run:
             parsed.unpersist()
         return {"parsed_rows": parsed_rows}
 
-    def score(self, location: str, fingerprint: str) -> dict:
+    def encode(self, location: str, fingerprint: str) -> dict:
         normalized = self.table(NORMALIZED)
         # neighbours of similar length share a padded batch: less padding, same results
         ordered = normalized.select(S.SAMPLE_ID, S.LANG, prompt_text().alias("_prompt"), S.RESPONSE).sortWithinPartitions(
             F.length("_prompt") + F.length(S.RESPONSE)
         )
-        scored = ordered.select(
-            S.SAMPLE_ID, S.LANG, qsm_udf(self.cfg.model, location)(F.col("_prompt"), F.col(S.RESPONSE)).alias("_qsm")
+        encoded = ordered.select(
+            S.SAMPLE_ID, S.LANG, encode_udf(self.cfg.model, location)(F.col("_prompt"), F.col(S.RESPONSE)).alias("_e")
         ).select(
             S.SAMPLE_ID,
             S.LANG,
-            F.col(f"_qsm.{S.QSM_SCORE}").alias(S.QSM_SCORE),
-            F.col(f"_qsm.{S.EMBEDDING}").alias(S.EMBEDDING),
+            F.col(f"_e.{S.PROMPT_EMBEDDING}").alias(S.PROMPT_EMBEDDING),
+            F.col(f"_e.{S.RESPONSE_EMBEDDING}").alias(S.RESPONSE_EMBEDDING),
+            F.lit(fingerprint).alias(S.ENCODER_FINGERPRINT),
+        )
+        writers.write_table(encoded, self.path(ENCODINGS), partition_by=(S.LANG,))
+        return {"encoder_fingerprint": fingerprint}
+
+    def score(self, head_dir: str | None, fingerprint: str) -> dict:
+        encodings = self.table(ENCODINGS)
+        scored = encodings.select(
+            S.SAMPLE_ID,
+            S.LANG,
+            score_udf(self.cfg.model, head_dir)(F.col(S.PROMPT_EMBEDDING), F.col(S.RESPONSE_EMBEDDING)).alias("_q"),
+        ).select(
+            S.SAMPLE_ID,
+            S.LANG,
+            F.col(f"_q.{S.QSM_SCORE}").alias(S.QSM_SCORE),
+            F.col(f"_q.{S.EMBEDDING}").alias(S.EMBEDDING),
             F.lit(fingerprint).alias(S.MODEL_FINGERPRINT),
         )
         writers.write_table(scored, self.path(SCORES), partition_by=(S.LANG,))
-        return {"model_fingerprint": fingerprint}
+        return {"model_fingerprint": fingerprint, "qsm_head": head_dir or "none (untrained encoder cosine)"}
 
     def embed(self, location: str, fingerprint: str) -> dict:
         model_cfg = self.cfg.embedding.model
@@ -208,10 +225,16 @@ class Run:
         ingest_key = _digest(_section(cfg.input), _section(cfg.language), _input_signature(cfg.input.paths))
         self.stage("ingest", ingest_key, self.ingest)
 
-        qsm_location = registry.ensure_prepared(cfg.model.name, cfg.model.cache_dir)
-        qsm_fp = registry.fingerprint(qsm_location, _section(cfg.model), *( [cfg.model.qsm_head] if cfg.model.qsm_head else []))
-        score_key = _digest(ingest_key, qsm_fp)
-        self.stage("score", score_key, lambda: self.score(qsm_location, qsm_fp))
+        encoder_location = registry.ensure_prepared(cfg.model.name, cfg.model.cache_dir)
+        encoder_settings = _section(cfg.model.model_copy(update={"qsm_head": "", "batch_size": 1}))
+        encoder_fp = registry.fingerprint(encoder_location, encoder_settings)
+        encode_key = _digest(ingest_key, encoder_fp)
+        self.stage("encode", encode_key, lambda: self.encode(encoder_location, encoder_fp))
+
+        head_dir = registry.resolve_head(cfg.model.qsm_head, cfg.model.name)
+        qsm_fp = registry.fingerprint(head_dir, encoder_fp) if head_dir else encoder_fp
+        score_key = _digest(encode_key, qsm_fp)
+        self.stage("score", score_key, lambda: self.score(head_dir, qsm_fp))
 
         upstream = score_key
         if cfg.embedding.source == "model":

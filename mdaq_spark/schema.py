@@ -36,6 +36,9 @@ LANG_RESPONSE = "lang_response"
 LANG_MISMATCH = "lang_mismatch"
 
 # model outputs
+PROMPT_EMBEDDING = "prompt_embedding"  # frozen encoder, instruction (+input) side, L2-normalised
+RESPONSE_EMBEDDING = "response_embedding"  # frozen encoder, response side, L2-normalised
+ENCODER_FINGERPRINT = "encoder_fingerprint"
 QSM_SCORE = "qsm_score"
 EMBEDDING = "embedding"
 MODEL_FINGERPRINT = "model_fingerprint"

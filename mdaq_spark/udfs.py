@@ -23,28 +23,27 @@ from mdaq_spark.config import ModelConfig
 _CACHE: dict[tuple[str, str], object] = {}
 _CACHE_LOCK = threading.Lock()
 
-SCORE_TYPE = T.StructType(
-    [
-        T.StructField(S.QSM_SCORE, T.DoubleType(), True),
-        T.StructField(S.EMBEDDING, T.ArrayType(T.FloatType(), False), True),
-    ]
-)
 EMBEDDING_TYPE = T.ArrayType(T.FloatType(), False)
+ENCODING_TYPE = T.StructType(
+    [T.StructField(S.PROMPT_EMBEDDING, EMBEDDING_TYPE, True), T.StructField(S.RESPONSE_EMBEDDING, EMBEDDING_TYPE, True)]
+)
+SCORE_TYPE = T.StructType(
+    [T.StructField(S.QSM_SCORE, T.DoubleType(), True), T.StructField(S.EMBEDDING, EMBEDDING_TYPE, True)]
+)
 
 
 def _cached(kind: str, cfg: ModelConfig, location: str):
     key = (kind, cfg.model_dump_json() + location)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            from mdaq_spark.models.encoder import TextEncoder
+            if kind == "head":
+                from mdaq_spark.models.qsm import QsmHead
 
-            encoder = TextEncoder(cfg, location)
-            if kind == "qsm":
-                from mdaq_spark.models.qsm import QualityScorer
-
-                _CACHE[key] = QualityScorer(cfg, encoder)
+                _CACHE[key] = QsmHead.load(location) if location else None
             else:
-                _CACHE[key] = encoder
+                from mdaq_spark.models.encoder import TextEncoder
+
+                _CACHE[key] = TextEncoder(cfg, location)
         return _CACHE[key]
 
 
@@ -52,14 +51,38 @@ def _texts(series: pd.Series) -> list[str]:
     return series.fillna("").astype(str).tolist()
 
 
-def qsm_udf(cfg: ModelConfig, location: str):
-    """(prompt, response) -> struct(qsm_score, embedding)."""
+def encode_udf(cfg: ModelConfig, location: str):
+    """(prompt, response) -> struct(prompt_embedding, response_embedding): the one encoder pass per text."""
+
+    @F.pandas_udf(ENCODING_TYPE)
+    def encode_pair(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        encoder = _cached("encoder", cfg, location)
+        for prompts, responses in batches:
+            p = encoder.encode(_texts(prompts), cfg.instruction_prefix)
+            r = encoder.encode(_texts(responses), cfg.response_prefix)
+            yield pd.DataFrame({S.PROMPT_EMBEDDING: list(p), S.RESPONSE_EMBEDDING: list(r)})
+
+    return encode_pair
+
+
+def score_udf(cfg: ModelConfig, head_dir: str | None):
+    """(prompt_embedding, response_embedding) -> struct(qsm_score, embedding); no encoder involved.
+
+    Scoring works on stored encodings, so a newly trained QSM head re-scores a corpus in
+    seconds instead of re-encoding it.
+    """
 
     @F.pandas_udf(SCORE_TYPE)
     def qsm_score(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-        scorer = _cached("qsm", cfg, location)
+        import numpy as np
+
+        from mdaq_spark.models.qsm import score_and_embed
+
+        head = _cached("head", cfg, head_dir or "")
         for prompts, responses in batches:
-            scores, embeddings = scorer.score_and_embed(_texts(prompts), _texts(responses))
+            p = np.stack(prompts.to_numpy()).astype(np.float32)
+            r = np.stack(responses.to_numpy()).astype(np.float32)
+            scores, embeddings = score_and_embed(p, r, head)
             yield pd.DataFrame({S.QSM_SCORE: scores, S.EMBEDDING: list(embeddings)})
 
     return qsm_score

@@ -95,8 +95,8 @@ def test_rerun_skips_finished_stages(spark, model_cache, tmp_path):
     out = tmp_path / "run"
     _run(spark, model_cache, [corpus], out)
     again = _run(spark, model_cache, [corpus], out)
-    assert again["stages_skipped"] == ["ingest", "score", "cluster", "select"]
+    assert again["stages_skipped"] == ["ingest", "encode", "score", "cluster", "select"]
     changed = _run(spark, model_cache, [corpus], out, "selection.strategy=cluster_top_k")
-    assert changed["stages_skipped"] == ["ingest", "score", "cluster"]
+    assert changed["stages_skipped"] == ["ingest", "encode", "score", "cluster"]
     selected = _table(spark, out, SELECTED)
     assert set(selected[S.SELECTION_REASON]) == {S.REASON_CLUSTER_TOP_K}

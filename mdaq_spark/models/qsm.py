@@ -2,14 +2,17 @@
 
 The instruction (+input) and the response are embedded separately by one multilingual
 encoder ("query: " and "passage: " sides of E5). The score is the cosine of the two
-embeddings, optionally after a learned linear projection (the QSM head trained by
-`mdaq train-qsm` with a triplet margin loss on expert-revised vs machine-translated
-responses). Meaning: higher = the response lies closer to what the instruction asks for;
-the range is [-1, 1], only the order within a corpus matters (E5 cosines are compressed,
-unrelated pairs sit near 0.75, so never read the value as an absolute threshold).
+embeddings after the QSM head: two learned linear maps, one per side, trained by
+`mdaq train-qsm` with a triplet margin loss so that expert-revised responses land nearer
+their instruction than raw machine translations do. Without a head the score is the plain
+cosine of the untrained encoder. Meaning: higher = the response fits what the instruction
+asks for better; range [-1, 1]; only the order within a corpus matters (E5 cosines are
+compressed, unrelated pairs sit near 0.75, so never read the value as an absolute
+threshold).
 
-The same two embeddings give the sample's diversity embedding (their normalised sum), so
-no text is encoded twice.
+The same two frozen embeddings give the sample's diversity embedding (their normalised
+sum), so no text is encoded twice, and scoring needs no encoder at all once a corpus is
+encoded.
 """
 
 from __future__ import annotations
@@ -20,38 +23,42 @@ from pathlib import Path
 
 import numpy as np
 
-from mdaq_spark.config import ModelConfig
 from mdaq_spark.errors import ModelLoadError
-from mdaq_spark.models.encoder import TextEncoder
 
 HEAD_WEIGHTS = "qsm_head.safetensors"
 HEAD_MANIFEST = "qsm_head.json"
 
 
 @dataclass(frozen=True)
-class ProjectionHead:
-    """y = W x (+ b), then L2-normalised; trained so revised responses land nearer their prompt."""
+class QsmHead:
+    """score = cos(P p + bp, R r + br): one affine map per side, identity at initialisation."""
 
-    weight: np.ndarray  # (out_dim, in_dim)
-    bias: np.ndarray | None
+    prompt_weight: np.ndarray  # (out_dim, in_dim)
+    prompt_bias: np.ndarray
+    response_weight: np.ndarray
+    response_bias: np.ndarray
     manifest: dict
 
+    @property
+    def in_dim(self) -> int:
+        return int(self.prompt_weight.shape[1])
+
     @classmethod
-    def load(cls, directory: str | Path) -> ProjectionHead:
+    def load(cls, directory: str | Path) -> QsmHead:
         from safetensors.numpy import load_file
 
         directory = Path(directory)
         if not (directory / HEAD_WEIGHTS).is_file():
-            raise ModelLoadError(f"{directory} is not a QSM head directory (no {HEAD_WEIGHTS})")
-        tensors = load_file(str(directory / HEAD_WEIGHTS))
+            raise ModelLoadError(f"{directory} is not a QSM head directory (no {HEAD_WEIGHTS}); train one with "
+                                 "`mdaq train-qsm`")
+        t = load_file(str(directory / HEAD_WEIGHTS))
         manifest = json.loads((directory / HEAD_MANIFEST).read_text()) if (directory / HEAD_MANIFEST).is_file() else {}
-        return cls(tensors["weight"].astype(np.float32), tensors.get("bias"), manifest)
+        return cls(t["prompt.weight"], t["prompt.bias"], t["response.weight"], t["response.bias"], manifest)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = x @ self.weight.T
-        if self.bias is not None:
-            y = y + self.bias
-        return normalise_rows(y)
+    def project(self, prompt_emb: np.ndarray, response_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = prompt_emb @ self.prompt_weight.T + self.prompt_bias
+        r = response_emb @ self.response_weight.T + self.response_bias
+        return normalise_rows(p), normalise_rows(r)
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -59,29 +66,15 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-class QualityScorer:
-    def __init__(self, cfg: ModelConfig, encoder: TextEncoder | None = None) -> None:
-        self.cfg = cfg
-        self.encoder = encoder or TextEncoder(cfg)
-        self.head = ProjectionHead.load(cfg.qsm_head) if cfg.qsm_head else None
-        if self.head is not None and self.head.weight.shape[1] != self.encoder.dim:
-            raise ModelLoadError(
-                f"QSM head {cfg.qsm_head} expects {self.head.weight.shape[1]}-d inputs but {cfg.name} gives "
-                f"{self.encoder.dim}-d embeddings: train the head on this encoder"
-            )
-
-    def embed_pairs(self, prompts: list[str], responses: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            self.encoder.encode(prompts, self.cfg.instruction_prefix),
-            self.encoder.encode(responses, self.cfg.response_prefix),
+def score_and_embed(
+    prompt_emb: np.ndarray, response_emb: np.ndarray, head: QsmHead | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(qsm scores, L2-normalised sample embeddings) from the frozen encoder's two embeddings."""
+    if head is not None and head.in_dim != prompt_emb.shape[1]:
+        raise ModelLoadError(
+            f"QSM head expects {head.in_dim}-d embeddings but the encoder gives {prompt_emb.shape[1]}-d: "
+            "train the head on this encoder"
         )
-
-    def score_embeddings(self, prompt_emb: np.ndarray, response_emb: np.ndarray) -> np.ndarray:
-        if self.head is not None:
-            prompt_emb, response_emb = self.head(prompt_emb), self.head(response_emb)
-        return np.einsum("ij,ij->i", prompt_emb, response_emb).astype(np.float64)
-
-    def score_and_embed(self, prompts: list[str], responses: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(qsm scores, L2-normalised sample embeddings) from one encoder pass per text."""
-        prompt_emb, response_emb = self.embed_pairs(prompts, responses)
-        return self.score_embeddings(prompt_emb, response_emb), normalise_rows(prompt_emb + response_emb)
+    p, r = head.project(prompt_emb, response_emb) if head is not None else (prompt_emb, response_emb)
+    scores = np.einsum("ij,ij->i", p, r).astype(np.float64)
+    return scores, normalise_rows(prompt_emb + response_emb)

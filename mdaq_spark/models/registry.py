@@ -114,6 +114,24 @@ def fingerprint(location: str, *extra: str) -> str:
     return h.hexdigest()[:16]
 
 
+PACKAGED_HEADS = Path(__file__).parent / "qsm_heads"
+
+
+def resolve_head(head: str, encoder_name: str) -> str | None:
+    """The QSM head directory to use, or None for the untrained encoder cosine."""
+    from mdaq_spark.models.qsm import HEAD_WEIGHTS
+
+    if head == "none":
+        return None
+    if head == "auto":
+        shipped = PACKAGED_HEADS / encoder_name
+        return str(shipped) if (shipped / HEAD_WEIGHTS).is_file() else None
+    path = Path(head).expanduser()
+    if not (path / HEAD_WEIGHTS).is_file():
+        raise ModelLoadError(f"model.qsm_head {head} is not a trained QSM head directory (no {HEAD_WEIGHTS})")
+    return str(path)
+
+
 def describe() -> list[dict[str, str]]:
     return [{"name": name, "description": m.description} for name, m in REGISTRY.items()]
 
