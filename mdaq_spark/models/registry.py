@@ -132,6 +132,13 @@ def resolve_head(head: str, encoder_name: str) -> str | None:
     return str(path)
 
 
+def encoder_fingerprint(location: str, model_cfg) -> str:
+    """Fingerprint of what the frozen encoder outputs: weights and the settings that change them
+    (the QSM head and batch size do not, so they are left out: a new head reuses encodings)."""
+    settings = model_cfg.model_copy(update={"qsm_head": "", "batch_size": 1}).model_dump_json()
+    return fingerprint(location, settings)
+
+
 def describe() -> list[dict[str, str]]:
     return [{"name": name, "description": m.description} for name, m in REGISTRY.items()]
 

@@ -1,0 +1,175 @@
+"""`mdaq train-qsm` / `mdaq eval-qsm`: data -> split -> encode (cached) -> train -> evaluate -> save.
+
+The saved directory is self-describing: weights plus a manifest with the base encoder and
+its fingerprint, the data files and counts, every hyperparameter, the training losses and
+the evaluation metrics, and a fingerprint of the weights themselves (which keys the scores
+a pipeline run stores).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mdaq_spark import __version__
+from mdaq_spark.config import ModelConfig, TrainQsmConfig
+from mdaq_spark.errors import ConfigError
+from mdaq_spark.models import registry
+from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS, QsmHead, score_and_embed
+from mdaq_spark.train import evaluate as ev
+from mdaq_spark.train.encodings import EncodingCache, encode_texts, seed_from_run
+from mdaq_spark.train.triplets import _bucket, load_triplets, split
+
+log = logging.getLogger(__name__)
+
+
+class _Embedder:
+    """Frozen-encoder embeddings of triplet texts through the on-disk cache; loads the model only if needed."""
+
+    def __init__(self, model_cfg: ModelConfig, cache_root: str | None, reuse_run: str | None) -> None:
+        self.cfg = model_cfg
+        self.location = registry.ensure_prepared(model_cfg.name, model_cfg.cache_dir)
+        self.fingerprint = registry.encoder_fingerprint(self.location, model_cfg)
+        root = Path(cache_root) if cache_root else registry.cache_dir(model_cfg.cache_dir).parent / "qsm_encodings"
+        self.cache = EncodingCache(root, self.fingerprint)
+        if reuse_run:
+            seed_from_run(self.cache, Path(reuse_run), model_cfg.instruction_prefix, model_cfg.response_prefix)
+        self._encoder = None
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from mdaq_spark.models.encoder import TextEncoder
+
+            self._encoder = TextEncoder(self.cfg, self.location)
+        return self._encoder
+
+    def triplet_embeddings(self, t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ip, rp = self.cfg.instruction_prefix, self.cfg.response_prefix
+        missing = len(self.cache.missing([*_keys(t["prompt"], ip), *_keys(t["chosen"], rp), *_keys(t["rejected"], rp)]))
+        enc = self.encoder if missing else None
+        return (
+            encode_texts(self.cache, enc, t["prompt"].tolist(), ip),
+            encode_texts(self.cache, enc, t["chosen"].tolist(), rp),
+            encode_texts(self.cache, enc, t["rejected"].tolist(), rp),
+        )
+
+
+def _keys(texts: pd.Series, prefix: str) -> list[str]:
+    from mdaq_spark.train.encodings import text_key
+
+    return [text_key(prefix, x) for x in texts]
+
+
+def _gap(a: np.ndarray, p: np.ndarray, n: np.ndarray, head: QsmHead | None) -> np.ndarray:
+    return score_and_embed(a, p, head)[0] - score_and_embed(a, n, head)[0]
+
+
+def _cap_per_language(df: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
+    if cap is None:
+        return df
+    order = df["prompt"].map(lambda p: _bucket(p, seed + 1))
+    return df.assign(_o=order).sort_values(["lang", "_o"]).groupby("lang").head(cap).drop(columns="_o")
+
+
+def _evaluate_splits(splits: dict[str, tuple], head: QsmHead | None, seed: int) -> dict:
+    out = {}
+    for name, (t, a, p, n) in splits.items():
+        if len(t) == 0:
+            continue
+        gaps = {"qsm": _gap(a, p, n, head)} if head is not None else {}
+        gaps["untrained_cosine"] = _gap(a, p, n, None)
+        gaps.update(ev.baseline_gaps(t, seed))
+        out[name] = ev.evaluate(t, gaps)
+    return out
+
+
+def _save_head(trained, manifest: dict, out: Path) -> str:
+    from safetensors.numpy import save_file
+
+    tensors = {
+        "prompt.weight": trained.prompt_weight, "prompt.bias": trained.prompt_bias,
+        "response.weight": trained.response_weight, "response.bias": trained.response_bias,
+    }
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode() + tensors[name].tobytes())
+    manifest = {**manifest, "fingerprint": h.hexdigest()[:16]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    save_file(tensors, str(tmp / HEAD_WEIGHTS))
+    (tmp / HEAD_MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return manifest["fingerprint"]
+
+
+def train_qsm(cfg: TrainQsmConfig) -> dict:
+    if not cfg.data or not cfg.output:
+        raise ConfigError("train-qsm needs --data (MIDB or triplet files) and --output (the QSM directory to write)")
+    data = load_triplets(cfg.data)
+    train, eval_seen, eval_unseen = split(data.triplets, cfg.eval_fraction, cfg.holdout_langs, cfg.seed)
+    train = _cap_per_language(train, cfg.max_per_lang, cfg.seed)
+    log.info("triplets: %d usable (%d identical skipped, %d malformed); train %d, eval seen %d, eval unseen %d",
+             len(data.triplets), data.skipped_identical, data.skipped_malformed, len(train), len(eval_seen),
+             len(eval_unseen))
+    if cfg.mode == "full":
+        from mdaq_spark.train.finetune import finetune_encoder
+
+        return finetune_encoder(cfg, train, eval_seen, eval_unseen, data)
+
+    embedder = _Embedder(cfg.model, cfg.encoding_cache, cfg.reuse_run)
+    emb = {name: (t, *embedder.triplet_embeddings(t))
+           for name, t in (("train", train), ("eval_seen_languages", eval_seen), ("eval_unseen_languages", eval_unseen))}
+    from mdaq_spark.train.head import train_head
+
+    _, a, p, n = emb["train"]
+    trained = train_head(a, p, n, cfg.head, cfg.seed)
+    head = QsmHead(trained.prompt_weight, trained.prompt_bias, trained.response_weight, trained.response_bias, {})
+    metrics = _evaluate_splits(emb, head, cfg.seed)
+    manifest = {
+        "kind": "mdaq-qsm-head",
+        "mdaq_spark_version": __version__,
+        "base_model": cfg.model.name,
+        "base_model_manifest": registry.manifest(embedder.location),
+        "encoder_fingerprint": embedder.fingerprint,
+        "prefixes": {"instruction": cfg.model.instruction_prefix, "response": cfg.model.response_prefix},
+        "max_seq_length": cfg.model.max_seq_length,
+        "data": {"files": sorted({str(x) for x in cfg.data}), "usable_triplets": len(data.triplets),
+                 "skipped_identical": data.skipped_identical, "skipped_malformed": data.skipped_malformed,
+                 "languages": sorted(data.triplets["lang"].unique()),
+                 "train": len(train), "eval_seen_languages": len(eval_seen), "eval_unseen_languages": len(eval_unseen),
+                 "holdout_langs": sorted(cfg.holdout_langs), "eval_fraction": cfg.eval_fraction,
+                 "max_per_lang": cfg.max_per_lang, "split": "by prompt hash"},
+        "hyperparameters": {**cfg.head.model_dump(), "seed": cfg.seed, "mode": "head"},
+        "train_losses": [round(x, 6) for x in trained.losses],
+        "metrics": {s: {scorer: m["overall"] for scorer, m in r.items()} for s, r in metrics.items()},
+    }
+    out = Path(cfg.output)
+    manifest["fingerprint"] = _save_head(trained, manifest, out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return {"output": str(out), "manifest": manifest, "metrics": metrics}
+
+
+def eval_qsm(data_paths: list[str], model_cfg: ModelConfig, cache_root: str | None, reuse_run: str | None,
+             seed: int) -> dict:
+    """Metrics of one QSM (encoder + head, or the bare encoder) on all usable triplets, with the baselines."""
+    data = load_triplets(data_paths)
+    embedder = _Embedder(model_cfg, cache_root, reuse_run)
+    head_dir = registry.resolve_head(model_cfg.qsm_head, model_cfg.name)
+    head = QsmHead.load(head_dir) if head_dir else None
+    t = data.triplets
+    return {
+        "qsm_head": head_dir,
+        "encoder_fingerprint": embedder.fingerprint,
+        "metrics": _evaluate_splits({"all": (t, *embedder.triplet_embeddings(t))}, head, seed),
+    }
