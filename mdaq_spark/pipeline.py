@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,6 +149,9 @@ class Run:
 
     def encode(self, location: str, fingerprint: str) -> dict:
         normalized = self.table(NORMALIZED)
+        rows = normalized.count()
+        tasks = max(self.spark.sparkContext.defaultParallelism, math.ceil(rows / self.cfg.spark.rows_per_model_task))
+        normalized = normalized.repartition(tasks, S.SAMPLE_ID)
         # neighbours of similar length share a padded batch: less padding, same results
         ordered = normalized.select(S.SAMPLE_ID, S.LANG, prompt_text().alias("_prompt"), S.RESPONSE).sortWithinPartitions(
             F.length("_prompt") + F.length(S.RESPONSE)
@@ -162,7 +166,7 @@ class Run:
             F.lit(fingerprint).alias(S.ENCODER_FINGERPRINT),
         )
         writers.write_table(encoded, self.path(ENCODINGS), partition_by=(S.LANG,))
-        return {"encoder_fingerprint": fingerprint}
+        return {"encoder_fingerprint": fingerprint, "rows": rows, "tasks": tasks}
 
     def score(self, head_dir: str | None, fingerprint: str) -> dict:
         encodings = self.table(ENCODINGS)

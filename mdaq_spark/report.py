@@ -99,7 +99,8 @@ def collect_stats(run: Run) -> dict:
         "stages_skipped": list(run.skipped),
         "stage_keys": dict(run.keys),
         "stage_info": run.info,
-        "environment": {"python": platform.python_version(), "spark": run.spark.version},
+        "environment": {"python": platform.python_version(), "spark": run.spark.version,
+                        "spark_master": run.spark.sparkContext.master},
         "config": run.cfg.model_dump(mode="json"),
     }
 

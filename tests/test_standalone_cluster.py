@@ -148,3 +148,40 @@ def test_pandas_udf_job_runs_on_both_executors(standalone_cluster: StandaloneClu
     status = standalone_cluster.status()
     assert [a["state"] for a in status["completedapps"]] == ["FINISHED"]
     assert status["aliveworkers"] == 2
+
+
+def test_spark_submit_select_job(standalone_cluster: StandaloneCluster, model_cache, tmp_path):
+    """The product's own entry point, jobs/select.py, on the real cluster: output complete and consistent."""
+    import json
+
+    import pandas as pd
+
+    from tests.conftest import MIDB_DIR, REPO
+
+    corpus = tmp_path / "midb"
+    corpus.mkdir()
+    for lang in ("French", "Turkish"):
+        if not (MIDB_DIR / f"{lang}.json").exists():
+            pytest.skip("shared MIDB data not present")
+        records = json.loads((MIDB_DIR / f"{lang}.json").read_text(encoding="utf-8"))[:40]
+        (corpus / f"{lang}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "run"
+    proc = standalone_cluster.spark_submit(
+        [str(REPO / "jobs" / "select.py"), "--config", str(REPO / "conf" / "default.yaml"), "--input", str(corpus),
+         "--output", str(out), "--set", f"model.cache_dir={model_cache}", "--set", "selection.budget_fraction=0.25"],
+        timeout=900,
+        cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, f"spark-submit failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+
+    stats = json.loads((out / "report" / "stats.json").read_text())
+    assert stats["counts"]["identity_holds"] and stats["counts"]["records_read"] == 2 * 2 * 40
+    assert stats["environment"]["spark_master"].startswith("spark://")
+    selected = pd.read_parquet(out / "selected")
+    normalized = pd.read_parquet(out / "normalized")
+    assert set(selected["lang"].astype(str)) == {"fr", "tr"}
+    for lang, n in normalized.groupby(normalized["lang"].astype(str)).size().items():
+        assert (selected["lang"].astype(str) == lang).sum() == max(1, int(0.25 * n + 0.5))
+    assert selected["sample_id"].is_unique
+    assert set(selected["selection_reason"]) == {"quality", "diversity"}
+    assert standalone_cluster.status()["completedapps"][-1]["state"] == "FINISHED"
