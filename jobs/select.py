@@ -9,9 +9,15 @@ about the job comes from the config.
 
 from __future__ import annotations
 
+import os
 import sys
 
-from mdaq_spark.cli import main
+# Python puts this script's folder first on sys.path, where this file would shadow the
+# standard library's `select` module (imported by socket, subprocess, asyncio...): drop it.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+from mdaq_spark.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["run", *sys.argv[1:]]))

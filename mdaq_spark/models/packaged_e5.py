@@ -188,8 +188,15 @@ def prepare_multilingual_e5_small(dest: Path) -> Path:
         max_position_embeddings=header["max_pos"], type_vocab_size=header["type_vocab"],
         layer_norm_eps=header["eps"], hidden_act="gelu", pad_token_id=1,
     )
-    model = BertModel(config, add_pooling_layer=False)
-    missing, unexpected = model.load_state_dict(_bert_state_dict(header, tensors), strict=False)
+    # E5 pools by mean, so BERT's pooler is unused; it is kept (as the identity) only so that
+    # loaders find every weight a BertModel has and do not warn about "newly initialised" ones
+    model = BertModel(config, add_pooling_layer=True)
+    state = _bert_state_dict(header, tensors)
+    import torch
+
+    state["pooler.dense.weight"] = torch.eye(header["hidden"])
+    state["pooler.dense.bias"] = torch.zeros(header["hidden"])
+    missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [m for m in missing if "position_ids" not in m]
     if missing or unexpected:
         raise ModelLoadError(f"E5S1 -> BertModel mapping incomplete: missing {missing}, unexpected {unexpected}")
