@@ -159,6 +159,63 @@ def cmd_eval_qsm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stats(run_dir: str) -> tuple[Path, dict]:
+    from mdaq_spark.errors import InputError
+    from mdaq_spark.report import STATS_FILE
+
+    report_dir = Path(run_dir) / "report"
+    if not (report_dir / STATS_FILE).is_file():
+        raise InputError(f"{run_dir} has no report/{STATS_FILE}: is it a finished mdaq run directory?")
+    return report_dir, json.loads((report_dir / STATS_FILE).read_text())
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mdaq_spark.report import write_html
+
+    report_dir, _ = _stats(args.run_dir)
+    print(write_html(report_dir))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    _, stats = _stats(args.run_dir)
+    c = stats["counts"]
+    console = Console()
+    console.print(f"[bold]{args.run_dir}[/bold]  finished {stats.get('finished_at', '?')}")
+    console.print(
+        f"read {c['records_read']} = kept {c['kept']} + quarantined {c['quarantined']} + duplicates "
+        f"{c['exact_duplicates']}  ({'identity holds' if c['identity_holds'] else 'IDENTITY BROKEN'}); "
+        f"selected {c['selected']}"
+    )
+    table = Table(title="per language")
+    for col in ("lang", "samples", "clusters", "largest cluster", "quality", "diversity", "top-k", "kept", "score mean"):
+        table.add_column(col, justify="right")
+    for lang, e in stats.get("per_language", {}).items():
+        sel = e.get("selected", {})
+        table.add_row(lang, str(e.get("samples", 0)), str(e.get("clusters", 0)),
+                      f"{100 * e.get('largest_cluster_share', 0):.1f}%", str(sel.get("quality", 0)),
+                      str(sel.get("diversity", 0)), str(sel.get("cluster_top_k", 0)), str(e.get("selected_total", 0)),
+                      f"{e.get('score_mean', float('nan')):.4f}")
+    console.print(table)
+    reasons = Table(title="quarantine by reason")
+    reasons.add_column("reason")
+    reasons.add_column("rows", justify="right")
+    for reason, n in sorted(stats.get("quarantine_by_reason", {}).items()):
+        reasons.add_row(reason, str(n))
+    console.print(reasons)
+    stages = Table(title="stages")
+    stages.add_column("stage")
+    stages.add_column("seconds", justify="right")
+    stages.add_column("skipped")
+    for stage, seconds in stats.get("stage_seconds", {}).items():
+        stages.add_row(stage, f"{seconds:.1f}", "yes" if stage in stats.get("stages_skipped", []) else "")
+    console.print(stages)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mdaq",
@@ -216,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse-run", help="a pipeline run dir over the same data: reuse its stored encodings")
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_eval_qsm)
+
+    p = sub.add_parser("report", help="rebuild report/report.html of a finished run from its stats.json",
+                       epilog="example: mdaq report runs/demo")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("inspect", help="print a finished run's summary as terminal tables",
+                       epilog="example: mdaq inspect runs/demo")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_inspect)
     return parser
 
 

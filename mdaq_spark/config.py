@@ -132,6 +132,14 @@ class SelectionConfig(_Section):
         return self
 
 
+class ReportConfig(_Section):
+    html: bool = True  # report/report.html next to stats.json
+    histogram_bins: int = Field(default=20, ge=2, le=200)
+    projection_sample: int = Field(default=1500, ge=0, le=20000)  # embeddings drawn in the 2-D map
+    examples_per_lang: int = Field(default=3, ge=0, le=50)  # highest and lowest scored samples shown
+    skew_warning_factor: float = Field(default=3.0, gt=1)  # warn when a cluster exceeds this x the mean size
+
+
 class JobConfig(_Section):
     input: InputConfig = InputConfig()
     output: OutputConfig = OutputConfig()
@@ -141,6 +149,7 @@ class JobConfig(_Section):
     embedding: EmbeddingConfig = EmbeddingConfig()
     clustering: ClusteringConfig = ClusteringConfig()
     selection: SelectionConfig = SelectionConfig()
+    report: ReportConfig = ReportConfig()
     seed: int = 42
 
     def to_json(self) -> str:

@@ -108,13 +108,35 @@ def collect_stats(run: Run) -> dict:
 def write_stats(run: Run) -> dict:
     from mdaq_spark import pipeline as P
 
+    from mdaq_spark.report_data import collect_report_data
+
     stats = collect_stats(run)
+    stats["run_dir"] = str(run.cfg.output.path)
+    run.spark.sparkContext.setJobGroup("mdaq-report", "mdaq stage: report", interruptOnCancel=True)
+    stats["report"] = collect_report_data(run, run.cfg.report)
     out = Path(run.path(P.REPORT))
     out.mkdir(parents=True, exist_ok=True)
     (out / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False, sort_keys=False))
+    if run.cfg.report.html:
+        write_html(out)
     c = stats["counts"]
     log.info(
         "read %d = kept %d + quarantined %d + duplicates %d; selected %d",
         c["records_read"], c["kept"], c["quarantined"], c["exact_duplicates"], c["selected"],
     )  # fmt: skip
     return stats
+
+
+HTML_FILE = "report.html"
+
+
+def write_html(report_dir: Path) -> Path:
+    """(Re)build report.html from the stats.json beside it; no Spark needed."""
+    from mdaq_spark.report_html import render
+
+    stats = json.loads((report_dir / STATS_FILE).read_text())
+    path = report_dir / HTML_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render(stats), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -88,6 +88,32 @@ def test_demo_corpus_end_to_end_and_deterministic(spark, model_cache, tmp_path):
         return "\n".join(f"{r.sample_id} {r.selection_reason} {r.qsm_score!r}" for r in df.itertuples()).encode()
 
     assert selected_ids(tmp_path / "a") == selected_ids(tmp_path / "b")
+    _check_report(tmp_path / "a", first)
+
+
+def _check_report(run: Path, stats: dict) -> None:
+    """report.html shows stats.json's own numbers, and headless Chromium really draws it."""
+    import os
+    import struct
+
+    from scripts.screenshot_report import chromium, screenshot
+
+    html = (run / "report" / "report.html").read_text(encoding="utf-8")
+    c = stats["counts"]
+    assert f"{c['records_read']} = {c['kept']} + {c['quarantined']} + {c['exact_duplicates']}" in html
+    for lang, entry in stats["per_language"].items():
+        assert f"<td class='l'>{lang}</td><td>{entry['samples']}</td>" in html
+    assert html.count("<svg") >= 2 * len(stats["per_language"]) + 1  # histograms, cluster sizes, the map
+    assert "http://" not in html and "https://" not in html and "<script" not in html  # self-contained
+    if chromium() is None:
+        if os.environ.get("MDAQ_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("chromium is required for the report screenshot check (MDAQ_REQUIRE_CHROMIUM=1)")
+        return
+    png = screenshot(run / "report" / "report.html", run / "report.png")
+    header = png.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", header[16:24]) == (1280, 2400)
+    assert png.stat().st_size > 50_000  # a blank page compresses to a few kB
 
 
 def test_rerun_skips_finished_stages(spark, model_cache, tmp_path):
@@ -100,3 +126,26 @@ def test_rerun_skips_finished_stages(spark, model_cache, tmp_path):
     assert changed["stages_skipped"] == ["ingest", "encode", "score", "cluster"]
     selected = _table(spark, out, SELECTED)
     assert set(selected[S.SELECTION_REASON]) == {S.REASON_CLUSTER_TOP_K}
+
+
+def test_new_qsm_head_rescores_without_reencoding(spark, model_cache, tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    corpus = _midb_subset(tmp_path, ("Italian",), records=30)
+    out = tmp_path / "run"
+    _run(spark, model_cache, [corpus], out, "model.qsm_head=none")
+    before = _table(spark, out, SCORES).set_index(S.SAMPLE_ID)[S.QSM_SCORE]
+
+    head = tmp_path / "head"
+    head.mkdir()
+    rng = np.random.default_rng(1)
+    eye = np.eye(384, dtype=np.float32)
+    save_file({"prompt.weight": eye, "prompt.bias": np.zeros(384, np.float32),
+               "response.weight": eye + 0.05 * rng.normal(size=(384, 384)).astype(np.float32),
+               "response.bias": np.zeros(384, np.float32)}, str(head / "qsm_head.safetensors"))
+    stats = _run(spark, model_cache, [corpus], out, f"model.qsm_head={head}")
+    assert stats["stages_skipped"] == ["ingest", "encode"]  # stored encodings are reused
+    after = _table(spark, out, SCORES).set_index(S.SAMPLE_ID)[S.QSM_SCORE]
+    assert set(after.index) == set(before.index)
+    assert not np.allclose(after.loc[before.index].to_numpy(), before.to_numpy())
