@@ -194,3 +194,16 @@ def test_mixed_folder_reads_each_type_with_its_reader(spark, tmp_path):
     df = _read(spark, folder)
     assert len(df) == 2 and df[S.QUARANTINE_REASON].isna().all()
     assert sorted(df[S.RESPONSE]) == ["Blau.", "Hi!"]
+
+
+def test_delta_table_input_reads_the_current_snapshot(spark, tmp_path):
+    deltalake = pytest.importorskip("deltalake")
+    import pyarrow as pa
+
+    table = tmp_path / "delta"
+    first = pa.table({"instruction": ["Nenne eine Farbe.", "Say hi."], "output": ["Blau.", "Hi!"]})
+    deltalake.write_deltalake(str(table), first)
+    deltalake.write_deltalake(str(table), pa.table({"instruction": ["Count to 3."], "output": ["1, 2, 3."]}),
+                              mode="overwrite")
+    df = _read(spark, table)
+    assert sorted(df[S.RESPONSE]) == ["1, 2, 3."]  # the overwritten version's files are not read
