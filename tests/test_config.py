@@ -48,3 +48,8 @@ def test_missing_input_is_reported_before_spark(tmp_path):
         check_runnable(cfg)
     with pytest.raises(ConfigError, match="no input"):
         check_runnable(load_config(None, []))
+
+
+def test_cluster_yaml_is_a_valid_config():
+    cfg = load_config(REPO / "conf" / "cluster.yaml")
+    assert cfg.model.device == "cuda" and cfg.spark.conf["spark.task.resource.gpu.amount"] == "1"
