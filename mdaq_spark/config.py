@@ -132,6 +132,27 @@ class SelectionConfig(_Section):
         return self
 
 
+class FiltersConfig(_Section):
+    """Rule-based flags (mdaq_spark/heuristics.py) and what they do to the selection."""
+
+    # flag: only mark; demote: flagged samples rank after every clean one of their language;
+    # drop: flagged samples are not candidates (they stay in normalized/, counted in stats)
+    action: Literal["flag", "demote", "drop"] = "demote"
+    rules: list[Literal["response_copies_instruction", "truncated_response", "response_too_short",
+                        "response_too_long", "repetitive_response"]] = Field(
+        default_factory=lambda: ["response_copies_instruction", "truncated_response", "response_too_short",
+                                 "response_too_long", "repetitive_response"]
+    )
+    lang_mismatch: bool = False  # also flag instruction/response language mismatch (off: cross-lingual data is valid)
+    min_response_chars: int = Field(default=2, ge=0)
+    max_response_chars: int = Field(default=20000, ge=1)
+    truncation_min_chars: int = Field(default=80, ge=1)  # shorter answers may end without punctuation
+    copy_max_extra_ratio: float = Field(default=1.2, ge=1)  # response = instruction + at most 20% more
+    repetition_window_chars: int = Field(default=5000, ge=100)  # only the head is checked, for speed
+    repetition_min_lines: int = Field(default=4, ge=2)
+    repetition_max_duplicate_share: float = Field(default=0.5, gt=0, lt=1)
+
+
 class ReportConfig(_Section):
     html: bool = True  # report/report.html next to stats.json
     histogram_bins: int = Field(default=20, ge=2, le=200)
@@ -149,6 +170,7 @@ class JobConfig(_Section):
     embedding: EmbeddingConfig = EmbeddingConfig()
     clustering: ClusteringConfig = ClusteringConfig()
     selection: SelectionConfig = SelectionConfig()
+    filters: FiltersConfig = FiltersConfig()
     report: ReportConfig = ReportConfig()
     seed: int = 42
 

@@ -29,6 +29,7 @@ from mdaq_spark.io import writers
 from mdaq_spark.io.readers import read_corpus
 from mdaq_spark.lang import add_languages, prompt_text
 from mdaq_spark.models import registry
+from mdaq_spark.heuristics import FLAGS, add_flags
 from mdaq_spark.select import select
 from mdaq_spark.udfs import embed_udf, encode_udf, sample_text, score_udf
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 NORMALIZED = "normalized"
 QUARANTINE = "quarantine"
 ENCODINGS = "encodings"
+FLAGGED = "flagged"
+DEMOTE_OFFSET = 10.0  # moves a flagged score from [-1, 1] below every clean one
 SCORES = "scores"
 EMBEDDINGS = "embeddings"
 CLUSTERS = "clusters"
@@ -205,20 +208,36 @@ class Run:
         return {"k_per_lang": result.k_per_lang}
 
     def select(self) -> dict:
+        cfg = self.cfg
         scores = self.table(SCORES).select(S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT)
         clusters = self.table(CLUSTERS)
-        candidates = clusters.join(scores, on=S.SAMPLE_ID)
-        chosen = select(candidates, self.cfg.selection)
         content = self.table(NORMALIZED)
+        flags = add_flags(content, cfg.filters).select(S.SAMPLE_ID, S.LANG, FLAGS)
+        writers.write_table(flags.where(F.size(FLAGS) > 0).coalesce(1), self.path(FLAGGED))
+        flags = self.table(FLAGGED).select(S.SAMPLE_ID, FLAGS)
+        candidates = clusters.join(scores, on=S.SAMPLE_ID).join(flags, on=S.SAMPLE_ID, how="left")
+        flagged = F.coalesce(F.size(FLAGS), F.lit(0)) > 0
+        if cfg.filters.action == "drop":
+            candidates = candidates.where(~flagged)
+        elif cfg.filters.action == "demote":
+            # scores live in [-1, 1]: shifting flagged ones below -1 ranks them after every clean sample
+            candidates = candidates.withColumn(
+                S.QSM_SCORE, F.when(flagged, F.col(S.QSM_SCORE) - F.lit(DEMOTE_OFFSET)).otherwise(F.col(S.QSM_SCORE))
+            )
+        chosen = select(candidates, cfg.selection).drop(S.QSM_SCORE)
         out = (
             chosen.join(content.drop(S.LANG), on=S.SAMPLE_ID)
             .join(clusters.select(S.SAMPLE_ID, S.CENTROID_DISTANCE), on=S.SAMPLE_ID)
-            .join(scores.select(S.SAMPLE_ID, S.MODEL_FINGERPRINT), on=S.SAMPLE_ID)
+            .join(scores, on=S.SAMPLE_ID)
+            .join(flags, on=S.SAMPLE_ID, how="left")
+            .withColumn(FLAGS, F.coalesce(F.col(FLAGS), F.array().cast("array<string>")))
         )
         lead = [S.SAMPLE_ID, S.LANG, S.SELECTION_REASON, S.QSM_SCORE, S.QUALITY_RANK, S.CLUSTER_ID]
         out = out.select(*lead, *[c for c in out.columns if c not in lead])
-        writers.write_table(out.repartition(S.LANG).sortWithinPartitions(S.QUALITY_RANK), self.path(SELECTED), partition_by=(S.LANG,))
-        return {}
+        writers.write_table(
+            out.repartition(S.LANG).sortWithinPartitions(S.QUALITY_RANK), self.path(SELECTED), partition_by=(S.LANG,)
+        )
+        return {"filters_action": cfg.filters.action}
 
     # -------------------------------------------------------------- driver
 
@@ -249,7 +268,7 @@ class Run:
 
         cluster_key = _digest(upstream, _section(cfg.clustering), str(cfg.seed))
         self.stage("cluster", cluster_key, self.cluster)
-        select_key = _digest(cluster_key, score_key, _section(cfg.selection))
+        select_key = _digest(cluster_key, score_key, _section(cfg.selection), _section(cfg.filters))
         self.stage("select", select_key, self.select)
 
         started = time.perf_counter()

@@ -114,11 +114,12 @@ def render(stats: dict) -> str:
         "<h2>Per language</h2>",
         _table(
             ["lang", "samples", "lang mismatch", "clusters", "largest cluster", "kept: quality", "kept: diversity",
-             "kept: cluster_top_k", "kept total", "score mean"],
+             "kept: cluster_top_k", "kept total", "score mean", "flagged (rule: rows)"],
             [[lang, e.get("samples", 0), e.get("lang_mismatch", 0), e.get("clusters", 0),
               f"{100 * e.get('largest_cluster_share', 0):.1f}%", e.get("selected", {}).get("quality", 0),
               e.get("selected", {}).get("diversity", 0), e.get("selected", {}).get("cluster_top_k", 0),
-              e.get("selected_total", 0), e.get("score_mean", float("nan"))] for lang, e in per_lang.items()],
+              e.get("selected_total", 0), e.get("score_mean", float("nan")),
+              ", ".join(f"{k}: {v}" for k, v in sorted(e.get("flags", {}).items()))] for lang, e in per_lang.items()],
         ),
     ]
     skewed = [f"{lang} ({100 * e['largest_cluster_share']:.0f}% in one of {e['clusters']} clusters)"

@@ -90,6 +90,16 @@ def test_demo_corpus_end_to_end_and_deterministic(spark, model_cache, tmp_path):
     assert selected_ids(tmp_path / "a") == selected_ids(tmp_path / "b")
     _check_report(tmp_path / "a", first)
 
+    # the corpus has responses that copy their instruction and responses cut off mid-word: flagged, and
+    # (filters.action: demote) ranked after every clean sample, so a 20% budget never reaches them
+    flags = {f for e in first["per_language"].values() for f in e.get("flags", {})}
+    assert {"response_copies_instruction", "truncated_response"} <= flags
+    selected = _table(spark, tmp_path / "a", SELECTED)
+    assert selected["flags"].map(len).sum() == 0
+    dropped = _run(spark, model_cache, [DEMO_CORPUS], tmp_path / "a", "filters.action=drop")
+    assert dropped["stages_skipped"] == ["ingest", "encode", "score", "cluster"]
+    assert dropped["counts"]["selected"] < first["counts"]["selected"]  # budgets count only unflagged samples
+
 
 def _check_report(run: Path, stats: dict) -> None:
     """report.html shows stats.json's own numbers, and headless Chromium really draws it."""
