@@ -205,6 +205,7 @@ class TrainQsmConfig(_Section):
     eval_fraction: float = Field(default=0.1, gt=0, lt=1)  # of prompts, seen languages
     holdout_langs: list[str] = Field(default_factory=list)  # never trained on: cross-language check
     max_per_lang: int | None = Field(default=None, ge=1)  # cap training triplets per language
+    max_records_per_file: int | None = Field(default=None, ge=1)  # read only the first N records of each file
     encoding_cache: str | None = None  # null: <model cache>/../qsm_encodings
     reuse_run: str | None = None  # a pipeline run dir whose stored encodings are reused
     model: ModelConfig = ModelConfig(qsm_head="none")

@@ -116,7 +116,7 @@ def _save_head(trained, manifest: dict, out: Path) -> str:
 def train_qsm(cfg: TrainQsmConfig) -> dict:
     if not cfg.data or not cfg.output:
         raise ConfigError("train-qsm needs --data (MIDB or triplet files) and --output (the QSM directory to write)")
-    data = load_triplets(cfg.data)
+    data = load_triplets(cfg.data, cfg.max_records_per_file)
     train, eval_seen, eval_unseen = split(data.triplets, cfg.eval_fraction, cfg.holdout_langs, cfg.seed)
     train = _cap_per_language(train, cfg.max_per_lang, cfg.seed)
     log.info("triplets: %d usable (%d identical skipped, %d malformed); train %d, eval seen %d, eval unseen %d",
@@ -149,7 +149,8 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
                  "languages": sorted(data.triplets["lang"].unique()),
                  "train": len(train), "eval_seen_languages": len(eval_seen), "eval_unseen_languages": len(eval_unseen),
                  "holdout_langs": sorted(cfg.holdout_langs), "eval_fraction": cfg.eval_fraction,
-                 "max_per_lang": cfg.max_per_lang, "split": "by prompt hash"},
+                 "max_per_lang": cfg.max_per_lang, "max_records_per_file": cfg.max_records_per_file,
+                 "split": "by prompt hash"},
         "hyperparameters": {**cfg.head.model_dump(), "seed": cfg.seed, "mode": "head"},
         "train_losses": [round(x, 6) for x in trained.losses],
         "metrics": {s: {scorer: m["overall"] for scorer, m in r.items()} for s, r in metrics.items()},
@@ -161,9 +162,9 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
 
 
 def eval_qsm(data_paths: list[str], model_cfg: ModelConfig, cache_root: str | None, reuse_run: str | None,
-             seed: int) -> dict:
+             seed: int, max_records_per_file: int | None = None) -> dict:
     """Metrics of one QSM (encoder + head, or the bare encoder) on all usable triplets, with the baselines."""
-    data = load_triplets(data_paths)
+    data = load_triplets(data_paths, max_records_per_file)
     embedder = _Embedder(model_cfg, cache_root, reuse_run)
     head_dir = registry.resolve_head(model_cfg.qsm_head, model_cfg.name)
     head = QsmHead.load(head_dir) if head_dir else None

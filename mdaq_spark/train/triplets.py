@@ -77,11 +77,11 @@ def _triplet(record: dict, file_lang: str) -> dict | None:
             "distance": float(distance) if isinstance(distance, (int, float)) else None}
 
 
-def load_triplets(paths: Iterable[str]) -> TripletSet:
+def load_triplets(paths: Iterable[str], max_records_per_file: int | None = None) -> TripletSet:
     rows, identical, malformed = [], 0, 0
     for path in _files(paths):
         file_lang = language_code(path.stem)
-        for record in _records(path):
+        for record in _records(path)[:max_records_per_file]:
             t = _triplet(record, file_lang) if isinstance(record, dict) else None
             if t is None:
                 malformed += 1
