@@ -221,6 +221,8 @@ def prepare_multilingual_e5_small(dest: Path) -> Path:
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
+        for path in (dest, *dest.rglob("*")):  # mkdtemp made it private; executors may run as another user
+            path.chmod(0o755 if path.is_dir() else 0o644)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -54,6 +54,8 @@ class EncodingCache:
         self._mem.update(new)
 
     def lookup(self, keys: list[str]) -> np.ndarray:
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._mem[k] for k in keys])
 
     def missing(self, keys: list[str]) -> list[str]:

@@ -110,6 +110,9 @@ def _save_head(trained, manifest: dict, out: Path) -> str:
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+    out.chmod(0o755)  # mkdtemp makes it private; a head is read by executors, maybe as another user
+    for f in out.iterdir():
+        f.chmod(0o644)
     return manifest["fingerprint"]
 
 
