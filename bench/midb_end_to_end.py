@@ -52,7 +52,17 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
 
-    cmd = [sys.executable, "-m", "mdaq_spark.cli", "run", "--input", args.data, "--output", args.run_dir, "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mdaq_spark.cli",
+        "run",
+        "--input",
+        args.data,
+        "--output",
+        args.run_dir,
+        "--overwrite",
+    ]
     for item in args.set:
         cmd += ["--set", item]
     started = time.perf_counter()

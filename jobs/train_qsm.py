@@ -1,6 +1,6 @@
 """spark-submit / python entry point for QSM training (runs on the driver; GPU if it has one).
 
-    python jobs/train_qsm.py --data ../shared/data/midb_train --output models/qsm --holdout-langs cs,ko,tr
+python jobs/train_qsm.py --data ../shared/data/midb_train --output models/qsm --holdout-langs cs,ko,tr
 """
 
 from __future__ import annotations

@@ -52,7 +52,12 @@ def _add_job_options(p: argparse.ArgumentParser, *, need_io: bool = True) -> Non
     p.add_argument("--config", "-c", help="YAML config (default: conf/default.yaml when present)")
     p.add_argument("--input", "-i", action="append", help="input file or folder (repeatable); overrides input.paths")
     p.add_argument("--output", "-o", help="run directory; overrides output.path")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. selection.budget_fraction=0.1")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. selection.budget_fraction=0.1",
+    )
     p.add_argument("--master", help="Spark master for a local run (ignored under spark-submit)")
     p.add_argument("--overwrite", action="store_true", help="redo every stage even if finished")
     p.add_argument("--dry-run", action="store_true", help="validate config and inputs, print the plan, run nothing")
@@ -72,7 +77,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         stats = run_pipeline(spark, cfg)
     finally:
         spark.stop()
-    print(json.dumps({"run_dir": cfg.output.path, "counts": stats["counts"], "stage_seconds": stats["stage_seconds"]}, indent=2))
+    print(
+        json.dumps(
+            {"run_dir": cfg.output.path, "counts": stats["counts"], "stage_seconds": stats["stage_seconds"]}, indent=2
+        )
+    )
     return 0
 
 
@@ -108,9 +117,14 @@ def _train_config(args: argparse.Namespace):
     from mdaq_spark.errors import ConfigError
 
     tree: dict = {}
-    for key, value in (("data", args.data), ("output", args.output), ("mode", args.mode),
-                       ("holdout_langs", args.holdout_langs.split(",") if args.holdout_langs else None),
-                       ("reuse_run", args.reuse_run), ("seed", args.seed)):
+    for key, value in (
+        ("data", args.data),
+        ("output", args.output),
+        ("mode", args.mode),
+        ("holdout_langs", args.holdout_langs.split(",") if args.holdout_langs else None),
+        ("reuse_run", args.reuse_run),
+        ("seed", args.seed),
+    ):
         if value is not None:
             tree[key] = value
     for item in args.set or []:
@@ -191,14 +205,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         f"selected {c['selected']}"
     )
     table = Table(title="per language")
-    for col in ("lang", "samples", "clusters", "largest cluster", "quality", "diversity", "top-k", "kept", "score mean"):
+    for col in (
+        "lang",
+        "samples",
+        "clusters",
+        "largest cluster",
+        "quality",
+        "diversity",
+        "top-k",
+        "kept",
+        "score mean",
+    ):
         table.add_column(col, justify="right")
     for lang, e in stats.get("per_language", {}).items():
         sel = e.get("selected", {})
-        table.add_row(lang, str(e.get("samples", 0)), str(e.get("clusters", 0)),
-                      f"{100 * e.get('largest_cluster_share', 0):.1f}%", str(sel.get("quality", 0)),
-                      str(sel.get("diversity", 0)), str(sel.get("cluster_top_k", 0)), str(e.get("selected_total", 0)),
-                      f"{e.get('score_mean', float('nan')):.4f}")
+        table.add_row(
+            lang,
+            str(e.get("samples", 0)),
+            str(e.get("clusters", 0)),
+            f"{100 * e.get('largest_cluster_share', 0):.1f}%",
+            str(sel.get("quality", 0)),
+            str(sel.get("diversity", 0)),
+            str(sel.get("cluster_top_k", 0)),
+            str(e.get("selected_total", 0)),
+            f"{e.get('score_mean', float('nan')):.4f}",
+        )
     console.print(table)
     reasons = Table(title="quarantine by reason")
     reasons.add_column("reason")
@@ -275,13 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_eval_qsm)
 
-    p = sub.add_parser("report", help="rebuild report/report.html of a finished run from its stats.json",
-                       epilog="example: mdaq report runs/demo")
+    p = sub.add_parser(
+        "report",
+        help="rebuild report/report.html of a finished run from its stats.json",
+        epilog="example: mdaq report runs/demo",
+    )
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("inspect", help="print a finished run's summary as terminal tables",
-                       epilog="example: mdaq inspect runs/demo")
+    p = sub.add_parser(
+        "inspect", help="print a finished run's summary as terminal tables", epilog="example: mdaq inspect runs/demo"
+    )
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_inspect)
     return parser

@@ -50,9 +50,7 @@ class ClusterResult:
     k_per_lang: dict[str, int]
 
 
-def cluster_by_language(
-    spark: SparkSession, embeddings: DataFrame, cfg: ClusteringConfig, seed: int
-) -> ClusterResult:
+def cluster_by_language(spark: SparkSession, embeddings: DataFrame, cfg: ClusteringConfig, seed: int) -> ClusterResult:
     """`embeddings` has sample_id, lang, embedding. One k-means per language, seeded."""
     sizes = {row[S.LANG]: row["count"] for row in embeddings.groupBy(S.LANG).count().collect()}
     assignments: list[DataFrame] = []
@@ -86,7 +84,13 @@ def cluster_by_language(
         finally:
             fit_rows.unpersist()
         centers = model.clusterCenters()
-        log.info("lang %s: %d samples, k=%d (fitted on %s)", lang, n, len(centers), "sample" if n > cfg.fit_sample_max else "all")
+        log.info(
+            "lang %s: %d samples, k=%d (fitted on %s)",
+            lang,
+            n,
+            len(centers),
+            "sample" if n > cfg.fit_sample_max else "all",
+        )
         centroid_rows += [(lang, i, [float(x) for x in c]) for i, c in enumerate(centers)]
         assignments.append(model.transform(features).select(S.SAMPLE_ID, S.LANG, S.EMBEDDING, S.CLUSTER_ID))
     centroids = spark.createDataFrame(centroid_rows, CENTROID_SCHEMA)
@@ -114,4 +118,3 @@ def _with_centroid_distance(assigned: DataFrame, centroids: DataFrame) -> DataFr
         F.zip_with(S.EMBEDDING, CENTROID, lambda x, c: (x - c) * (x - c)), F.lit(0.0), lambda acc, d: acc + d
     )
     return joined.select(S.SAMPLE_ID, S.LANG, S.CLUSTER_ID, F.sqrt(squared).alias(S.CENTROID_DISTANCE))
-

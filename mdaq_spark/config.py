@@ -138,10 +138,22 @@ class FiltersConfig(_Section):
     # flag: only mark; demote: flagged samples rank after every clean one of their language;
     # drop: flagged samples are not candidates (they stay in normalized/, counted in stats)
     action: Literal["flag", "demote", "drop"] = "demote"
-    rules: list[Literal["response_copies_instruction", "truncated_response", "response_too_short",
-                        "response_too_long", "repetitive_response"]] = Field(
-        default_factory=lambda: ["response_copies_instruction", "truncated_response", "response_too_short",
-                                 "response_too_long", "repetitive_response"]
+    rules: list[
+        Literal[
+            "response_copies_instruction",
+            "truncated_response",
+            "response_too_short",
+            "response_too_long",
+            "repetitive_response",
+        ]
+    ] = Field(
+        default_factory=lambda: [
+            "response_copies_instruction",
+            "truncated_response",
+            "response_too_short",
+            "response_too_long",
+            "repetitive_response",
+        ]
     )
     lang_mismatch: bool = False  # also flag instruction/response language mismatch (off: cross-lingual data is valid)
     min_response_chars: int = Field(default=2, ge=0)

@@ -97,6 +97,4 @@ def add_languages(df: DataFrame, cfg: LanguageConfig) -> DataFrame:
     df = df.select("*", pair.alias("_lang_pair")).select("*", "_lang_pair.*").drop("_lang_pair")
     detected = F.col(S.LANG_INSTRUCTION)
     lang = F.coalesce(F.col(S.LANG_HINT), detected) if cfg.use_hint else detected
-    return df.withColumn(S.LANG_MISMATCH, F.col(S.LANG_INSTRUCTION) != F.col(S.LANG_RESPONSE)).withColumn(
-        S.LANG, lang
-    )
+    return df.withColumn(S.LANG_MISMATCH, F.col(S.LANG_INSTRUCTION) != F.col(S.LANG_RESPONSE)).withColumn(S.LANG, lang)

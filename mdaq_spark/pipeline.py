@@ -25,11 +25,11 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 from mdaq_spark.cluster import cluster_by_language
 from mdaq_spark.config import JobConfig
+from mdaq_spark.heuristics import FLAGS, add_flags
 from mdaq_spark.io import writers
 from mdaq_spark.io.readers import read_corpus
 from mdaq_spark.lang import add_languages, prompt_text
 from mdaq_spark.models import registry
-from mdaq_spark.heuristics import FLAGS, add_flags
 from mdaq_spark.select import select
 from mdaq_spark.udfs import embed_udf, encode_udf, sample_text, score_udf
 
@@ -54,6 +54,12 @@ def _digest(*parts: str) -> str:
     for part in parts:
         h.update(part.encode("utf-8") + b"\x1f")
     return h.hexdigest()[:16]
+
+
+def _flatten(df: DataFrame, fields: tuple[str, ...]) -> DataFrame:
+    """(sample_id, lang, <struct from a model UDF>) -> sample_id, lang and the struct's fields as columns."""
+    struct = df.columns[-1]
+    return df.select(S.SAMPLE_ID, S.LANG, *[F.col(f"`{struct}`.{name}").alias(name) for name in fields])
 
 
 def _section(model) -> str:
@@ -137,8 +143,8 @@ class Run:
             good = parsed.where(F.col(S.QUARANTINE_REASON).isNull())
             first = Window.partitionBy(S.SAMPLE_ID).orderBy(S.SOURCE, S.RECORD_FORMAT, S.VARIANT, S.LANG_HINT)
             good = good.withColumn("_copy", F.row_number().over(first))
-            duplicates = good.where(F.col("_copy") > 1).drop("_copy").withColumn(
-                S.QUARANTINE_REASON, F.lit(S.DUPLICATE_REASON)
+            duplicates = (
+                good.where(F.col("_copy") > 1).drop("_copy").withColumn(S.QUARANTINE_REASON, F.lit(S.DUPLICATE_REASON))
             )
             unique = good.where(F.col("_copy") == 1).drop("_copy", S.QUARANTINE_REASON, S.RAW_RECORD)
             normalized = add_languages(unique, cfg.language)
@@ -156,34 +162,25 @@ class Run:
         tasks = max(self.spark.sparkContext.defaultParallelism, math.ceil(rows / self.cfg.spark.rows_per_model_task))
         normalized = normalized.repartition(tasks, S.SAMPLE_ID)
         # neighbours of similar length share a padded batch: less padding, same results
-        ordered = normalized.select(S.SAMPLE_ID, S.LANG, prompt_text().alias("_prompt"), S.RESPONSE).sortWithinPartitions(
-            F.length("_prompt") + F.length(S.RESPONSE)
-        )
-        encoded = ordered.select(
-            S.SAMPLE_ID, S.LANG, encode_udf(self.cfg.model, location)(F.col("_prompt"), F.col(S.RESPONSE)).alias("_e")
-        ).select(
-            S.SAMPLE_ID,
-            S.LANG,
-            F.col(f"_e.{S.PROMPT_EMBEDDING}").alias(S.PROMPT_EMBEDDING),
-            F.col(f"_e.{S.RESPONSE_EMBEDDING}").alias(S.RESPONSE_EMBEDDING),
-            F.lit(fingerprint).alias(S.ENCODER_FINGERPRINT),
-        )
+        ordered = normalized.select(
+            S.SAMPLE_ID, S.LANG, prompt_text().alias("_prompt"), S.RESPONSE
+        ).sortWithinPartitions(F.length("_prompt") + F.length(S.RESPONSE))
+        encoded = _flatten(
+            ordered.select(
+                S.SAMPLE_ID, S.LANG, encode_udf(self.cfg.model, location)(F.col("_prompt"), F.col(S.RESPONSE))
+            ),
+            (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING),
+        ).withColumn(S.ENCODER_FINGERPRINT, F.lit(fingerprint))
         writers.write_table(encoded, self.path(ENCODINGS), partition_by=(S.LANG,))
         return {"encoder_fingerprint": fingerprint, "rows": rows, "tasks": tasks}
 
     def score(self, head_dir: str | None, fingerprint: str) -> dict:
         encodings = self.table(ENCODINGS)
-        scored = encodings.select(
-            S.SAMPLE_ID,
-            S.LANG,
-            score_udf(self.cfg.model, head_dir)(F.col(S.PROMPT_EMBEDDING), F.col(S.RESPONSE_EMBEDDING)).alias("_q"),
-        ).select(
-            S.SAMPLE_ID,
-            S.LANG,
-            F.col(f"_q.{S.QSM_SCORE}").alias(S.QSM_SCORE),
-            F.col(f"_q.{S.EMBEDDING}").alias(S.EMBEDDING),
-            F.lit(fingerprint).alias(S.MODEL_FINGERPRINT),
-        )
+        udf = score_udf(self.cfg.model, head_dir)
+        scored = _flatten(
+            encodings.select(S.SAMPLE_ID, S.LANG, udf(F.col(S.PROMPT_EMBEDDING), F.col(S.RESPONSE_EMBEDDING))),
+            (S.QSM_SCORE, S.EMBEDDING),
+        ).withColumn(S.MODEL_FINGERPRINT, F.lit(fingerprint))
         writers.write_table(scored, self.path(SCORES), partition_by=(S.LANG,))
         return {"model_fingerprint": fingerprint, "qsm_head": head_dir or "none (untrained encoder cosine)"}
 

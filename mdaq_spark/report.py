@@ -39,7 +39,10 @@ def collect_stats(run: Run) -> dict:
     scores = run.table(P.SCORES)
     clusters = run.table(P.CLUSTERS)
 
-    by_reason = {r[S.QUARANTINE_REASON]: r["count"] for r in _rows(quarantine.groupBy(S.QUARANTINE_REASON).count(), S.QUARANTINE_REASON)}
+    by_reason = {
+        r[S.QUARANTINE_REASON]: r["count"]
+        for r in _rows(quarantine.groupBy(S.QUARANTINE_REASON).count(), S.QUARANTINE_REASON)
+    }
     quarantined = sum(by_reason.values())
     duplicates = by_reason.get(S.DUPLICATE_REASON, 0)
 
@@ -104,15 +107,17 @@ def collect_stats(run: Run) -> dict:
         "stages_skipped": list(run.skipped),
         "stage_keys": dict(run.keys),
         "stage_info": run.info,
-        "environment": {"python": platform.python_version(), "spark": run.spark.version,
-                        "spark_master": run.spark.sparkContext.master},
+        "environment": {
+            "python": platform.python_version(),
+            "spark": run.spark.version,
+            "spark_master": run.spark.sparkContext.master,
+        },
         "config": run.cfg.model_dump(mode="json"),
     }
 
 
 def write_stats(run: Run) -> dict:
     from mdaq_spark import pipeline as P
-
     from mdaq_spark.report_data import collect_report_data
 
     stats = collect_stats(run)

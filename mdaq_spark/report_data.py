@@ -30,9 +30,11 @@ def score_histograms(scored_flagged, bins: int) -> dict[str, dict]:
     binned = scored_flagged.join(ranges, on=S.LANG).withColumn(
         "bin", F.least(F.floor((F.col(S.QSM_SCORE) - F.col("lo")) / width).cast("int"), F.lit(bins - 1))
     )
-    rows = binned.groupBy(S.LANG, "lo", "hi", "bin").agg(
-        F.count(F.lit(1)).alias("n"), F.sum(F.col("_selected").cast("int")).alias("kept")
-    ).collect()
+    rows = (
+        binned.groupBy(S.LANG, "lo", "hi", "bin")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("_selected").cast("int")).alias("kept"))
+        .collect()
+    )
     out: dict[str, dict] = {}
     for r in rows:
         h = out.setdefault(r[S.LANG], {"lo": r["lo"], "hi": r["hi"], "all": [0] * bins, "selected": [0] * bins})
@@ -52,16 +54,32 @@ def cluster_sizes(clusters) -> dict[str, list[int]]:
 def extreme_examples(scored_content, per_lang: int) -> dict[str, dict[str, list[dict]]]:
     best = Window.partitionBy(S.LANG).orderBy(F.col(S.QSM_SCORE).desc(), S.SAMPLE_ID)
     worst = Window.partitionBy(S.LANG).orderBy(F.col(S.QSM_SCORE).asc(), S.SAMPLE_ID)
-    ranked = scored_content.withColumn("_top", F.row_number().over(best)).withColumn("_bottom", F.row_number().over(worst))
-    rows = ranked.where((F.col("_top") <= per_lang) | (F.col("_bottom") <= per_lang)).select(
-        S.LANG, S.SAMPLE_ID, S.QSM_SCORE, "_top", "_bottom", "_selected",
-        F.substring(S.INSTRUCTION, 1, _SNIPPET).alias("instruction"),
-        F.substring(S.RESPONSE, 1, _SNIPPET).alias("response"),
-    ).collect()
+    ranked = scored_content.withColumn("_top", F.row_number().over(best)).withColumn(
+        "_bottom", F.row_number().over(worst)
+    )
+    rows = (
+        ranked.where((F.col("_top") <= per_lang) | (F.col("_bottom") <= per_lang))
+        .select(
+            S.LANG,
+            S.SAMPLE_ID,
+            S.QSM_SCORE,
+            "_top",
+            "_bottom",
+            "_selected",
+            F.substring(S.INSTRUCTION, 1, _SNIPPET).alias("instruction"),
+            F.substring(S.RESPONSE, 1, _SNIPPET).alias("response"),
+        )
+        .collect()
+    )
     out: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
-        entry = {"sample_id": r[S.SAMPLE_ID], "qsm_score": r[S.QSM_SCORE], "selected": bool(r["_selected"]),
-                 "instruction": r["instruction"], "response": r["response"]}
+        entry = {
+            "sample_id": r[S.SAMPLE_ID],
+            "qsm_score": r[S.QSM_SCORE],
+            "selected": bool(r["_selected"]),
+            "instruction": r["instruction"],
+            "response": r["response"],
+        }
         lang = out.setdefault(r[S.LANG], {"top": [], "bottom": []})
         if r["_top"] <= per_lang:
             lang["top"].append((r["_top"], entry))
@@ -92,8 +110,10 @@ def projection(scored_flagged, sample: int, seed: int) -> list[dict]:
     x -= x.mean(axis=0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     xy = x @ vt[:2].T
-    return [{"lang": r[S.LANG], "x": round(float(p[0]), 5), "y": round(float(p[1]), 5), "selected": bool(r["_selected"])}
-            for r, p in zip(rows, xy, strict=True)]
+    return [
+        {"lang": r[S.LANG], "x": round(float(p[0]), 5), "y": round(float(p[1]), 5), "selected": bool(r["_selected"])}
+        for r, p in zip(rows, xy, strict=True)
+    ]
 
 
 def collect_report_data(run: Run, cfg: ReportConfig) -> dict:
@@ -101,7 +121,8 @@ def collect_report_data(run: Run, cfg: ReportConfig) -> dict:
 
     selected_ids = run.table(P.SELECTED).select(S.SAMPLE_ID, F.lit(True).alias("_selected"))
     scored = (
-        run.table(P.SCORES).select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING)
+        run.table(P.SCORES)
+        .select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING)
         .join(selected_ids, on=S.SAMPLE_ID, how="left")
         .withColumn("_selected", F.coalesce(F.col("_selected"), F.lit(False)))
     )

@@ -9,8 +9,20 @@ from __future__ import annotations
 import json
 from html import escape
 
-PALETTE = ["#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5", "#9c6b4e",
-           "#9498a0", "#1f4e79", "#b35806"]
+PALETTE = [
+    "#4269d0",
+    "#efb118",
+    "#ff725c",
+    "#6cc5b0",
+    "#3ca951",
+    "#ff8ab7",
+    "#a463f2",
+    "#97bbf5",
+    "#9c6b4e",
+    "#9498a0",
+    "#1f4e79",
+    "#b35806",
+]
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1180px;color:#1d1d1f;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -33,9 +45,12 @@ def _fmt(x) -> str:
 
 
 def _table(headers: list[str], rows: list[list], left: int = 1) -> str:
-    head = "".join(f"<th class='l'>{escape(h)}</th>" if i < left else f"<th>{escape(h)}</th>" for i, h in enumerate(headers))
+    head = "".join(
+        f"<th class='l'>{escape(h)}</th>" if i < left else f"<th>{escape(h)}</th>" for i, h in enumerate(headers)
+    )
     body = "".join(
-        "<tr>" + "".join(f"<td class='l'>{_fmt(c)}</td>" if i < left else f"<td>{_fmt(c)}</td>" for i, c in enumerate(r))
+        "<tr>"
+        + "".join(f"<td class='l'>{_fmt(c)}</td>" if i < left else f"<td>{_fmt(c)}</td>" for i, c in enumerate(r))
         + "</tr>"
         for r in rows
     )
@@ -49,8 +64,12 @@ def _histogram_svg(lang: str, h: dict, width: int = 270, height: int = 120) -> s
     bars = []
     for i, (a, s) in enumerate(zip(h["all"], h["selected"], strict=True)):
         ha, hs = height * a / peak, height * s / peak
-        bars.append(f"<rect x='{i * bw:.1f}' y='{height - ha:.1f}' width='{bw - 1:.1f}' height='{ha:.1f}' fill='#c9ccd1'/>")
-        bars.append(f"<rect x='{i * bw:.1f}' y='{height - hs:.1f}' width='{bw - 1:.1f}' height='{hs:.1f}' fill='#4269d0'/>")
+        bars.append(
+            f"<rect x='{i * bw:.1f}' y='{height - ha:.1f}' width='{bw - 1:.1f}' height='{ha:.1f}' fill='#c9ccd1'/>"
+        )
+        bars.append(
+            f"<rect x='{i * bw:.1f}' y='{height - hs:.1f}' width='{bw - 1:.1f}' height='{hs:.1f}' fill='#4269d0'/>"
+        )
     return (
         f"<div><h3>{escape(lang)}</h3><svg width='{width}' height='{height + 16}' role='img' "
         f"aria-label='score histogram {escape(lang)}'>{''.join(bars)}"
@@ -67,8 +86,10 @@ def _cluster_svg(lang: str, sizes: list[int], width: int = 270, height: int = 90
         f"height='{height * s / peak:.1f}' fill='#6cc5b0'/>"
         for i, s in enumerate(sizes)
     )
-    return (f"<div><h3>{escape(lang)} <span class='muted'>k={len(sizes)}, largest {peak}</span></h3>"
-            f"<svg width='{width}' height='{height}'>{bars}</svg></div>")
+    return (
+        f"<div><h3>{escape(lang)} <span class='muted'>k={len(sizes)}, largest {peak}</span></h3>"
+        f"<svg width='{width}' height='{height}'>{bars}</svg></div>"
+    )
 
 
 def _projection_svg(points: list[dict], size: int = 520) -> str:
@@ -83,13 +104,17 @@ def _projection_svg(points: list[dict], size: int = 520) -> str:
     for p in sorted(points, key=lambda p: p["selected"]):  # kept samples drawn last, on top
         cx, cy = 10 + (p["x"] - x0) * sx, size - 10 - (p["y"] - y0) * sy
         if p["selected"]:
-            dots.append(f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='3.6' fill='{color[p['lang']]}' stroke='#000' "
-                        "stroke-width='0.8'/>")
+            dots.append(
+                f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='3.6' fill='{color[p['lang']]}' stroke='#000' "
+                "stroke-width='0.8'/>"
+            )
         else:
             dots.append(f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='2.2' fill='{color[p['lang']]}' fill-opacity='0.35'/>")
     legend = " ".join(f"<span style='color:{color[lang]}'>&#9679; {escape(lang)}</span>" for lang in langs)
-    return (f"<svg width='{size}' height='{size}' style='border:1px solid #eee'>{''.join(dots)}</svg>"
-            f"<p>{legend} &nbsp; <span class='muted'>outlined, larger dots: selected; {len(points)} points shown</span></p>")
+    return (
+        f"<svg width='{size}' height='{size}' style='border:1px solid #eee'>{''.join(dots)}</svg>"
+        f"<p>{legend} &nbsp; <span class='muted'>outlined, larger dots: selected; {len(points)} points shown</span></p>"
+    )
 
 
 def render(stats: dict) -> str:
@@ -105,51 +130,103 @@ def render(stats: dict) -> str:
         f"<p class='muted'>{escape(stats.get('run_dir', ''))} &middot; finished {escape(stats.get('finished_at', ''))}"
         f" &middot; mdaq-spark {escape(stats.get('mdaq_spark_version', ''))}</p>",
         "<div class='cards'>",
-        *[f"<div class='card'>{escape(k)}<b>{v}</b></div>" for k, v in (
-            ("records read", c["records_read"]), ("kept", c["kept"]), ("quarantined", c["quarantined"]),
-            ("exact duplicates", c["exact_duplicates"]), ("selected", c["selected"]))],
+        *[
+            f"<div class='card'>{escape(k)}<b>{v}</b></div>"
+            for k, v in (
+                ("records read", c["records_read"]),
+                ("kept", c["kept"]),
+                ("quarantined", c["quarantined"]),
+                ("exact duplicates", c["exact_duplicates"]),
+                ("selected", c["selected"]),
+            )
+        ],
         "</div>",
         f"<p>Count identity: read = kept + quarantined + duplicates: {ident} "
         f"({c['records_read']} = {c['kept']} + {c['quarantined']} + {c['exact_duplicates']}).</p>",
         "<h2>Per language</h2>",
         _table(
-            ["lang", "samples", "lang mismatch", "clusters", "largest cluster", "kept: quality", "kept: diversity",
-             "kept: cluster_top_k", "kept total", "score mean", "flagged (rule: rows)"],
-            [[lang, e.get("samples", 0), e.get("lang_mismatch", 0), e.get("clusters", 0),
-              f"{100 * e.get('largest_cluster_share', 0):.1f}%", e.get("selected", {}).get("quality", 0),
-              e.get("selected", {}).get("diversity", 0), e.get("selected", {}).get("cluster_top_k", 0),
-              e.get("selected_total", 0), e.get("score_mean", float("nan")),
-              ", ".join(f"{k}: {v}" for k, v in sorted(e.get("flags", {}).items()))] for lang, e in per_lang.items()],
+            [
+                "lang",
+                "samples",
+                "lang mismatch",
+                "clusters",
+                "largest cluster",
+                "kept: quality",
+                "kept: diversity",
+                "kept: cluster_top_k",
+                "kept total",
+                "score mean",
+                "flagged (rule: rows)",
+            ],
+            [
+                [
+                    lang,
+                    e.get("samples", 0),
+                    e.get("lang_mismatch", 0),
+                    e.get("clusters", 0),
+                    f"{100 * e.get('largest_cluster_share', 0):.1f}%",
+                    e.get("selected", {}).get("quality", 0),
+                    e.get("selected", {}).get("diversity", 0),
+                    e.get("selected", {}).get("cluster_top_k", 0),
+                    e.get("selected_total", 0),
+                    e.get("score_mean", float("nan")),
+                    ", ".join(f"{k}: {v}" for k, v in sorted(e.get("flags", {}).items())),
+                ]
+                for lang, e in per_lang.items()
+            ],
         ),
     ]
-    skewed = [f"{lang} ({100 * e['largest_cluster_share']:.0f}% in one of {e['clusters']} clusters)"
-              for lang, e in per_lang.items()
-              if e.get("clusters", 0) > 1 and e.get("largest_cluster_share", 0) > factor / e["clusters"]]
+    skewed = [
+        f"{lang} ({100 * e['largest_cluster_share']:.0f}% in one of {e['clusters']} clusters)"
+        for lang, e in per_lang.items()
+        if e.get("clusters", 0) > 1 and e.get("largest_cluster_share", 0) > factor / e["clusters"]
+    ]
     if skewed:
-        parts.append(f"<div class='warn'>Cluster skew: a cluster holds more than {factor:g} times the mean cluster "
-                     f"share in {escape('; '.join(skewed))}. Diversity selection has little to pick from there; "
-                     "consider a larger k or a different embedding.</div>")
-    parts += ["<h2>Quarantine by reason</h2>",
-              _table(["reason", "rows"], [[r, n] for r, n in sorted(stats.get("quarantine_by_reason", {}).items())])]
+        parts.append(
+            f"<div class='warn'>Cluster skew: a cluster holds more than {factor:g} times the mean cluster "
+            f"share in {escape('; '.join(skewed))}. Diversity selection has little to pick from there; "
+            "consider a larger k or a different embedding.</div>"
+        )
+    parts += [
+        "<h2>Quarantine by reason</h2>",
+        _table(["reason", "rows"], [[r, n] for r, n in sorted(stats.get("quarantine_by_reason", {}).items())]),
+    ]
     if report.get("score_histograms"):
-        parts += ["<h2>QSM score per language</h2><p class='muted'>grey: all samples; blue: selected.</p><div class='grid'>",
-                  *[_histogram_svg(lang, h) for lang, h in report["score_histograms"].items()], "</div>"]
+        parts += [
+            "<h2>QSM score per language</h2><p class='muted'>grey: all samples; blue: selected.</p><div class='grid'>",
+            *[_histogram_svg(lang, h) for lang, h in report["score_histograms"].items()],
+            "</div>",
+        ]
     if report.get("cluster_sizes"):
-        parts += ["<h2>Cluster sizes (largest first)</h2><div class='grid'>",
-                  *[_cluster_svg(lang, s) for lang, s in report["cluster_sizes"].items()], "</div>"]
+        parts += [
+            "<h2>Cluster sizes (largest first)</h2><div class='grid'>",
+            *[_cluster_svg(lang, s) for lang, s in report["cluster_sizes"].items()],
+            "</div>",
+        ]
     if "projection" in report:
         parts += ["<h2>Embedding map (PCA of a sample)</h2>", _projection_svg(report["projection"])]
     if report.get("examples"):
         parts.append("<h2>Highest and lowest scored samples</h2>")
         for lang, ex in report["examples"].items():
-            rows = [[side, e["qsm_score"], "yes" if e["selected"] else "", e["instruction"], e["response"]]
-                    for side in ("top", "bottom") for e in ex[side]]
-            parts += [f"<h3>{escape(lang)}</h3><div class='ex'>",
-                      _table(["", "score", "kept", "instruction", "response"], rows, left=5), "</div>"]
+            rows = [
+                [side, e["qsm_score"], "yes" if e["selected"] else "", e["instruction"], e["response"]]
+                for side in ("top", "bottom")
+                for e in ex[side]
+            ]
+            parts += [
+                f"<h3>{escape(lang)}</h3><div class='ex'>",
+                _table(["", "score", "kept", "instruction", "response"], rows, left=5),
+                "</div>",
+            ]
     parts += [
         "<h2>Stages</h2>",
-        _table(["stage", "seconds", "skipped (unchanged)"],
-               [[s, t, "yes" if s in stats.get("stages_skipped", []) else ""] for s, t in stats.get("stage_seconds", {}).items()]),
+        _table(
+            ["stage", "seconds", "skipped (unchanged)"],
+            [
+                [s, t, "yes" if s in stats.get("stages_skipped", []) else ""]
+                for s, t in stats.get("stage_seconds", {}).items()
+            ],
+        ),
         "<h2>Models</h2>",
         _table(["what", "value"], [[k, v] for k, v in _model_rows(stats)]),
         "<h2>Run configuration</h2>",

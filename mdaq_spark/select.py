@@ -42,7 +42,9 @@ def _budget(cfg: SelectionConfig) -> Column:
         # half-up rounding of fraction * n; at least one sample of every language present
         default = F.greatest(F.lit(1), F.floor(F.lit(cfg.budget_fraction) * n + F.lit(0.5)).cast("long"))
     if cfg.budget_per_lang:
-        overrides = F.create_map(*[x for lang, c in sorted(cfg.budget_per_lang.items()) for x in (F.lit(lang), F.lit(c))])
+        overrides = F.create_map(
+            *[x for lang, c in sorted(cfg.budget_per_lang.items()) for x in (F.lit(lang), F.lit(c))]
+        )
         override = F.try_element_at(overrides, F.col(S.LANG))
         default = F.when(override.isNotNull(), override).otherwise(default)
     return F.least(default, n).cast("long")

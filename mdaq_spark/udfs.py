@@ -25,7 +25,10 @@ _CACHE_LOCK = threading.Lock()
 
 EMBEDDING_TYPE = T.ArrayType(T.FloatType(), False)
 ENCODING_TYPE = T.StructType(
-    [T.StructField(S.PROMPT_EMBEDDING, EMBEDDING_TYPE, True), T.StructField(S.RESPONSE_EMBEDDING, EMBEDDING_TYPE, True)]
+    [
+        T.StructField(S.PROMPT_EMBEDDING, EMBEDDING_TYPE, True),
+        T.StructField(S.RESPONSE_EMBEDDING, EMBEDDING_TYPE, True),
+    ]
 )
 SCORE_TYPE = T.StructType(
     [T.StructField(S.QSM_SCORE, T.DoubleType(), True), T.StructField(S.EMBEDDING, EMBEDDING_TYPE, True)]

@@ -41,3 +41,17 @@ def model_dir(model_cache) -> str:
     from mdaq_spark.models import registry
 
     return registry.resolve("multilingual-e5-small")
+
+
+def write_midb_subset(folder: Path, records_per_lang: dict[str, int]) -> Path:
+    """The first records of real MIDB files, written under their own names (the name gives the language)."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for lang, n in records_per_lang.items():
+        src = MIDB_DIR / f"{lang}.json"
+        if not src.exists():
+            pytest.skip("shared MIDB data not present")
+        data = json.loads(src.read_text(encoding="utf-8"))[:n]
+        (folder / f"{lang}.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return folder

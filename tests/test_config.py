@@ -17,7 +17,9 @@ def test_default_yaml_is_exactly_the_typed_defaults():
 
 
 def test_overrides_keep_yaml_types():
-    cfg = load_config(None, ["selection.budget_count=500", "selection.budget_fraction=null", "language.languages=[de, fr]"])
+    cfg = load_config(
+        None, ["selection.budget_count=500", "selection.budget_fraction=null", "language.languages=[de, fr]"]
+    )
     assert cfg.selection.budget_count == 500 and cfg.selection.budget_fraction is None
     assert cfg.language.languages == ["de", "fr"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,20 +10,11 @@ import pytest
 from mdaq_spark import schema as S
 from mdaq_spark.config import load_config
 from mdaq_spark.pipeline import NORMALIZED, QUARANTINE, SCORES, SELECTED, run_pipeline
-from tests.conftest import DEMO_CORPUS, MIDB_DIR
+from tests.conftest import DEMO_CORPUS, write_midb_subset
 
 
 def _midb_subset(tmp_path: Path, languages: tuple[str, ...], records: int) -> Path:
-    """The first records of real MIDB files, written under their own names (the name gives the language)."""
-    folder = tmp_path / "midb"
-    folder.mkdir()
-    for lang in languages:
-        src = MIDB_DIR / f"{lang}.json"
-        if not src.exists():
-            pytest.skip("shared MIDB data not present")
-        data = json.loads(src.read_text(encoding="utf-8"))[:records]
-        (folder / f"{lang}.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    return folder
+    return write_midb_subset(tmp_path / "midb", dict.fromkeys(languages, records))
 
 
 def _run(spark, model_cache, inputs, out: Path, *overrides: str) -> dict:
@@ -151,9 +141,15 @@ def test_new_qsm_head_rescores_without_reencoding(spark, model_cache, tmp_path):
     head.mkdir()
     rng = np.random.default_rng(1)
     eye = np.eye(384, dtype=np.float32)
-    save_file({"prompt.weight": eye, "prompt.bias": np.zeros(384, np.float32),
-               "response.weight": eye + 0.05 * rng.normal(size=(384, 384)).astype(np.float32),
-               "response.bias": np.zeros(384, np.float32)}, str(head / "qsm_head.safetensors"))
+    save_file(
+        {
+            "prompt.weight": eye,
+            "prompt.bias": np.zeros(384, np.float32),
+            "response.weight": eye + 0.05 * rng.normal(size=(384, 384)).astype(np.float32),
+            "response.bias": np.zeros(384, np.float32),
+        },
+        str(head / "qsm_head.safetensors"),
+    )
     stats = _run(spark, model_cache, [corpus], out, f"model.qsm_head={head}")
     assert stats["stages_skipped"] == ["ingest", "encode"]  # stored encodings are reused
     after = _table(spark, out, SCORES).set_index(S.SAMPLE_ID)[S.QSM_SCORE]

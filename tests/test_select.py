@@ -96,7 +96,11 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.strategy}-{c.budget_fraction}-{c.budget_count}-{c.quality_parts}:{c.diversity_parts}")
+@pytest.mark.parametrize(
+    "cfg",
+    CONFIGS,
+    ids=lambda c: f"{c.strategy}-{c.budget_fraction}-{c.budget_count}-{c.quality_parts}:{c.diversity_parts}",
+)
 def test_selection_matches_reference(spark, seed, cfg):
     frame = _random_frame(seed)
     got_rows = select(spark.createDataFrame(frame), cfg).collect()

@@ -167,8 +167,19 @@ def test_spark_submit_select_job(standalone_cluster: StandaloneCluster, model_ca
         (corpus / f"{lang}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "run"
     proc = standalone_cluster.spark_submit(
-        [str(REPO / "jobs" / "select.py"), "--config", str(REPO / "conf" / "default.yaml"), "--input", str(corpus),
-         "--output", str(out), "--set", f"model.cache_dir={model_cache}", "--set", "selection.budget_fraction=0.25"],
+        [
+            str(REPO / "jobs" / "select.py"),
+            "--config",
+            str(REPO / "conf" / "default.yaml"),
+            "--input",
+            str(corpus),
+            "--output",
+            str(out),
+            "--set",
+            f"model.cache_dir={model_cache}",
+            "--set",
+            "selection.budget_fraction=0.25",
+        ],
         timeout=900,
         cwd=str(tmp_path),
     )

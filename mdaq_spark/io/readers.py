@@ -82,7 +82,9 @@ def _raw_units(spark: SparkSession, path: str, file_type: str) -> DataFrame:
         )
     if file_type == "json":
         df = reader.format("binaryFile").load(path)
-        return df.select(F.col("path").alias(S.SOURCE), F.lit(UNIT_FILE).alias(_UNIT), F.col("content").alias(_PAYLOAD))
+        return df.select(
+            F.col("path").alias(S.SOURCE), F.lit(UNIT_FILE).alias(_UNIT), F.col("content").alias(_PAYLOAD)
+        )
     if file_type in ("parquet", "delta"):
         if file_type == "delta":
             from mdaq_spark.io.delta import read_delta

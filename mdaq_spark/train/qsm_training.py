@@ -54,7 +54,9 @@ class _Embedder:
 
     def triplet_embeddings(self, t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ip, rp = self.cfg.instruction_prefix, self.cfg.response_prefix
-        missing = len(self.cache.missing([*_keys(t["prompt"], ip), *_keys(t["chosen"], rp), *_keys(t["rejected"], rp)]))
+        missing = len(
+            self.cache.missing([*_keys(t["prompt"], ip), *_keys(t["chosen"], rp), *_keys(t["rejected"], rp)])
+        )
         enc = self.encoder if missing else None
         return (
             encode_texts(self.cache, enc, t["prompt"].tolist(), ip),
@@ -96,8 +98,10 @@ def _save_head(trained, manifest: dict, out: Path) -> str:
     from safetensors.numpy import save_file
 
     tensors = {
-        "prompt.weight": trained.prompt_weight, "prompt.bias": trained.prompt_bias,
-        "response.weight": trained.response_weight, "response.bias": trained.response_bias,
+        "prompt.weight": trained.prompt_weight,
+        "prompt.bias": trained.prompt_bias,
+        "response.weight": trained.response_weight,
+        "response.bias": trained.response_bias,
     }
     h = hashlib.sha256()
     for name in sorted(tensors):
@@ -122,17 +126,25 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
     data = load_triplets(cfg.data, cfg.max_records_per_file)
     train, eval_seen, eval_unseen = split(data.triplets, cfg.eval_fraction, cfg.holdout_langs, cfg.seed)
     train = _cap_per_language(train, cfg.max_per_lang, cfg.seed)
-    log.info("triplets: %d usable (%d identical skipped, %d malformed); train %d, eval seen %d, eval unseen %d",
-             len(data.triplets), data.skipped_identical, data.skipped_malformed, len(train), len(eval_seen),
-             len(eval_unseen))
+    log.info(
+        "triplets: %d usable (%d identical skipped, %d malformed); train %d, eval seen %d, eval unseen %d",
+        len(data.triplets),
+        data.skipped_identical,
+        data.skipped_malformed,
+        len(train),
+        len(eval_seen),
+        len(eval_unseen),
+    )
     if cfg.mode == "full":
         from mdaq_spark.train.finetune import finetune_encoder
 
         return finetune_encoder(cfg, train, eval_seen, eval_unseen, data)
 
     embedder = _Embedder(cfg.model, cfg.encoding_cache, cfg.reuse_run)
-    emb = {name: (t, *embedder.triplet_embeddings(t))
-           for name, t in (("train", train), ("eval_seen_languages", eval_seen), ("eval_unseen_languages", eval_unseen))}
+    emb = {
+        name: (t, *embedder.triplet_embeddings(t))
+        for name, t in (("train", train), ("eval_seen_languages", eval_seen), ("eval_unseen_languages", eval_unseen))
+    }
     from mdaq_spark.train.head import train_head
 
     _, a, p, n = emb["train"]
@@ -147,13 +159,21 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
         "encoder_fingerprint": embedder.fingerprint,
         "prefixes": {"instruction": cfg.model.instruction_prefix, "response": cfg.model.response_prefix},
         "max_seq_length": cfg.model.max_seq_length,
-        "data": {"files": sorted({str(x) for x in cfg.data}), "usable_triplets": len(data.triplets),
-                 "skipped_identical": data.skipped_identical, "skipped_malformed": data.skipped_malformed,
-                 "languages": sorted(data.triplets["lang"].unique()),
-                 "train": len(train), "eval_seen_languages": len(eval_seen), "eval_unseen_languages": len(eval_unseen),
-                 "holdout_langs": sorted(cfg.holdout_langs), "eval_fraction": cfg.eval_fraction,
-                 "max_per_lang": cfg.max_per_lang, "max_records_per_file": cfg.max_records_per_file,
-                 "split": "by prompt hash"},
+        "data": {
+            "files": sorted({str(x) for x in cfg.data}),
+            "usable_triplets": len(data.triplets),
+            "skipped_identical": data.skipped_identical,
+            "skipped_malformed": data.skipped_malformed,
+            "languages": sorted(data.triplets["lang"].unique()),
+            "train": len(train),
+            "eval_seen_languages": len(eval_seen),
+            "eval_unseen_languages": len(eval_unseen),
+            "holdout_langs": sorted(cfg.holdout_langs),
+            "eval_fraction": cfg.eval_fraction,
+            "max_per_lang": cfg.max_per_lang,
+            "max_records_per_file": cfg.max_records_per_file,
+            "split": "by prompt hash",
+        },
         "hyperparameters": {**cfg.head.model_dump(), "seed": cfg.seed, "mode": "head"},
         "train_losses": [round(x, 6) for x in trained.losses],
         "metrics": {s: {scorer: m["overall"] for scorer, m in r.items()} for s, r in metrics.items()},
@@ -164,8 +184,14 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
     return {"output": str(out), "manifest": manifest, "metrics": metrics}
 
 
-def eval_qsm(data_paths: list[str], model_cfg: ModelConfig, cache_root: str | None, reuse_run: str | None,
-             seed: int, max_records_per_file: int | None = None) -> dict:
+def eval_qsm(
+    data_paths: list[str],
+    model_cfg: ModelConfig,
+    cache_root: str | None,
+    reuse_run: str | None,
+    seed: int,
+    max_records_per_file: int | None = None,
+) -> dict:
     """Metrics of one QSM (encoder + head, or the bare encoder) on all usable triplets, with the baselines."""
     data = load_triplets(data_paths, max_records_per_file)
     embedder = _Embedder(model_cfg, cache_root, reuse_run)

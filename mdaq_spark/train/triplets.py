@@ -73,8 +73,13 @@ def _triplet(record: dict, file_lang: str) -> dict | None:
         return None
     if not all(isinstance(x, str) and x.strip() for x in (prompt, chosen, rejected)):
         return None
-    return {"lang": lang, "prompt": prompt, "chosen": chosen, "rejected": rejected,
-            "distance": float(distance) if isinstance(distance, (int, float)) else None}
+    return {
+        "lang": lang,
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "distance": float(distance) if isinstance(distance, (int, float)) else None,
+    }
 
 
 def load_triplets(paths: Iterable[str], max_records_per_file: int | None = None) -> TripletSet:

@@ -98,7 +98,11 @@ def test_sharegpt_json_array_multi_turn(spark, tmp_path):
     history = json.loads(ok[S.HISTORY])
     assert [h["role"] for h in history] == ["system", "human", "gpt"]
     assert history[2]["content"] == "Dodoma."
-    assert sorted(df[S.QUARANTINE_REASON].dropna()) == ["no_assistant_turn", "no_user_turn", "wrong_type_conversations"]
+    assert sorted(df[S.QUARANTINE_REASON].dropna()) == [
+        "no_assistant_turn",
+        "no_user_turn",
+        "wrong_type_conversations",
+    ]
 
 
 def test_openai_messages_and_custom_columns(spark, tmp_path):
@@ -133,7 +137,11 @@ def test_openai_messages_and_custom_columns(spark, tmp_path):
 
 def test_parquet_roundtrip_same_ids_as_jsonl(spark, tmp_path):
     rows = [
-        {"instruction": "Eleza maana ya methali hii.", "input": "Haba na haba hujaza kibaba.", "output": "Kidogo kidogo huleta kingi."},
+        {
+            "instruction": "Eleza maana ya methali hii.",
+            "input": "Haba na haba hujaza kibaba.",
+            "output": "Kidogo kidogo huleta kingi.",
+        },
         {"instruction": "写一句关于春天的诗。", "input": "", "output": "春风又绿江南岸。"},
     ]
     jsonl = _write_lines(tmp_path / "x.jsonl", [json.dumps(r, ensure_ascii=False) for r in rows])
@@ -203,7 +211,8 @@ def test_delta_table_input_reads_the_current_snapshot(spark, tmp_path):
     table = tmp_path / "delta"
     first = pa.table({"instruction": ["Nenne eine Farbe.", "Say hi."], "output": ["Blau.", "Hi!"]})
     deltalake.write_deltalake(str(table), first)
-    deltalake.write_deltalake(str(table), pa.table({"instruction": ["Count to 3."], "output": ["1, 2, 3."]}),
-                              mode="overwrite")
+    deltalake.write_deltalake(
+        str(table), pa.table({"instruction": ["Count to 3."], "output": ["1, 2, 3."]}), mode="overwrite"
+    )
     df = _read(spark, table)
     assert sorted(df[S.RESPONSE]) == ["1, 2, 3."]  # the overwritten version's files are not read

@@ -40,14 +40,20 @@ def c_engine(tmp_path_factory):
     lib = tmp_path_factory.mktemp("e5c") / "libe5.so"
     build = subprocess.run(
         ["gcc", "-O2", "-mavx2", "-mfma", "-mf16c", "-fPIC", "-shared", "-fopenmp", "-o", str(lib), str(src), "-lm"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert build.returncode == 0, build.stderr[-2000:]
     e5 = ctypes.CDLL(str(lib))
     e5.e5_load.restype = ctypes.c_void_p
     e5.e5_load.argtypes = [ctypes.c_char_p]
-    e5.e5_embed_batch.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int,
-                                  ctypes.POINTER(ctypes.c_float)]
+    e5.e5_embed_batch.argtypes = [
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_char_p),
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_float),
+    ]
     e5.e5_free.argtypes = [ctypes.c_void_p]
     model = e5.e5_load(str(src.parent / "e5-small-q4.bin").encode())
     assert model

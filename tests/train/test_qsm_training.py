@@ -14,19 +14,12 @@ from mdaq_spark.models.qsm import QsmHead, score_and_embed
 from mdaq_spark.train.evaluate import evaluate, length_matched
 from mdaq_spark.train.head import train_head
 from mdaq_spark.train.triplets import load_triplets, split
-from tests.conftest import MIDB_DIR
+from tests.conftest import write_midb_subset
 
 
 @pytest.fixture(scope="module")
 def small_midb(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("midb_small")
-    for lang, n in (("German", 150), ("Spanish", 150), ("Korean", 60)):
-        src = MIDB_DIR / f"{lang}.json"
-        if not src.exists():
-            pytest.skip("shared MIDB data not present")
-        records = json.loads(src.read_text(encoding="utf-8"))[:n]
-        (folder / f"{lang}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
-    return folder
+    return write_midb_subset(tmp_path_factory.mktemp("midb_small"), {"German": 150, "Spanish": 150, "Korean": 60})
 
 
 def test_triplets_skip_identical_and_split_by_prompt(small_midb):
@@ -58,8 +51,21 @@ def test_head_training_is_deterministic_and_learns_a_separable_signal():
 def test_train_qsm_cli_on_real_midb(small_midb, model_cache, tmp_path):
     out = tmp_path / "qsm"
     cache = tmp_path / "enc"
-    args = ["train-qsm", "--data", str(small_midb), "--output", str(out), "--holdout-langs", "ko",
-            "--set", f"encoding_cache={cache}", "--set", f"model.cache_dir={model_cache}", "--set", "head.epochs=40"]
+    args = [
+        "train-qsm",
+        "--data",
+        str(small_midb),
+        "--output",
+        str(out),
+        "--holdout-langs",
+        "ko",
+        "--set",
+        f"encoding_cache={cache}",
+        "--set",
+        f"model.cache_dir={model_cache}",
+        "--set",
+        "head.epochs=40",
+    ]
     assert main(args) == 0
     manifest = json.loads((out / "qsm_head.json").read_text())
     losses = manifest["train_losses"]
@@ -84,8 +90,16 @@ def test_train_qsm_cli_on_real_midb(small_midb, model_cache, tmp_path):
 def test_evaluate_counts_ties_half_and_length_match():
     import pandas as pd
 
-    t = pd.DataFrame({"lang": ["de", "de", "es"], "prompt": ["a", "b", "c"], "chosen": ["x" * 100, "y" * 10, "z"],
-                      "rejected": ["w" * 95, "v" * 50, "q"], "distance": [1.0, 5.0, 2.0], "source": ["f"] * 3})
+    t = pd.DataFrame(
+        {
+            "lang": ["de", "de", "es"],
+            "prompt": ["a", "b", "c"],
+            "chosen": ["x" * 100, "y" * 10, "z"],
+            "rejected": ["w" * 95, "v" * 50, "q"],
+            "distance": [1.0, 5.0, 2.0],
+            "source": ["f"] * 3,
+        }
+    )
     assert length_matched(t).tolist() == [True, False, True]
     r = evaluate(t, {"s": np.array([1.0, -1.0, 0.0])})["s"]
     assert r["overall"]["accuracy"] == pytest.approx(0.5)
