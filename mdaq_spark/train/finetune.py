@@ -48,7 +48,7 @@ def finetune_encoder(
 
     def embed(texts: list[str], prefix: str):
         features = model.tokenize([prefix + t for t in texts])
-        features = {k: v.to(device) for k, v in features.items()}
+        features = {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
         return model(features)["sentence_embedding"]
 
     generator = torch.Generator().manual_seed(cfg.seed)

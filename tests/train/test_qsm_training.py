@@ -112,3 +112,24 @@ def test_config_rejects_unknown_training_keys():
 
     with pytest.raises(ValidationError):
         TrainQsmConfig.model_validate({"head": {"epoch": 3}})
+
+
+def test_full_finetune_mode_saves_a_loadable_encoder(model_cache, tmp_path):
+    """Mode "full" on a handful of triplets (two optimiser steps): it trains, saves and evaluates a real encoder."""
+    folder = write_midb_subset(tmp_path / "tiny", {"Portuguese": 24})
+    out = tmp_path / "qsm-full"
+    args = ["train-qsm", "--data", str(folder), "--output", str(out), "--mode", "full",
+            "--set", f"model.cache_dir={model_cache}", "--set", f"encoding_cache={tmp_path / 'enc'}",
+            "--set", "finetune.max_steps=2", "--set", "finetune.batch_size=4", "--set", "eval_fraction=0.3",
+            "--set", "model.max_seq_length=64"]  # fmt: skip
+    assert main(args) == 0
+    manifest = json.loads((out / "mdaq_model.json").read_text())
+    assert manifest["kind"] == "mdaq-qsm-encoder" and manifest["hyperparameters"]["steps"] == 2
+    assert len(manifest["train_losses"]) == 2
+    metrics = manifest["metrics"]["eval_seen_languages"]
+    assert {"qsm", "untrained_cosine", "length", "random"} <= set(metrics)
+
+    from sentence_transformers import SentenceTransformer
+
+    tuned = SentenceTransformer(str(out), device="cpu", local_files_only=True)
+    assert tuned.encode(["query: Olá"], normalize_embeddings=True).shape == (1, 384)
