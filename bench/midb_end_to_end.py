@@ -92,7 +92,9 @@ def main() -> int:
         "peak_rss_gib": round(peak / 2**30, 2),
         "stage_seconds": stats["stage_seconds"],
         "counts": stats["counts"],
-        "samples_per_language": {k: v.get("kept") for k, v in stats["per_language"].items()},
+        "samples_per_language": {k: v.get("samples") for k, v in stats["per_language"].items()},
+        "selected_per_language": {k: v.get("selected") for k, v in stats["per_language"].items()},
+        "flags_per_language": {k: v.get("flags", {}) for k, v in stats["per_language"].items()},
         "k_per_language": stats["stage_info"].get("cluster", {}).get("k_per_lang"),
         "config_overrides": args.set,
     }

@@ -159,6 +159,7 @@ class FiltersConfig(_Section):
     min_response_chars: int = Field(default=2, ge=0)
     max_response_chars: int = Field(default=20000, ge=1)
     truncation_min_chars: int = Field(default=80, ge=1)  # shorter answers may end without punctuation
+    truncation_min_last_line_words: int = Field(default=8, ge=1)  # shorter last lines are titles/list items
     copy_max_extra_ratio: float = Field(default=1.2, ge=1)  # response = instruction + at most 20% more
     repetition_window_chars: int = Field(default=5000, ge=100)  # only the head is checked, for speed
     repetition_min_lines: int = Field(default=4, ge=2)

@@ -20,6 +20,7 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import FiltersConfig
 
 FLAGS = "flags"  # array<string> of the rules a sample breaks, empty when clean
+RULES_VERSION = "2"  # part of the select stage's key: changing a rule redoes the selection
 
 # sentence-final characters of the scripts in the corpora we see, closing quotes/brackets,
 # and code/markdown endings: a response ending in anything else was probably cut off
@@ -34,6 +35,7 @@ def rules(cfg: FiltersConfig) -> dict[str, Column]:
     response = F.col(S.RESPONSE)
     length = F.length(response)
     tail = F.substring(F.rtrim(response), -1, 1)
+    last_line = F.trim(F.element_at(F.split(F.rtrim(response), r"\n"), -1))
     head = F.substring(response, 1, cfg.repetition_window_chars)
     lines = F.filter(F.split(head, r"\n"), lambda x: F.length(F.trim(x)) > 0)
     out = {
@@ -43,8 +45,13 @@ def rules(cfg: FiltersConfig) -> dict[str, Column]:
             F.startswith(_normalised(S.RESPONSE), _normalised(S.INSTRUCTION))
             & (length <= F.lit(cfg.copy_max_extra_ratio) * F.greatest(F.length(S.INSTRUCTION), F.lit(1)))
         ),
-        # long enough to be a real answer, yet ending mid-word: cut off at a length limit or by a crash
-        "truncated_response": (length >= cfg.truncation_min_chars) & ~tail.rlike(_TERMINAL),
+        # long enough to be a real answer, yet its last line is running prose that stops mid-word:
+        # list items, headings and hashtag lines legitimately end without punctuation (seen on MIDB)
+        "truncated_response": (length >= cfg.truncation_min_chars)
+        & ~tail.rlike(_TERMINAL)
+        & (F.size(F.split(last_line, r"\s+")) >= cfg.truncation_min_last_line_words)
+        & ~last_line.rlike(r"^([-*•·]|\d+[.)]|#)")
+        & ~last_line.rlike(r"#\S+$"),
         "response_too_short": length < cfg.min_response_chars,
         "response_too_long": length > cfg.max_response_chars,
         # the same non-empty line again and again (a degenerate generation)

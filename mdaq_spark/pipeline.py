@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 from mdaq_spark.cluster import cluster_by_language
 from mdaq_spark.config import JobConfig
-from mdaq_spark.heuristics import FLAGS, add_flags
+from mdaq_spark.heuristics import FLAGS, RULES_VERSION, add_flags
 from mdaq_spark.io import writers
 from mdaq_spark.io.readers import read_corpus
 from mdaq_spark.lang import add_languages, prompt_text
@@ -265,7 +265,7 @@ class Run:
 
         cluster_key = _digest(upstream, _section(cfg.clustering), str(cfg.seed))
         self.stage("cluster", cluster_key, self.cluster)
-        select_key = _digest(cluster_key, score_key, _section(cfg.selection), _section(cfg.filters))
+        select_key = _digest(cluster_key, score_key, _section(cfg.selection), _section(cfg.filters), RULES_VERSION)
         self.stage("select", select_key, self.select)
 
         started = time.perf_counter()
