@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import struct
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from mdaq_spark.errors import ModelLoadError
+from mdaq_spark.io.local_dirs import publish_dir
 
 MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block
@@ -239,9 +238,7 @@ def prepare_multilingual_e5_small(dest: Path) -> Path:
         raise ModelLoadError(f"E5S1 -> BertModel mapping incomplete: missing {missing}, unexpected {unexpected}")
     del tensors
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with publish_dir(dest) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         shutil.copyfile(tokenizer, tmp / "tokenizer.json")
         _write_sentence_transformers_files(tmp, header)
@@ -264,12 +261,4 @@ def prepare_multilingual_e5_small(dest: Path) -> Path:
                 indent=2,
             )
         )
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-        for path in (dest, *dest.rglob("*")):  # mkdtemp made it private; executors may run as another user
-            path.chmod(0o755 if path.is_dir() else 0o644)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest

@@ -19,6 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mdaq_spark.train.triplets import prompt_of
+
 log = logging.getLogger(__name__)
 
 
@@ -93,7 +95,7 @@ def seed_from_run(cache: EncodingCache, run_dir: Path, instruction_prefix: str, 
         return 0
     norm = pd.read_parquet(run_dir / "normalized", columns=["sample_id", "instruction", "input", "response"])
     merged = enc.merge(norm, on="sample_id")
-    prompts = [i if x is None else f"{i}\n{x}" for i, x in zip(merged["instruction"], merged["input"], strict=True)]
+    prompts = [prompt_of(i, x) for i, x in zip(merged["instruction"], merged["input"], strict=True)]
     before = len(cache)
     cache.add([text_key(instruction_prefix, p) for p in prompts], np.stack(merged["prompt_embedding"].to_numpy()))
     cache.add(

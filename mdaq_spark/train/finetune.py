@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from mdaq_spark import __version__
 from mdaq_spark.config import TrainQsmConfig
+from mdaq_spark.io.local_dirs import publish_dir
 from mdaq_spark.models import registry
 from mdaq_spark.models.encoder import pick_device
 
@@ -76,9 +74,6 @@ def finetune_encoder(
     model.eval()
 
     out = Path(cfg.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    model.save(str(tmp))
     manifest = {
         "kind": "mdaq-qsm-encoder",
         "mdaq_spark_version": __version__,
@@ -89,10 +84,9 @@ def finetune_encoder(
         "hyperparameters": {**ft.model_dump(), "seed": cfg.seed, "mode": "full", "steps": steps},
         "train_losses": [round(x, 6) for x in losses],
     }
-    (tmp / registry.MANIFEST).write_text(json.dumps(manifest, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with publish_dir(out) as tmp:
+        model.save(str(tmp))
+        (tmp / registry.MANIFEST).write_text(json.dumps(manifest, indent=2))
 
     # the fine-tuned encoder's cosine is this QSM's score; the base encoder's is the untrained baseline
     tuned = _Embedder(m.model_copy(update={"name": str(out), "qsm_head": "none"}), cfg.encoding_cache, None)

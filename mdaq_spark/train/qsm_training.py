@@ -11,9 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +19,11 @@ import pandas as pd
 from mdaq_spark import __version__
 from mdaq_spark.config import ModelConfig, TrainQsmConfig
 from mdaq_spark.errors import ConfigError
+from mdaq_spark.io.local_dirs import publish_dir
 from mdaq_spark.models import registry
 from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS, QsmHead, score_and_embed
 from mdaq_spark.train import evaluate as ev
-from mdaq_spark.train.encodings import EncodingCache, encode_texts, seed_from_run
+from mdaq_spark.train.encodings import EncodingCache, encode_texts, seed_from_run, text_key
 from mdaq_spark.train.triplets import _bucket, load_triplets, split
 
 log = logging.getLogger(__name__)
@@ -66,8 +64,6 @@ class _Embedder:
 
 
 def _keys(texts: pd.Series, prefix: str) -> list[str]:
-    from mdaq_spark.train.encodings import text_key
-
     return [text_key(prefix, x) for x in texts]
 
 
@@ -107,16 +103,9 @@ def _save_head(trained, manifest: dict, out: Path) -> str:
     for name in sorted(tensors):
         h.update(name.encode() + tensors[name].tobytes())
     manifest = {**manifest, "fingerprint": h.hexdigest()[:16]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    save_file(tensors, str(tmp / HEAD_WEIGHTS))
-    (tmp / HEAD_MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    out.chmod(0o755)  # mkdtemp makes it private; a head is read by executors, maybe as another user
-    for f in out.iterdir():
-        f.chmod(0o644)
+    with publish_dir(out) as tmp:
+        save_file(tensors, str(tmp / HEAD_WEIGHTS))
+        (tmp / HEAD_MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     return manifest["fingerprint"]
 
 

@@ -133,3 +133,39 @@ def test_full_finetune_mode_saves_a_loadable_encoder(model_cache, tmp_path):
 
     tuned = SentenceTransformer(str(out), device="cpu", local_files_only=True)
     assert tuned.encode(["query: Olá"], normalize_embeddings=True).shape == (1, 384)
+
+
+def test_reuse_run_copies_a_runs_encodings_into_the_cache(tmp_path):
+    """--reuse-run: a pipeline run's stored encodings stand in for encoding the same texts again."""
+    import pandas as pd
+
+    from mdaq_spark.train.encodings import EncodingCache, encode_texts, seed_from_run
+    from mdaq_spark.train.triplets import prompt_of
+
+    run = tmp_path / "run"
+    (run / "encodings").mkdir(parents=True)
+    (run / "normalized").mkdir()
+    p, r = np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32)[::-1].copy()
+    pd.DataFrame(
+        {
+            "sample_id": ["a", "b", "c"],
+            "prompt_embedding": list(p),
+            "response_embedding": list(r),
+            "encoder_fingerprint": ["fp1", "fp1", "other"],
+        }
+    ).to_parquet(run / "encodings" / "part.parquet")
+    pd.DataFrame(
+        {
+            "sample_id": ["a", "b", "c"],
+            "instruction": ["Hallo?", "Wer?", "Was?"],
+            "input": ["", None, ""],
+            "response": ["Hi.", "Ich.", "Das."],
+        }
+    ).to_parquet(run / "normalized" / "part.parquet")
+    cache = EncodingCache(tmp_path / "cache", "fp1")
+    assert seed_from_run(cache, run, "query: ", "passage: ") == 4  # two prompts + two responses of encoder fp1
+    got = encode_texts(cache, None, [prompt_of("Wer?", None), prompt_of("Hallo?", "")], "query: ")
+    assert np.array_equal(got, p[[1, 0]])
+    assert np.array_equal(encode_texts(cache, None, ["Ich."], "passage: "), r[[1]])
+    with pytest.raises(RuntimeError, match="not in the encoding cache"):
+        encode_texts(cache, None, ["Das."], "passage: ")  # another encoder's row was not copied
