@@ -81,9 +81,8 @@ def collect_stats(run: Run) -> dict:
         entry.setdefault("selected", {})[r[S.SELECTION_REASON]] = r["count"]
     for entry in per_lang.values():
         entry["selected_total"] = sum(entry.get("selected", {}).values())
-    flagged_dir = getattr(P, "FLAGGED", None)
-    if flagged_dir and Path(run.path(flagged_dir)).exists():
-        exploded = run.table(flagged_dir).select(S.LANG, F.explode("flags").alias("flag"))
+    if Path(run.path(P.FLAGGED)).exists():
+        exploded = run.table(P.FLAGGED).select(S.LANG, F.explode("flags").alias("flag"))
         for r in _rows(exploded.groupBy(S.LANG, "flag").count(), S.LANG, "flag"):
             per_lang.setdefault(r[S.LANG], {}).setdefault("flags", {})[r["flag"]] = r["count"]
 
@@ -122,14 +121,12 @@ def write_stats(run: Run) -> dict:
 
     stats = collect_stats(run)
     stats["run_dir"] = str(run.cfg.output.path)
-    report_cfg = getattr(run.cfg, "report", None)
-    if report_cfg is not None:
-        run.spark.sparkContext.setJobGroup("mdaq-report", "mdaq stage: report", interruptOnCancel=True)
-        stats["report"] = collect_report_data(run, report_cfg)
+    run.spark.sparkContext.setJobGroup("mdaq-report", "mdaq stage: report", interruptOnCancel=True)
+    stats["report"] = collect_report_data(run, run.cfg.report)
     out = Path(run.path(P.REPORT))
     out.mkdir(parents=True, exist_ok=True)
     (out / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False, sort_keys=False))
-    if report_cfg is not None and report_cfg.html:
+    if run.cfg.report.html:
         write_html(out)
     c = stats["counts"]
     log.info(
