@@ -47,9 +47,16 @@ class InputConfig(_Section):
 
 
 class OutputConfig(_Section):
+    # the run directory; a scheduled refresh reuses the same one
     path: str = ""
+    # format of `selected/`: parquet (replaced each run) or a Delta table refreshed with MERGE on
+    # sample_id, so consumers see one versioned table (delta-spark on a cluster, delta-rs offline)
     format: Literal["parquet", "delta"] = "parquet"
-    # redo every stage even when its output is complete
+    # where encodings, scores and embeddings are kept across runs, keyed by (sample_id, model
+    # fingerprint); null = inside the run directory. Share one store between dated run directories
+    # to compute each sample once
+    store: str | None = None
+    # redo every stage even when its output is complete, and forget the stored model outputs
     overwrite: bool = False
 
 
@@ -61,6 +68,11 @@ class SparkConfig(_Section):
     # rows per task in the model stages: many small tasks spread the encoder over every executor
     # and make a retried task cheap (the corpus files' own layout may give only a few partitions)
     rows_per_model_task: int = Field(default=2000, ge=1)
+    # fewest tasks per model batch, whatever its size: fixed by config rather than by the cluster's
+    # size so that the same config gives the same batches, hence bit-identical embeddings
+    min_model_tasks: int = Field(default=2, ge=1)
+    # rows encoded between two commits to the store: a job killed mid-encode loses at most this much
+    rows_per_commit: int = Field(default=20000, ge=1)
     arrow_batch_size: int = Field(default=512, ge=1)
     driver_memory: str = "4g"
     conf: dict[str, str] = Field(default_factory=dict)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyspark import Accumulator
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -28,6 +29,7 @@ from mdaq_spark.config import JobConfig
 from mdaq_spark.heuristics import FLAGS, RULES_VERSION, add_flags
 from mdaq_spark.io import writers
 from mdaq_spark.io.readers import read_corpus
+from mdaq_spark.io.store import ModelStore
 from mdaq_spark.lang import add_languages, prompt_text
 from mdaq_spark.models import registry
 from mdaq_spark.select import select
@@ -47,6 +49,12 @@ CENTROIDS = "centroids"
 SELECTED = "selected"
 REPORT = "report"
 STAGE_MARKERS = "_stages"
+# model outputs live in a store across runs; each is keyed by the fingerprint named here
+STORE_FINGERPRINT = {ENCODINGS: S.ENCODER_FINGERPRINT, SCORES: S.MODEL_FINGERPRINT, EMBEDDINGS: S.MODEL_FINGERPRINT}
+STAGE_OF = {ENCODINGS: "encode", SCORES: "score", EMBEDDINGS: "embed"}
+_BATCH = "_batch"
+_PROMPT = "_prompt"
+_TEXT = "_text"
 
 
 def _digest(*parts: str) -> str:
@@ -89,6 +97,8 @@ class Run:
     skipped: list[str] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
     info: dict[str, object] = field(default_factory=dict)
+    # called with (stage, rows done, rows to do) as model batches commit: the CLI's progress bar
+    on_progress: Callable[[str, int, int], None] | None = None
 
     @property
     def root(self) -> str:
@@ -156,57 +166,117 @@ class Run:
             parsed.unpersist()
         return {"parsed_rows": parsed_rows}
 
+    # -------------------------------------------------------------- model stages (stored across runs)
+
+    def store(self, name: str) -> ModelStore:
+        root = (self.cfg.output.store or self.root).rstrip("/")
+        store = ModelStore(self.spark, f"{root}/{name}", STORE_FINGERPRINT[name])
+        store.adopt_unbatched()
+        return store
+
+    def model_table(self, name: str) -> DataFrame:
+        """A model stage's output for exactly the current corpus, read from the store."""
+        fingerprint = self.info[STAGE_OF[name]][STORE_FINGERPRINT[name]]
+        return self.store(name).view(self.table(NORMALIZED), fingerprint)
+
+    def _compute_missing(
+        self, name: str, wanted: DataFrame, fingerprint: str, compute: Callable[[DataFrame, Accumulator], DataFrame]
+    ) -> dict:
+        """Run `compute` on the wanted rows that the store lacks, in batches committed one by one.
+
+        Batches are fixed by the corpus (a hash of sample_id modulo a count from the corpus
+        size), not by what is left to do, so a restarted job computes the missing batches with
+        exactly the rows, partitions and order an uninterrupted run would have used: the
+        stored floats are the same bit for bit.
+        """
+        store = self.store(name)
+        if self.cfg.output.overwrite:
+            store.clear()
+        store.sweep()
+        total = wanted.count()
+        n_batches = max(1, math.ceil(total / self.cfg.spark.rows_per_commit))
+        pending = store.pending(wanted, fingerprint).withColumn(
+            _BATCH, F.pmod(F.xxhash64(S.SAMPLE_ID), F.lit(n_batches))
+        )
+        todo = {r[_BATCH]: r["count"] for r in pending.groupBy(_BATCH).count().collect()}
+        counter = self.spark.sparkContext.accumulator(0)
+        started, done = time.perf_counter(), 0
+        for i, batch in enumerate(sorted(todo), start=1):
+            rows = todo[batch]
+            tasks = max(self.cfg.spark.min_model_tasks, math.ceil(rows / self.cfg.spark.rows_per_model_task))
+            part = pending.where(F.col(_BATCH) == batch).drop(_BATCH).repartition(tasks, S.SAMPLE_ID)
+            self.spark.sparkContext.setJobDescription(f"mdaq {name}: batch {i}/{len(todo)} ({rows} rows)")
+            store.commit(compute(part, counter).withColumn(STORE_FINGERPRINT[name], F.lit(fingerprint)))
+            done += rows
+            elapsed = time.perf_counter() - started
+            self.progress(STAGE_OF[name], done, sum(todo.values()), elapsed)
+        self.spark.sparkContext.setJobDescription(None)
+        computed = sum(todo.values())
+        return {
+            STORE_FINGERPRINT[name]: fingerprint,
+            "rows": total,
+            "computed": computed,
+            "reused": total - computed,
+            "rows_through_model_udf": int(counter.value),
+            "batches_committed": len(todo),
+        }
+
+    def progress(self, stage: str, done: int, total: int, seconds: float) -> None:
+        rate = done / seconds if seconds > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else 0.0
+        log.info("stage %-8s %d/%d rows committed, %.1f rows/s, about %.0fs left", stage, done, total, rate, eta)
+        if self.on_progress is not None:
+            self.on_progress(stage, done, total)
+
     def encode(self, location: str, fingerprint: str) -> dict:
-        normalized = self.table(NORMALIZED)
-        rows = normalized.count()
-        tasks = max(self.spark.sparkContext.defaultParallelism, math.ceil(rows / self.cfg.spark.rows_per_model_task))
-        normalized = normalized.repartition(tasks, S.SAMPLE_ID)
-        # neighbours of similar length share a padded batch: less padding, same results
-        ordered = normalized.select(
-            S.SAMPLE_ID, S.LANG, prompt_text().alias("_prompt"), S.RESPONSE
-        ).sortWithinPartitions(F.length("_prompt") + F.length(S.RESPONSE))
-        encoded = _flatten(
-            ordered.select(
-                S.SAMPLE_ID, S.LANG, encode_udf(self.cfg.model, location)(F.col("_prompt"), F.col(S.RESPONSE))
-            ),
-            (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING),
-        ).withColumn(S.ENCODER_FINGERPRINT, F.lit(fingerprint))
-        writers.write_table(encoded, self.path(ENCODINGS), partition_by=(S.LANG,))
-        return {"encoder_fingerprint": fingerprint, "rows": rows, "tasks": tasks}
+        texts = self.table(NORMALIZED).select(S.SAMPLE_ID, S.LANG, prompt_text().alias(_PROMPT), S.RESPONSE)
+
+        def compute(rows: DataFrame, counter: Accumulator) -> DataFrame:
+            # neighbours of similar length share a padded batch: less padding; sample_id breaks ties
+            # so the batches, and with them the floats, are the same on every run
+            ordered = rows.sortWithinPartitions(F.length(_PROMPT) + F.length(S.RESPONSE), S.SAMPLE_ID)
+            udf = encode_udf(self.cfg.model, location, counter)
+            return _flatten(
+                ordered.select(S.SAMPLE_ID, S.LANG, udf(F.col(_PROMPT), F.col(S.RESPONSE))),
+                (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING),
+            )
+
+        return self._compute_missing(ENCODINGS, texts, fingerprint, compute)
 
     def score(self, head_dir: str | None, fingerprint: str) -> dict:
-        encodings = self.table(ENCODINGS)
-        udf = score_udf(self.cfg.model, head_dir)
-        scored = _flatten(
-            encodings.select(S.SAMPLE_ID, S.LANG, udf(F.col(S.PROMPT_EMBEDDING), F.col(S.RESPONSE_EMBEDDING))),
-            (S.QSM_SCORE, S.EMBEDDING),
-        ).withColumn(S.MODEL_FINGERPRINT, F.lit(fingerprint))
-        writers.write_table(scored, self.path(SCORES), partition_by=(S.LANG,))
-        return {"model_fingerprint": fingerprint, "qsm_head": head_dir or "none (untrained encoder cosine)"}
+        encodings = self.model_table(ENCODINGS).select(S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING)
+
+        def compute(rows: DataFrame, counter: Accumulator) -> DataFrame:
+            udf = score_udf(self.cfg.model, head_dir, counter)
+            return _flatten(
+                rows.select(S.SAMPLE_ID, S.LANG, udf(F.col(S.PROMPT_EMBEDDING), F.col(S.RESPONSE_EMBEDDING))),
+                (S.QSM_SCORE, S.EMBEDDING),
+            )
+
+        info = self._compute_missing(SCORES, encodings, fingerprint, compute)
+        return {**info, "qsm_head": head_dir or "none (untrained encoder cosine)"}
 
     def embed(self, location: str, fingerprint: str) -> dict:
         model_cfg = self.cfg.embedding.model
-        normalized = self.table(NORMALIZED).select(S.SAMPLE_ID, S.LANG, sample_text().alias("_text"))
-        ordered = normalized.sortWithinPartitions(F.length("_text"))
-        embedded = ordered.select(
-            S.SAMPLE_ID,
-            S.LANG,
-            embed_udf(model_cfg, location, model_cfg.response_prefix)(F.col("_text")).alias(S.EMBEDDING),
-            F.lit(fingerprint).alias(S.MODEL_FINGERPRINT),
-        )
-        writers.write_table(embedded, self.path(EMBEDDINGS), partition_by=(S.LANG,))
-        return {"model_fingerprint": fingerprint}
+        texts = self.table(NORMALIZED).select(S.SAMPLE_ID, S.LANG, sample_text().alias(_TEXT))
+
+        def compute(rows: DataFrame, counter: Accumulator) -> DataFrame:
+            ordered = rows.sortWithinPartitions(F.length(_TEXT), S.SAMPLE_ID)
+            udf = embed_udf(model_cfg, location, model_cfg.response_prefix, counter)
+            return ordered.select(S.SAMPLE_ID, S.LANG, udf(F.col(_TEXT)).alias(S.EMBEDDING))
+
+        return self._compute_missing(EMBEDDINGS, texts, fingerprint, compute)
 
     def cluster(self) -> dict:
         source = SCORES if self.cfg.embedding.source == "qsm" else EMBEDDINGS
-        result = cluster_by_language(self.spark, self.table(source), self.cfg.clustering, self.cfg.seed)
+        result = cluster_by_language(self.spark, self.model_table(source), self.cfg.clustering, self.cfg.seed)
         writers.write_table(result.assignments, self.path(CLUSTERS), partition_by=(S.LANG,))
         writers.write_table(result.centroids.coalesce(1), self.path(CENTROIDS))
         return {"k_per_lang": result.k_per_lang}
 
     def select(self) -> dict:
         cfg = self.cfg
-        scores = self.table(SCORES).select(S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT)
+        scores = self.model_table(SCORES).select(S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT)
         clusters = self.table(CLUSTERS)
         content = self.table(NORMALIZED)
         flags = add_flags(content, cfg.filters).select(S.SAMPLE_ID, S.LANG, FLAGS)

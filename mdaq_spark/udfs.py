@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 
 import pandas as pd
+from pyspark import Accumulator
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -54,13 +55,24 @@ def _texts(series: pd.Series) -> list[str]:
     return series.fillna("").astype(str).tolist()
 
 
-def encode_udf(cfg: ModelConfig, location: str):
+def _count(counter: Accumulator | None, n: int) -> None:
+    """Rows that reached a model UDF: how a refresh proves it computed only the new samples.
+
+    An accumulator counts a retried task twice; that is the truth about work done, which is
+    what it reports. Output counts come from the written tables instead.
+    """
+    if counter is not None:
+        counter.add(n)
+
+
+def encode_udf(cfg: ModelConfig, location: str, counter: Accumulator | None = None):
     """(prompt, response) -> struct(prompt_embedding, response_embedding): the one encoder pass per text."""
 
     @F.pandas_udf(ENCODING_TYPE)
     def encode_pair(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         encoder = _cached("encoder", cfg, location)
         for prompts, responses in batches:
+            _count(counter, len(prompts))
             p = encoder.encode(_texts(prompts), cfg.instruction_prefix)
             r = encoder.encode(_texts(responses), cfg.response_prefix)
             yield pd.DataFrame({S.PROMPT_EMBEDDING: list(p), S.RESPONSE_EMBEDDING: list(r)})
@@ -68,7 +80,7 @@ def encode_udf(cfg: ModelConfig, location: str):
     return encode_pair
 
 
-def score_udf(cfg: ModelConfig, head_dir: str | None):
+def score_udf(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | None = None):
     """(prompt_embedding, response_embedding) -> struct(qsm_score, embedding); no encoder involved.
 
     Scoring works on stored encodings, so a newly trained QSM head re-scores a corpus in
@@ -83,6 +95,7 @@ def score_udf(cfg: ModelConfig, head_dir: str | None):
 
         head = _cached("head", cfg, head_dir or "")
         for prompts, responses in batches:
+            _count(counter, len(prompts))
             p = np.stack(prompts.to_numpy()).astype(np.float32)
             r = np.stack(responses.to_numpy()).astype(np.float32)
             scores, embeddings = score_and_embed(p, r, head)
@@ -91,13 +104,14 @@ def score_udf(cfg: ModelConfig, head_dir: str | None):
     return qsm_score
 
 
-def embed_udf(cfg: ModelConfig, location: str, prefix: str):
+def embed_udf(cfg: ModelConfig, location: str, prefix: str, counter: Accumulator | None = None):
     """text -> L2-normalised embedding, for a diversity model separate from the QSM."""
 
     @F.pandas_udf(EMBEDDING_TYPE)
     def embed(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         encoder = _cached("encoder", cfg, location)
         for texts in batches:
+            _count(counter, len(texts))
             yield pd.Series(list(encoder.encode(_texts(texts), prefix)))
 
     return embed
