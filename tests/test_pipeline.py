@@ -30,6 +30,13 @@ def _table(spark, out: Path, name: str) -> pd.DataFrame:
     return spark.read.parquet(str(out / name)).toPandas()
 
 
+def _scores(spark, out: Path, stats: dict) -> pd.Series:
+    """The score store holds every head's scores: the run's own are those of its fingerprint."""
+    scores = _table(spark, out, SCORES)
+    mine = scores[scores[S.MODEL_FINGERPRINT] == stats["stage_info"]["score"]["model_fingerprint"]]
+    return mine.set_index(S.SAMPLE_ID)[S.QSM_SCORE]
+
+
 def test_midb_two_languages_end_to_end(spark, model_cache, tmp_path):
     corpus = _midb_subset(tmp_path, ("German", "Korean"), records=120)
     out = tmp_path / "run"
@@ -134,8 +141,8 @@ def test_new_qsm_head_rescores_without_reencoding(spark, model_cache, tmp_path):
 
     corpus = _midb_subset(tmp_path, ("Italian",), records=30)
     out = tmp_path / "run"
-    _run(spark, model_cache, [corpus], out, "model.qsm_head=none")
-    before = _table(spark, out, SCORES).set_index(S.SAMPLE_ID)[S.QSM_SCORE]
+    first = _run(spark, model_cache, [corpus], out, "model.qsm_head=none")
+    before = _scores(spark, out, first)
 
     head = tmp_path / "head"
     head.mkdir()
@@ -152,6 +159,7 @@ def test_new_qsm_head_rescores_without_reencoding(spark, model_cache, tmp_path):
     )
     stats = _run(spark, model_cache, [corpus], out, f"model.qsm_head={head}")
     assert stats["stages_skipped"] == ["ingest", "encode"]  # stored encodings are reused
-    after = _table(spark, out, SCORES).set_index(S.SAMPLE_ID)[S.QSM_SCORE]
+    assert stats["stage_info"]["score"]["rows_through_model_udf"] == len(before)
+    after = _scores(spark, out, stats)
     assert set(after.index) == set(before.index)
     assert not np.allclose(after.loc[before.index].to_numpy(), before.to_numpy())
