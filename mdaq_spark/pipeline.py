@@ -27,7 +27,7 @@ from mdaq_spark import schema as S
 from mdaq_spark.cluster import cluster_by_language
 from mdaq_spark.config import JobConfig
 from mdaq_spark.heuristics import FLAGS, RULES_VERSION, add_flags
-from mdaq_spark.io import writers
+from mdaq_spark.io import delta, writers
 from mdaq_spark.io.readers import read_corpus
 from mdaq_spark.io.store import ModelStore
 from mdaq_spark.lang import add_languages, prompt_text
@@ -48,6 +48,7 @@ CLUSTERS = "clusters"
 CENTROIDS = "centroids"
 SELECTED = "selected"
 REPORT = "report"
+STAGING = "_staging"
 STAGE_MARKERS = "_stages"
 # model outputs live in a store across runs; each is keyed by the fingerprint named here
 STORE_FINGERPRINT = {ENCODINGS: S.ENCODER_FINGERPRINT, SCORES: S.MODEL_FINGERPRINT, EMBEDDINGS: S.MODEL_FINGERPRINT}
@@ -301,10 +302,23 @@ class Run:
         )
         lead = [S.SAMPLE_ID, S.LANG, S.SELECTION_REASON, S.QSM_SCORE, S.QUALITY_RANK, S.CLUSTER_ID]
         out = out.select(*lead, *[c for c in out.columns if c not in lead])
-        writers.write_table(
-            out.repartition(S.LANG).sortWithinPartitions(S.QUALITY_RANK), self.path(SELECTED), partition_by=(S.LANG,)
-        )
-        return {"filters_action": cfg.filters.action}
+        out = out.repartition(S.LANG).sortWithinPartitions(S.QUALITY_RANK)
+        info: dict[str, object] = {"filters_action": cfg.filters.action}
+        if cfg.output.format == "delta":
+            staged = self.path(f"{STAGING}/{SELECTED}")
+            writers.write_table(out, staged, partition_by=(S.LANG,))
+            info["delta"] = delta.merge_on_key(
+                self.spark.read.parquet(staged), staged, self.path(SELECTED), S.SAMPLE_ID, (S.LANG,)
+            )
+            writers.delete(self.spark, self.path(STAGING))
+        else:
+            writers.write_table(out, self.path(SELECTED), partition_by=(S.LANG,))
+        return info
+
+    def selected_table(self) -> DataFrame:
+        if self.cfg.output.format == "delta":
+            return delta.read_delta(self.spark, self.path(SELECTED))
+        return self.table(SELECTED)
 
     # -------------------------------------------------------------- driver
 

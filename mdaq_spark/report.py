@@ -35,7 +35,7 @@ def collect_stats(run: Run) -> dict:
 
     normalized = run.table(P.NORMALIZED)
     quarantine = run.table(P.QUARANTINE)
-    selected = run.table(P.SELECTED)
+    selected = run.selected_table()
     scores = run.table(P.SCORES)
     clusters = run.table(P.CLUSTERS)
 

@@ -119,7 +119,7 @@ def projection(scored_flagged, sample: int, seed: int) -> list[dict]:
 def collect_report_data(run: Run, cfg: ReportConfig) -> dict:
     from mdaq_spark import pipeline as P
 
-    selected_ids = run.table(P.SELECTED).select(S.SAMPLE_ID, F.lit(True).alias("_selected"))
+    selected_ids = run.selected_table().select(S.SAMPLE_ID, F.lit(True).alias("_selected"))
     scored = (
         run.table(P.SCORES)
         .select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING)

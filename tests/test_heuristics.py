@@ -35,10 +35,20 @@ CASES = [
         ["truncated_response"],
     ),
     ("short_no_period_is_fine", "Nenne eine Farbe.", "Blau", False, []),
-    ("list_ends_without_period", "Nenne Fähigkeiten.", "Wichtige Fähigkeiten sind:\n1. Kommunikation\n2. Teamarbeit"
-     "\n3. Organisation\n4. Zeitmanagement und Planung", False, []),
-    ("hashtags", "Write a tweet about recycling.", "Recycling one can saves enough energy to run a TV for three "
-     "hours. Start today! #Recycling #ZeroWaste", False, []),
+    (
+        "list_ends_without_period",
+        "Nenne Fähigkeiten.",
+        "Wichtige Fähigkeiten sind:\n1. Kommunikation\n2. Teamarbeit\n3. Organisation\n4. Zeitmanagement und Planung",
+        False,
+        [],
+    ),
+    (
+        "hashtags",
+        "Write a tweet about recycling.",
+        "Recycling one can saves enough energy to run a TV for three hours. Start today! #Recycling #ZeroWaste",
+        False,
+        [],
+    ),
     (
         "ends_with_code",
         "Print hello in Python.",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 
 from mdaq_spark import schema as S
+from mdaq_spark.io.delta import read_delta
 from mdaq_spark.pipeline import ENCODINGS, SELECTED
 from tests.conftest import MIDB_DIR
 from tests.test_pipeline import _run, _scores, _table
@@ -20,17 +20,19 @@ def _write(folder, records_by_lang: dict[str, list]) -> None:
 
 
 def test_refresh_encodes_only_new_samples(spark, model_cache, tmp_path):
-    source = {lang: json.loads((MIDB_DIR / f"{lang}.json").read_text(encoding="utf-8")) for lang in ("German", "Malay")}
+    source = {
+        lang: json.loads((MIDB_DIR / f"{lang}.json").read_text(encoding="utf-8")) for lang in ("German", "Malay")
+    }
     corpus, out = tmp_path / "corpus", tmp_path / "run"
     _write(corpus, {lang: records[:20] for lang, records in source.items()})
-    first = _run(spark, model_cache, [corpus], out)
+    first = _run(spark, model_cache, [corpus], out, "output.format=delta")
     old_n = first["counts"]["kept"]
     assert first["stage_info"]["encode"]["rows_through_model_udf"] == old_n
     old_encodings = _table(spark, out, ENCODINGS).set_index(S.SAMPLE_ID)
 
     # the corpus grows by one record per language (two samples each: raw and revised)
     _write(corpus, {lang: records[:21] for lang, records in source.items()})
-    second = _run(spark, model_cache, [corpus], out)
+    second = _run(spark, model_cache, [corpus], out, "output.format=delta")
     new_n = second["counts"]["kept"] - old_n
     assert 0 < new_n <= 4
     for stage in ("encode", "score"):
@@ -45,7 +47,8 @@ def test_refresh_encodes_only_new_samples(spark, model_cache, tmp_path):
     assert encodings[S.SAMPLE_ID].is_unique and len(encodings) == old_n + new_n
     kept = encodings.set_index(S.SAMPLE_ID).loc[old_encodings.index]
     assert all(
-        np.array_equal(a, b) for a, b in zip(kept[S.RESPONSE_EMBEDDING], old_encodings[S.RESPONSE_EMBEDDING])
+        np.array_equal(a, b)
+        for a, b in zip(kept[S.RESPONSE_EMBEDDING], old_encodings[S.RESPONSE_EMBEDDING], strict=True)
     )
 
     # the reused results agree with a fresh run over the grown corpus (the batches differ, so the
@@ -54,6 +57,11 @@ def test_refresh_encodes_only_new_samples(spark, model_cache, tmp_path):
     ours, theirs = _scores(spark, out, second), _scores(spark, tmp_path / "fresh", fresh)
     assert set(ours.index) == set(theirs.index)
     assert np.allclose(ours.loc[theirs.index].to_numpy(), theirs.to_numpy(), atol=1e-5)
-    selected = _table(spark, out, SELECTED)
-    assert len(selected) == second["counts"]["selected"]
-    assert set(selected[S.SAMPLE_ID]) <= set(pd.concat([ours.reset_index()[S.SAMPLE_ID]]))
+    # selected/ is one Delta table: the refresh MERGEd into it, and it now equals this run's selection
+    assert first["stage_info"]["select"]["delta"]["version"] == 0
+    assert second["stage_info"]["select"]["delta"]["version"] == 1
+    selected = read_delta(spark, str(out / SELECTED)).toPandas()
+    assert len(selected) == second["counts"]["selected"] and selected[S.SAMPLE_ID].is_unique
+    assert set(selected[S.SAMPLE_ID]) <= set(ours.index)
+    fresh_selected = _table(spark, tmp_path / "fresh", SELECTED)
+    assert len(fresh_selected) == len(selected)
