@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 configuration error, 3 unreadable input, 4 model cannot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -63,18 +64,50 @@ def _add_job_options(p: argparse.ArgumentParser, *, need_io: bool = True) -> Non
     p.add_argument("--dry-run", action="store_true", help="validate config and inputs, print the plan, run nothing")
 
 
+@contextlib.contextmanager
+def _progress_bar():
+    """A live bar per model stage on an interactive terminal; log lines alone anywhere else (cron, CI, YARN)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bars: dict[str, int] = {}
+    with Progress(
+        TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), transient=False,
+    ) as progress:  # fmt: skip
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = progress.add_task(stage, total=total)
+            progress.update(bars[stage], completed=done, total=total)
+
+        yield update
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _job_config(args)
     check_runnable(cfg)
     if args.dry_run:
-        print(cfg.to_json())
+        from mdaq_spark.plan import build_plan
+
+        print(json.dumps(build_plan(cfg), indent=2, ensure_ascii=False))
         return 0
     from mdaq_spark.pipeline import run_pipeline
     from mdaq_spark.session import build_session
 
     spark = build_session(cfg.spark)
     try:
-        stats = run_pipeline(spark, cfg)
+        with _progress_bar() as on_progress:
+            stats = run_pipeline(spark, cfg, on_progress=on_progress)
     finally:
         spark.stop()
     print(

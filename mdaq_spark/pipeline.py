@@ -358,5 +358,7 @@ class Run:
         return stats
 
 
-def run_pipeline(spark: SparkSession, cfg: JobConfig) -> dict:
-    return Run(spark, cfg).execute()
+def run_pipeline(
+    spark: SparkSession, cfg: JobConfig, on_progress: Callable[[str, int, int], None] | None = None
+) -> dict:
+    return Run(spark, cfg, on_progress=on_progress).execute()

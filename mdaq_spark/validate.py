@@ -14,7 +14,6 @@ NOT_AN_OBJECT = "not_an_object"
 UNKNOWN_RECORD_FORMAT = "unknown_record_format"
 NO_USER_TURN = "no_user_turn"
 NO_ASSISTANT_TURN = "no_assistant_turn"
-EMPTY_FILE = "empty_file"
 
 # U+FFFD is what Spark's UTF-8 decoder leaves where the bytes were invalid; lone surrogates
 # come from JSON escapes of broken UTF-16 and cannot be written out as UTF-8

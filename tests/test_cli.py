@@ -19,13 +19,25 @@ def test_help_has_an_example(command, capsys):
     assert "example:" in capsys.readouterr().out
 
 
-def test_dry_run_prints_the_config_without_spark(tmp_path, capsys):
-    corpus = tmp_path / "c.jsonl"
-    corpus.write_text('{"instruction": "a", "output": "b"}\n')
-    assert main(["run", "-i", str(corpus), "-o", str(tmp_path / "out"), "--dry-run", "--set", "seed=7"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["seed"] == 7 and printed["input"]["paths"] == [str(corpus)]
-    assert not (tmp_path / "out").exists()
+def test_dry_run_checks_inputs_and_prints_the_plan_without_spark(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "c.jsonl").write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a"}\nnot json\n')
+    (corpus / "d.json").write_text(
+        '[{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "r"}]}]'
+    )
+    out = tmp_path / "out"
+    assert main(["run", "-i", str(corpus), "-o", str(out), "--dry-run", "--set", "seed=7"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["config"]["seed"] == 7 and plan["config"]["input"]["paths"] == [str(corpus)]
+    by_type = {entry["file_type"]: entry for entry in plan["inputs"]}
+    assert set(by_type) == {"json", "jsonl"}
+    peek = by_type["jsonl"]["first_20_records_per_file"]
+    assert peek == {"record_formats": {"alpaca": 1}, "rejected": {"missing_response": 1, "unparsable_json": 1}}
+    assert by_type["json"]["first_20_records_per_file"]["record_formats"] == {"sharegpt": 1}
+    assert plan["stages"]["ingest"] == "runs" and "embed" not in plan["stages"]
+    assert plan["model"]["encoder"] == "multilingual-e5-small"
+    assert not out.exists()  # nothing written, no Spark started
 
 
 def test_exit_codes(tmp_path):

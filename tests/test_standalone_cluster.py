@@ -150,44 +150,69 @@ def test_pandas_udf_job_runs_on_both_executors(standalone_cluster: StandaloneClu
     assert status["aliveworkers"] == 2
 
 
-def test_spark_submit_select_job(standalone_cluster: StandaloneCluster, model_cache, tmp_path):
-    """The product's own entry point, jobs/select.py, on the real cluster: output complete and consistent."""
+def _select_args(corpus, out, model_cache) -> list[str]:
+    from tests.conftest import REPO
+
+    return [
+        str(REPO / "jobs" / "select.py"),
+        "--config",
+        str(REPO / "conf" / "default.yaml"),
+        "--input",
+        str(corpus),
+        "--output",
+        str(out),
+        "--set",
+        f"model.cache_dir={model_cache}",
+        "--set",
+        "selection.budget_fraction=0.25",
+        # several encode batches, so that a worker can die between two of them
+        "--set",
+        f"spark.rows_per_commit={ROWS_PER_COMMIT}",
+    ]
+
+
+ROWS_PER_COMMIT = 40
+SELECT_LANGS = ("French", "Turkish")
+SELECT_RECORDS = 40
+
+
+@pytest.fixture(scope="module")
+def select_corpus(tmp_path_factory):
+    import json
+
+    from tests.conftest import MIDB_DIR
+
+    corpus = tmp_path_factory.mktemp("midb")
+    for lang in SELECT_LANGS:
+        if not (MIDB_DIR / f"{lang}.json").exists():
+            pytest.skip("shared MIDB data not present")
+        records = json.loads((MIDB_DIR / f"{lang}.json").read_text(encoding="utf-8"))[:SELECT_RECORDS]
+        (corpus / f"{lang}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def clean_select_run(standalone_cluster: StandaloneCluster, model_cache, select_corpus, tmp_path_factory):
+    """jobs/select.py, the product's own entry point, on the cluster without faults: the reference output."""
+    out = tmp_path_factory.mktemp("clean") / "run"
+    proc = standalone_cluster.spark_submit(
+        _select_args(select_corpus, out, model_cache), timeout=900, cwd=str(out.parent)
+    )
+    assert proc.returncode == 0, f"spark-submit failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return out
+
+
+def test_spark_submit_select_job(standalone_cluster: StandaloneCluster, clean_select_run):
+    """Output complete and consistent, and the job really ran on the cluster."""
     import json
 
     import pandas as pd
 
-    from tests.conftest import MIDB_DIR, REPO
-
-    corpus = tmp_path / "midb"
-    corpus.mkdir()
-    for lang in ("French", "Turkish"):
-        if not (MIDB_DIR / f"{lang}.json").exists():
-            pytest.skip("shared MIDB data not present")
-        records = json.loads((MIDB_DIR / f"{lang}.json").read_text(encoding="utf-8"))[:40]
-        (corpus / f"{lang}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
-    out = tmp_path / "run"
-    proc = standalone_cluster.spark_submit(
-        [
-            str(REPO / "jobs" / "select.py"),
-            "--config",
-            str(REPO / "conf" / "default.yaml"),
-            "--input",
-            str(corpus),
-            "--output",
-            str(out),
-            "--set",
-            f"model.cache_dir={model_cache}",
-            "--set",
-            "selection.budget_fraction=0.25",
-        ],
-        timeout=900,
-        cwd=str(tmp_path),
-    )
-    assert proc.returncode == 0, f"spark-submit failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-
+    out = clean_select_run
     stats = json.loads((out / "report" / "stats.json").read_text())
-    assert stats["counts"]["identity_holds"] and stats["counts"]["records_read"] == 2 * 2 * 40
+    assert stats["counts"]["identity_holds"] and stats["counts"]["records_read"] == 2 * 2 * SELECT_RECORDS
     assert stats["environment"]["spark_master"].startswith("spark://")
+    assert stats["stage_info"]["encode"]["batches_committed"] >= 2
     selected = pd.read_parquet(out / "selected")
     normalized = pd.read_parquet(out / "normalized")
     assert set(selected["lang"].astype(str)) == {"fr", "tr"}
@@ -196,3 +221,43 @@ def test_spark_submit_select_job(standalone_cluster: StandaloneCluster, model_ca
     assert selected["sample_id"].is_unique
     assert set(selected["selection_reason"]) == {"quality", "diversity"}
     assert standalone_cluster.status()["completedapps"][-1]["state"] == "FINISHED"
+
+
+def test_worker_killed_while_encoding_same_selection(
+    standalone_cluster: StandaloneCluster, model_cache, select_corpus, clean_select_run, tmp_path
+):
+    """A worker dies (SIGKILL) in the middle of the encode stage: Spark re-runs its tasks on the other
+    executor and the job ends with exactly the clean run's selection. Runs last: it leaves one worker."""
+    import threading
+
+    import pandas as pd
+
+    out = tmp_path / "run"
+    result: dict = {}
+    job = threading.Thread(
+        target=lambda: result.update(
+            proc=standalone_cluster.spark_submit(
+                _select_args(select_corpus, out, model_cache), timeout=900, cwd=str(tmp_path)
+            )
+        )
+    )
+    job.start()
+    deadline = time.monotonic() + 600
+    # the first encode batch is committed: the executors are busy with the next one
+    while not (out / "encodings" / "batch=000000").is_dir():
+        assert job.is_alive(), "the job ended before the encode stage committed a batch"
+        assert time.monotonic() < deadline, "no encode batch committed within 10 minutes"
+        time.sleep(0.2)
+    killed = standalone_cluster.kill_worker(1)
+    LOG.info("killed worker pid %d during the encode stage", killed)
+    job.join(timeout=900)
+    proc = result["proc"]
+    assert proc.returncode == 0, f"spark-submit failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    # the application did lose an executor (the driver logs it), and finished anyway
+    assert "Lost executor" in proc.stderr, proc.stderr[-4000:]
+
+    def selection(run) -> pd.DataFrame:
+        df = pd.read_parquet(run / "selected", columns=["sample_id", "selection_reason", "qsm_score"])
+        return df.sort_values("sample_id").reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(selection(out), selection(clean_select_run))

@@ -115,6 +115,40 @@ def read_corpus(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     return units.mapInPandas(functools.partial(_parse_batches, cfg=cfg), schema=out_schema)
 
 
+def preview(path: str, file_type: str, cfg: InputConfig, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` parsed rows of one file, in plain Python: the dry run's schema check.
+
+    Same parser as the job, so a dry run reports the record formats and rejection reasons
+    the job would produce, minutes before a cluster is asked for.
+    """
+    settings = records.AdapterSettings(columns=cfg.columns, max_field_chars=cfg.max_field_chars)
+    source = str(path)
+    if file_type == "jsonl":
+        units = []
+        with open(path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    units.append((UNIT_LINE, line.rstrip(b"\r\n")))
+                if len(units) >= limit:
+                    break
+    elif file_type == "json":
+        units = [(UNIT_FILE, Path(path).read_bytes())]
+    elif file_type == "parquet":
+        import pyarrow.parquet as pq
+
+        first = next(pq.ParquetFile(path).iter_batches(batch_size=limit), None)
+        rows = first.to_pylist() if first is not None else []
+        units = [(UNIT_LINE, json.dumps(row, ensure_ascii=False, default=str).encode()) for row in rows]
+    else:
+        return []
+    out: list[dict[str, Any]] = []
+    for unit, payload in units:
+        out.extend(_parse_unit(source, unit, payload, cfg, settings))
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
 # ---------------------------------------------------------------- parsing (runs on executors)
 
 
