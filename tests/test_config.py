@@ -55,3 +55,34 @@ def test_missing_input_is_reported_before_spark(tmp_path):
 def test_cluster_yaml_is_a_valid_config():
     cfg = load_config(REPO / "conf" / "cluster.yaml")
     assert cfg.model.device == "cuda" and cfg.spark.conf["spark.task.resource.gpu.amount"] == "1"
+
+
+def _leaf_keys(model_cls, prefix: str = "") -> list[str]:
+    """Every settable key of a pydantic config class, dotted; nested sections are walked."""
+    from pydantic import BaseModel
+
+    keys = []
+    for name, info in model_cls.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += _leaf_keys(annotation, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def test_readme_config_reference_is_generated_and_complete():
+    import importlib.util
+
+    from mdaq_spark.config import JobConfig
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("config_reference", REPO / "scripts" / "config_reference.py")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    table = ref.render((REPO / "conf" / "default.yaml").read_text(encoding="utf-8"))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"{ref.START}\n{table}\n{ref.END}" in readme, "run: python scripts/config_reference.py --write"
+    documented = {key for key, _, _ in ref.rows((REPO / "conf" / "default.yaml").read_text(encoding="utf-8"))}
+    missing = [k for k in _leaf_keys(JobConfig) if k not in documented]
+    assert not missing, f"keys without a line in conf/default.yaml: {missing}"
