@@ -53,7 +53,7 @@ STAGE_MARKERS = "_stages"
 # model outputs live in a store across runs; each is keyed by the fingerprint named here
 STORE_FINGERPRINT = {ENCODINGS: S.ENCODER_FINGERPRINT, SCORES: S.MODEL_FINGERPRINT, EMBEDDINGS: S.MODEL_FINGERPRINT}
 STAGE_OF = {ENCODINGS: "encode", SCORES: "score", EMBEDDINGS: "embed"}
-_BATCH = "_batch"
+_BATCH = "mdaq_batch"  # a partition column: a leading "_" would hide its folders from Spark
 _PROMPT = "_prompt"
 _TEXT = "_text"
 
@@ -181,37 +181,51 @@ class Run:
         return self.store(name).view(self.table(NORMALIZED), fingerprint)
 
     def _compute_missing(
-        self, name: str, wanted: DataFrame, fingerprint: str, compute: Callable[[DataFrame, Accumulator], DataFrame]
+        self,
+        name: str,
+        wanted: DataFrame,
+        fingerprint: str,
+        compute: Callable[[DataFrame, Accumulator], DataFrame],
+        rows_per_commit: int | None,
     ) -> dict:
         """Run `compute` on the wanted rows that the store lacks, in batches committed one by one.
 
         Batches are fixed by the corpus (a hash of sample_id modulo a count from the corpus
         size), not by what is left to do, so a restarted job computes the missing batches with
         exactly the rows, partitions and order an uninterrupted run would have used: the
-        stored floats are the same bit for bit.
+        stored floats are the same bit for bit. The pending rows are staged once, partitioned
+        by batch, so each batch reads its own files instead of re-deriving them from the corpus.
+        `rows_per_commit=None` commits everything at once (cheap stages: a rerun costs little).
         """
         store = self.store(name)
         if self.cfg.output.overwrite:
             store.clear()
         store.sweep()
         total = wanted.count()
-        n_batches = max(1, math.ceil(total / self.cfg.spark.rows_per_commit))
-        pending = store.pending(wanted, fingerprint).withColumn(
-            _BATCH, F.pmod(F.xxhash64(S.SAMPLE_ID), F.lit(n_batches))
-        )
-        todo = {r[_BATCH]: r["count"] for r in pending.groupBy(_BATCH).count().collect()}
+        n_batches = max(1, math.ceil(total / rows_per_commit)) if rows_per_commit else 1
+        pending = store.pending(wanted, fingerprint)
+        staged = self.path(f"{STAGING}/{name}_pending")
+        if n_batches > 1:
+            pending = pending.withColumn(_BATCH, F.pmod(F.xxhash64(S.SAMPLE_ID), F.lit(n_batches)))
+            writers.write_table(pending, staged, partition_by=(_BATCH,))
+            pending = self.spark.read.parquet(staged)
+            todo = {r[_BATCH]: r["count"] for r in pending.groupBy(_BATCH).count().collect()}
+        else:
+            todo = {0: pending.count()}
+            pending = pending.withColumn(_BATCH, F.lit(0))
         counter = self.spark.sparkContext.accumulator(0)
         started, done = time.perf_counter(), 0
-        for i, batch in enumerate(sorted(todo), start=1):
+        batches = sorted(b for b, rows in todo.items() if rows)
+        for i, batch in enumerate(batches, start=1):
             rows = todo[batch]
             tasks = max(self.cfg.spark.min_model_tasks, math.ceil(rows / self.cfg.spark.rows_per_model_task))
             part = pending.where(F.col(_BATCH) == batch).drop(_BATCH).repartition(tasks, S.SAMPLE_ID)
-            self.spark.sparkContext.setJobDescription(f"mdaq {name}: batch {i}/{len(todo)} ({rows} rows)")
+            self.spark.sparkContext.setJobDescription(f"mdaq {STAGE_OF[name]}: batch {i}/{len(batches)} ({rows} rows)")
             store.commit(compute(part, counter).withColumn(STORE_FINGERPRINT[name], F.lit(fingerprint)))
             done += rows
-            elapsed = time.perf_counter() - started
-            self.progress(STAGE_OF[name], done, sum(todo.values()), elapsed)
+            self.progress(STAGE_OF[name], done, sum(todo.values()), time.perf_counter() - started)
         self.spark.sparkContext.setJobDescription(None)
+        writers.delete(self.spark, staged)
         computed = sum(todo.values())
         return {
             STORE_FINGERPRINT[name]: fingerprint,
@@ -219,7 +233,7 @@ class Run:
             "computed": computed,
             "reused": total - computed,
             "rows_through_model_udf": int(counter.value),
-            "batches_committed": len(todo),
+            "batches_committed": len(batches),
         }
 
     def progress(self, stage: str, done: int, total: int, seconds: float) -> None:
@@ -242,7 +256,7 @@ class Run:
                 (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING),
             )
 
-        return self._compute_missing(ENCODINGS, texts, fingerprint, compute)
+        return self._compute_missing(ENCODINGS, texts, fingerprint, compute, self.cfg.spark.rows_per_commit)
 
     def score(self, head_dir: str | None, fingerprint: str) -> dict:
         encodings = self.model_table(ENCODINGS).select(S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING)
@@ -254,7 +268,7 @@ class Run:
                 (S.QSM_SCORE, S.EMBEDDING),
             )
 
-        info = self._compute_missing(SCORES, encodings, fingerprint, compute)
+        info = self._compute_missing(SCORES, encodings, fingerprint, compute, rows_per_commit=None)
         return {**info, "qsm_head": head_dir or "none (untrained encoder cosine)"}
 
     def embed(self, location: str, fingerprint: str) -> dict:
@@ -266,7 +280,7 @@ class Run:
             udf = embed_udf(model_cfg, location, model_cfg.response_prefix, counter)
             return ordered.select(S.SAMPLE_ID, S.LANG, udf(F.col(_TEXT)).alias(S.EMBEDDING))
 
-        return self._compute_missing(EMBEDDINGS, texts, fingerprint, compute)
+        return self._compute_missing(EMBEDDINGS, texts, fingerprint, compute, self.cfg.spark.rows_per_commit)
 
     def cluster(self) -> dict:
         source = SCORES if self.cfg.embedding.source == "qsm" else EMBEDDINGS
@@ -313,6 +327,7 @@ class Run:
             writers.delete(self.spark, self.path(STAGING))
         else:
             writers.write_table(out, self.path(SELECTED), partition_by=(S.LANG,))
+        info["selected"] = self.selected_table().count()
         return info
 
     def selected_table(self) -> DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -85,7 +86,8 @@ def test_demo_corpus_end_to_end_and_deterministic(spark, model_cache, tmp_path):
         return "\n".join(f"{r.sample_id} {r.selection_reason} {r.qsm_score!r}" for r in df.itertuples()).encode()
 
     assert selected_ids(tmp_path / "a") == selected_ids(tmp_path / "b")
-    _check_report(tmp_path / "a", first)
+    _check_report_commands(tmp_path / "a", first)
+    _check_report(tmp_path / "a", first)  # the page `mdaq report` rebuilt, checked in full
 
     # the corpus has responses that copy their instruction and responses cut off mid-word: flagged, and
     # (filters.action: demote) ranked after every clean sample, so a 20% budget never reaches them
@@ -96,6 +98,31 @@ def test_demo_corpus_end_to_end_and_deterministic(spark, model_cache, tmp_path):
     dropped = _run(spark, model_cache, [DEMO_CORPUS], tmp_path / "a", "filters.action=drop")
     assert dropped["stages_skipped"] == ["ingest", "encode", "score", "cluster"]
     assert dropped["counts"]["selected"] < first["counts"]["selected"]  # budgets count only unflagged samples
+
+
+def _check_report_commands(run: Path, stats: dict) -> None:
+    """`mdaq report` rebuilds the page from stats.json alone; `mdaq inspect` prints the same numbers."""
+    import contextlib
+    import io
+
+    from mdaq_spark.cli import main
+
+    page = run / "report" / "report.html"
+    page.unlink()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["report", str(run)]) == 0
+    assert out.getvalue().strip() == str(page) and page.is_file()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["inspect", str(run)]) == 0
+    text = out.getvalue()
+    c = stats["counts"]
+    assert f"read {c['records_read']} = kept {c['kept']} + quarantined {c['quarantined']}" in text
+    assert "identity holds" in text
+    for lang, entry in stats["per_language"].items():
+        assert re.search(rf"\b{lang}\b.*\b{entry['samples']}\b", text), lang
+    assert main(["inspect", str(run / "no-such-run")]) == 3
 
 
 def _check_report(run: Path, stats: dict) -> None:
