@@ -228,6 +228,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from mdaq_spark.report_html import stage_work
+
     _, stats = _stats(args.run_dir)
     c = stats["counts"]
     console = Console()
@@ -274,8 +276,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     stages.add_column("stage")
     stages.add_column("seconds", justify="right")
     stages.add_column("skipped")
+    stages.add_column("model work")
     for stage, seconds in stats.get("stage_seconds", {}).items():
-        stages.add_row(stage, f"{seconds:.1f}", "yes" if stage in stats.get("stages_skipped", []) else "")
+        skipped = "yes" if stage in stats.get("stages_skipped", []) else ""
+        stages.add_row(stage, f"{seconds:.1f}", skipped, stage_work(stats, stage))
     console.print(stages)
     return 0
 

@@ -221,9 +221,9 @@ def render(stats: dict) -> str:
     parts += [
         "<h2>Stages</h2>",
         _table(
-            ["stage", "seconds", "skipped (unchanged)"],
+            ["stage", "seconds", "skipped (unchanged)", "model work"],
             [
-                [s, t, "yes" if s in stats.get("stages_skipped", []) else ""]
+                [s, t, "yes" if s in stats.get("stages_skipped", []) else "", stage_work(stats, s)]
                 for s, t in stats.get("stage_seconds", {}).items()
             ],
         ),
@@ -234,6 +234,14 @@ def render(stats: dict) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def stage_work(stats: dict, stage: str) -> str:
+    """For a model stage: how many rows it computed and how many it took from the store (a refresh's saving)."""
+    info = stats.get("stage_info", {}).get(stage, {})
+    if "computed" not in info:
+        return ""
+    return f"computed {info['computed']}, reused {info['reused']} of {info['rows']}"
 
 
 def _model_rows(stats: dict) -> list[tuple[str, str]]:
