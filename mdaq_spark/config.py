@@ -141,6 +141,9 @@ class SelectionConfig(_Section):
             raise ValueError("set exactly one of selection.budget_fraction and selection.budget_count")
         if self.quality_parts + self.diversity_parts == 0:
             raise ValueError("selection.quality_parts + selection.diversity_parts must be > 0")
+        bad = sorted(lang for lang, n in self.budget_per_lang.items() if n < 1)
+        if bad:
+            raise ValueError(f"selection.budget_per_lang must give each language at least 1 sample: fix {bad}")
         return self
 
 
