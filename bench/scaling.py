@@ -106,7 +106,9 @@ def growth(results: list[dict]) -> dict[str, list[dict]]:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("scaling_*.json")) if p.stem != "scaling_summary"]
+    results = [
+        json.loads(p.read_text()) for p in sorted(RESULTS.glob("scaling_*.json")) if p.stem != "scaling_summary"
+    ]
     if len(results) < 2:
         print("need at least two scaling_<label>.json results", file=sys.stderr)
         return 1

@@ -37,6 +37,30 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MIDB = REPO.parent / "shared" / "data" / "midb_train"
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child_jvm() -> int:
+    """The Spark JVM this process started (local mode: driver and executor in one JVM)."""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    is_java = b"java" in f.read().split(b"\0")[0]
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == me and is_java:
+                return int(entry)
+    raise RuntimeError("no Spark JVM among this process's children")
+
+
 def load_rows(midb: Path, n: int) -> pd.DataFrame:
     """The first n raw MIDB samples, round robin over the language files (prompt = instruction + input)."""
     per_file = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(midb.glob("*.json"))]
@@ -63,10 +87,10 @@ def bare(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None) -> dict:
     encoder = TextEncoder(cfg)
     load_s = time.perf_counter() - started
     encoder.encode(["warm up"] * 4, cfg.instruction_prefix)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     p = encoder.encode(rows["prompt"].tolist(), cfg.instruction_prefix)
     r = encoder.encode(rows["response"].tolist(), cfg.response_prefix)
-    encode_s = time.perf_counter() - started
+    encode_s, encode_cpu = time.perf_counter() - started, time.process_time() - cpu
     head = QsmHead.load(head_dir) if head_dir else None
     started = time.perf_counter()
     score_and_embed(p, r, head)
@@ -78,6 +102,7 @@ def bare(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None) -> dict:
         "model_load_seconds": round(load_s, 2),
         "encode_seconds": round(encode_s, 3),
         "encode_samples_per_s": round(len(rows) / encode_s, 1),
+        "encode_cpu_seconds": round(encode_cpu, 2),
         "score_seconds": round(score_s, 4),
         "score_samples_per_s": round(len(rows) / max(score_s, 1e-9), 1),
     }
@@ -89,7 +114,33 @@ def _worker_report(batches):
     from mdaq_spark.models.encoder import loads_in_this_process
 
     for _ in batches:
-        yield pd.DataFrame({"pid": [os.getpid()], "loads": [loads_in_this_process()], "threads": [torch.get_num_threads()]})
+        t = os.times()
+        yield pd.DataFrame(
+            {
+                "pid": [os.getpid()],
+                "loads": [loads_in_this_process()],
+                "threads": [torch.get_num_threads()],
+                "cpu_seconds": [t.user + t.system],
+            }
+        )
+
+
+def _report(spark) -> list[dict]:
+    rows = (
+        spark.range(0, 8, numPartitions=8)
+        .mapInPandas(_worker_report, "pid long, loads int, threads int, cpu_seconds double")
+        .collect()  # one row per task: a handful
+    )
+    latest: dict[int, dict] = {}
+    for r in rows:
+        if r.pid not in latest or r.cpu_seconds > latest[r.pid]["cpu_seconds"]:
+            latest[r.pid] = r.asDict()
+    return list(latest.values())
+
+
+def workers_now(spark) -> dict[int, float]:
+    """CPU seconds used so far by each Python worker (the report's own cost is ~ms)."""
+    return {w["pid"]: w["cpu_seconds"] for w in _report(spark)}
 
 
 def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arrow_batch: int, work: Path) -> dict:
@@ -102,7 +153,9 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
 
     conf = {"spark.executorEnv.OMP_NUM_THREADS": str(threads)}
     spark = build_session(
-        SparkConfig(master="local[1]", shuffle_partitions=1, arrow_batch_size=arrow_batch, driver_memory="2g", conf=conf)
+        SparkConfig(
+            master="local[1]", shuffle_partitions=1, arrow_batch_size=arrow_batch, driver_memory="2g", conf=conf
+        )
     )
     location = registry.resolve(cfg.name, cfg.cache_dir)
     try:
@@ -117,9 +170,15 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
         started = time.perf_counter()
         encoded(df.limit(4)).write.format("noop").mode("overwrite").save()  # loads the model in the worker
         warmup_s = time.perf_counter() - started
+        before = workers_now(spark)
+        jvm = _child_jvm()
+        jvm_cpu = proc_cpu_seconds(jvm)
         started = time.perf_counter()
         encoded(df).write.format("noop").mode("overwrite").save()
         encode_s = time.perf_counter() - started
+        jvm_cpu = proc_cpu_seconds(jvm) - jvm_cpu
+        after = workers_now(spark)
+        worker_cpu = sum(after[pid] - before.get(pid, 0.0) for pid in after)
 
         encoded(df).select("sample_id", "e.*").write.mode("overwrite").parquet(str(work / "enc"))  # untimed
         enc = spark.read.parquet(str(work / "enc"))
@@ -130,12 +189,7 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
         scored.write.format("noop").mode("overwrite").save()
         score_s = time.perf_counter() - started
 
-        workers = (
-            spark.range(0, 8, numPartitions=8)
-            .mapInPandas(_worker_report, "pid long, loads int, threads int")
-            .distinct()
-            .collect()  # one row per worker process: a handful
-        )
+        workers = _report(spark)
     finally:
         spark.stop()
     return {
@@ -144,9 +198,10 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
         "warmup_with_model_load_seconds": round(warmup_s, 2),
         "encode_seconds": round(encode_s, 3),
         "encode_samples_per_s": round(len(rows) / encode_s, 1),
+        "encode_cpu_seconds": {"python_worker": round(worker_cpu, 2), "jvm": round(jvm_cpu, 2)},
         "score_seconds": round(score_s, 3),
         "score_samples_per_s": round(len(rows) / score_s, 1),
-        "python_workers": [r.asDict() for r in workers],
+        "python_workers": [{k: v for k, v in r.items() if k != "cpu_seconds"} for r in workers],
     }
 
 
@@ -193,7 +248,12 @@ def main() -> int:
         "encode_ratio_spark_over_bare": round(
             spark_result["encode_samples_per_s"] / bare_result["encode_samples_per_s"], 3
         ),
-        "score_ratio_spark_over_bare": round(spark_result["score_samples_per_s"] / bare_result["score_samples_per_s"], 4),
+        "encode_cpu_ratio_bare_over_spark": round(
+            bare_result["encode_cpu_seconds"] / sum(spark_result["encode_cpu_seconds"].values()), 3
+        ),
+        "score_ratio_spark_over_bare": round(
+            spark_result["score_samples_per_s"] / bare_result["score_samples_per_s"], 4
+        ),
         "one_model_load_per_worker": bool(loads) and all(n == 1 for n in loads),
     }
     out = Path(args.out)

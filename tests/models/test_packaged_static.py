@@ -13,7 +13,7 @@ NAME = "multilingual-e5-small-static"
 
 
 @pytest.fixture(scope="module")
-def static_encoder(model_cache):
+def static_encoder():
     registry.ensure_prepared(NAME)
     return TextEncoder(ModelConfig(name=NAME, max_seq_length=16, device="cpu"))
 
