@@ -4,7 +4,10 @@
         --spark-fractions 0.01 0.05 0.2 --out bench/results/kmeans_1m.json
 
 The vectors are the `embedding` column of a Parquet table (e.g. the job's `scores/`, the
-L2-normalised sample embeddings the cluster stage clusters). For each sample fraction f:
+L2-normalised sample embeddings the cluster stage clusters). With `--replicate R`, each real
+vector is repeated R times with seeded Gaussian noise (relative norm `--noise`) and
+re-normalised, and the result is written to Parquet (`--work`) for the Spark side: a
+million realistic vectors from a 100k-sample run. For each sample fraction f:
 - Spark: the cluster stage's recipe (`KMeans(k, maxIter, tol, seed, k-means||)` fitted on
   `sample(f)`, then `transform` of every row, forced with a count), in a local[*] session;
 - faiss: `faiss.Kmeans` with the same k, iterations and seed, trained on the same fraction
@@ -48,6 +51,30 @@ def load_matrix(path: str, column: str, limit: int | None) -> np.ndarray:
         if at >= n:
             break
     return out
+
+
+def replicate(x: np.ndarray, times: int, noise: float, seed: int) -> np.ndarray:
+    """`times` noisy, re-normalised copies of every row (seeded), in one preallocated matrix."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(x) * times, x.shape[1]), dtype=np.float32)
+    for t in range(times):
+        block = x + rng.standard_normal(x.shape, dtype=np.float32) * (noise / np.sqrt(x.shape[1]))
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[t * len(x) : (t + 1) * len(x)] = block
+    return out
+
+
+def write_parquet(x: np.ndarray, path: Path, column: str, rows_per_file: int = 100_000) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.mkdir(parents=True, exist_ok=True)
+    for i in range(0, len(x), rows_per_file):
+        block = x[i : i + rows_per_file]
+        values = pa.array(block.reshape(-1), type=pa.float32())
+        offsets = pa.array(np.arange(0, block.size + 1, block.shape[1], dtype=np.int32))
+        table = pa.table({column: pa.ListArray.from_arrays(offsets, values)})
+        pq.write_table(table, path / f"part-{i // rows_per_file:05d}.parquet")
 
 
 def inertia(x: np.ndarray, centroids: np.ndarray, chunk: int = 65536) -> float:
@@ -132,6 +159,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="faiss")
     parser.add_argument("--spark-fractions", type=float, nargs="+", default=[0.01, 0.1], help="Spark ML")
+    parser.add_argument("--replicate", type=int, default=1, help="noisy copies of every real vector")
+    parser.add_argument("--noise", type=float, default=0.1, help="noise norm relative to the unit vectors")
+    parser.add_argument("--work", default=None, help="where the replicated vectors are written for Spark")
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -139,6 +169,13 @@ def main() -> int:
     started = time.perf_counter()
     x = load_matrix(args.vectors, args.column, args.limit)
     read_s = time.perf_counter() - started
+    spark_vectors, spark_limit = args.vectors, args.limit
+    if args.replicate > 1:
+        if not args.work:
+            parser.error("--replicate needs --work (a folder for the replicated vectors)")
+        x = replicate(x, args.replicate, args.noise, args.seed)
+        spark_vectors, spark_limit = str(Path(args.work) / "vectors"), None
+        write_parquet(x, Path(spark_vectors), args.column)
     results: dict[str, list[dict]] = {"faiss": [], "spark_ml": []}
     for f in args.fractions:
         r = run_faiss(x, args.k, f, args.iters, args.seed)
@@ -154,7 +191,9 @@ def main() -> int:
         spark = build_session(SparkConfig(driver_memory=args.driver_memory, app_name="kmeans-bench"))
         try:
             for f in args.spark_fractions:
-                r = run_spark(spark, args.vectors, args.column, args.limit, args.k, f, args.iters, args.tol, args.seed)
+                r = run_spark(
+                    spark, spark_vectors, args.column, spark_limit, args.k, f, args.iters, args.tol, args.seed
+                )
                 r["inertia"] = round(inertia(x, r.pop("centroids")), 2)
                 r["fraction"] = f
                 results["spark_ml"].append(r)
@@ -167,6 +206,7 @@ def main() -> int:
         "command": " ".join(["python", *sys.argv]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "gpu": "none"},
         "vectors": args.vectors,
+        "replicated": {"times": args.replicate, "noise": args.noise} if args.replicate > 1 else None,
         "rows": int(x.shape[0]),
         "dim": int(x.shape[1]),
         "k": args.k,

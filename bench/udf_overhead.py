@@ -70,8 +70,10 @@ def load_rows(midb: Path, n: int) -> pd.DataFrame:
         for records in per_file:
             if i < len(records) and len(rows) < n:
                 r = records[i]
-                prompt = "\n".join(x for x in (r["Raw Instruction"], r["Raw Input"] or "") if x)
-                rows.append({"sample_id": f"s{len(rows):07d}", "prompt": prompt, "response": r["Raw Response"] or ""})
+                ins, inp, out = (r.get(f"Raw {f}") for f in ("Instruction", "Input", "Response"))
+                if isinstance(ins, str) and isinstance(out, str):
+                    prompt = "\n".join(x for x in (ins, inp if isinstance(inp, str) else "") if x)
+                    rows.append({"sample_id": f"s{len(rows):07d}", "prompt": prompt, "response": out})
         i += 1
     return pd.DataFrame(rows)
 
@@ -138,11 +140,6 @@ def _report(spark) -> list[dict]:
     return list(latest.values())
 
 
-def workers_now(spark) -> dict[int, float]:
-    """CPU seconds used so far by each Python worker (the report's own cost is ~ms)."""
-    return {w["pid"]: w["cpu_seconds"] for w in _report(spark)}
-
-
 def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arrow_batch: int, work: Path) -> dict:
     from pyspark.sql import functions as F
 
@@ -170,15 +167,15 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
         started = time.perf_counter()
         encoded(df.limit(4)).write.format("noop").mode("overwrite").save()  # loads the model in the worker
         warmup_s = time.perf_counter() - started
-        before = workers_now(spark)
+        before = {w["pid"]: w["cpu_seconds"] for w in _report(spark)}
         jvm = _child_jvm()
         jvm_cpu = proc_cpu_seconds(jvm)
         started = time.perf_counter()
         encoded(df).write.format("noop").mode("overwrite").save()
         encode_s = time.perf_counter() - started
         jvm_cpu = proc_cpu_seconds(jvm) - jvm_cpu
-        after = workers_now(spark)
-        worker_cpu = sum(after[pid] - before.get(pid, 0.0) for pid in after)
+        after = _report(spark)
+        worker_cpu = sum(w["cpu_seconds"] - before.get(w["pid"], 0.0) for w in after)
 
         encoded(df).select("sample_id", "e.*").write.mode("overwrite").parquet(str(work / "enc"))  # untimed
         enc = spark.read.parquet(str(work / "enc"))
@@ -189,7 +186,7 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
         scored.write.format("noop").mode("overwrite").save()
         score_s = time.perf_counter() - started
 
-        workers = _report(spark)
+        at_end = _report(spark)
     finally:
         spark.stop()
     return {
@@ -201,7 +198,11 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
         "encode_cpu_seconds": {"python_worker": round(worker_cpu, 2), "jvm": round(jvm_cpu, 2)},
         "score_seconds": round(score_s, 3),
         "score_samples_per_s": round(len(rows) / score_s, 1),
-        "python_workers": [{k: v for k, v in r.items() if k != "cpu_seconds"} for r in workers],
+        # pids and model loads of the worker(s) right after the timed encode, and at the very end
+        # (Spark ends a Python worker idle for a minute; a later one has loaded nothing)
+        "python_workers": [{k: v for k, v in r.items() if k != "cpu_seconds"} for r in after],
+        "python_workers_at_end": [{k: v for k, v in r.items() if k != "cpu_seconds"} for r in at_end],
+        "same_worker_before_and_after": sorted(before) == sorted(w["pid"] for w in after),
     }
 
 
