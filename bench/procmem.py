@@ -7,6 +7,7 @@ of the command; the sum over the tree, sampled once a second, is what the machin
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -35,15 +36,23 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_sampled(cmd: list[str], interval: float = 1.0, **popen) -> tuple[int, float, list[tuple[float, int]]]:
-    """(exit code, wall seconds, [(unix time, tree rss bytes)]) of `cmd`."""
+def run_sampled(
+    cmd: list[str], interval: float = 1.0, timeout: float | None = None, **popen
+) -> tuple[int, float, list[tuple[float, int]]]:
+    """(exit code, wall seconds, [(unix time, tree rss bytes)]) of `cmd`; past `timeout` it is
+    interrupted (SIGINT, so Spark shuts down cleanly) and the exit code is 124."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, **popen)
     samples: list[tuple[float, int]] = []
+    timed_out = False
 
     def sample() -> None:
+        nonlocal timed_out
         while proc.poll() is None:
             samples.append((time.time(), tree_rss(proc.pid)))
+            if timeout is not None and not timed_out and time.perf_counter() - started > timeout:
+                timed_out = True
+                proc.send_signal(signal.SIGINT)
             time.sleep(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -51,4 +60,4 @@ def run_sampled(cmd: list[str], interval: float = 1.0, **popen) -> tuple[int, fl
     rc = proc.wait()
     wall = time.perf_counter() - started
     sampler.join()
-    return rc, wall, samples
+    return (124 if timed_out else rc), wall, samples

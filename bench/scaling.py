@@ -44,13 +44,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     cmd += ["--overwrite", "--set", f"model.name={args.model}"]
     for item in args.set:
         cmd += ["--set", item]
-    rc, wall, samples = run_sampled(cmd)
-    if rc != 0:
-        print(f"job failed with exit code {rc}", file=sys.stderr)
-        return rc
+    rc, wall, samples = run_sampled(cmd, timeout=args.timeout)
     run_dir = Path(args.run_dir)
-    stats = json.loads((run_dir / "report" / "stats.json").read_text())
     windows = _stage_windows(run_dir)
+    if rc != 0:
+        # a run cut short by --timeout (or failed) still says how far it got and what it held
+        partial = {
+            "benchmark": "scaling",
+            "label": args.label,
+            "completed": False,
+            "exit_code": rc,
+            "command": " ".join(["python", *sys.argv]),
+            "wall_seconds": round(wall, 1),
+            "peak_rss_gib": round(max((r for _, r in samples), default=0) / 2**30, 2),
+            "stages_finished": {
+                stage: round(hi - lo, 1) for stage, (lo, hi) in sorted(windows.items(), key=lambda kv: kv[1][0])
+            },
+        }
+        out = RESULTS / f"scaling_{args.label}.partial.json"
+        out.write_text(json.dumps(partial, indent=2))
+        print(json.dumps(partial, indent=2))
+        print(f"job did not finish (exit code {rc})", file=sys.stderr)
+        return rc
+    stats = json.loads((run_dir / "report" / "stats.json").read_text())
     peak_by_stage = {
         stage: round(max((r for t, r in samples if lo - 1 <= t <= hi + 1), default=0) / 2**30, 2)
         for stage, (lo, hi) in sorted(windows.items(), key=lambda kv: kv[1][0])
@@ -59,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = {
         "benchmark": "scaling",
         "label": args.label,
+        "completed": True,
         "command": " ".join(["python", *sys.argv]),
         "job_command": " ".join(cmd),
         "machine": {
@@ -134,6 +151,7 @@ def main() -> int:
     p.add_argument("--run-dir", required=True)
     p.add_argument("--model", default=STATIC_MODEL)
     p.add_argument("--set", action="append", default=[])
+    p.add_argument("--timeout", type=float, default=None, help="seconds; then stop and write a partial result")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("summarize")
     p.set_defaults(func=cmd_summarize)
