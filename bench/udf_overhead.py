@@ -212,6 +212,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=None, help="default: model.batch_size from the config")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--arrow-batch-size", type=int, default=None, help="default: spark.arrow_batch_size")
     parser.add_argument("--midb", default=str(DEFAULT_MIDB))
     parser.add_argument("--out", required=True)
@@ -221,7 +222,7 @@ def main() -> int:
     from mdaq_spark.models import registry
 
     job = load_config(REPO / "conf" / "default.yaml")
-    updates = {"name": args.model, "device": "cpu"}
+    updates = {"name": args.model, "device": args.device}
     if args.batch_size:
         updates["batch_size"] = args.batch_size
     cfg = job.model.model_copy(update=updates)
