@@ -160,7 +160,8 @@ class Run:
             unique = good.where(F.col("_copy") == 1).drop("_copy", S.QUARANTINE_REASON, S.RAW_RECORD)
             normalized = add_languages(unique, cfg.language)
             rejected = parsed.where(F.col(S.QUARANTINE_REASON).isNotNull()).unionByName(duplicates)
-            writers.write_table(rejected.coalesce(1), self.path(QUARANTINE))
+            # repartition, not coalesce: coalesce(1) would pull the whole parse upstream into one task
+            writers.write_table(rejected.repartition(1), self.path(QUARANTINE))
             writers.write_table(normalized, self.path(NORMALIZED), partition_by=(S.LANG,))
             parsed_rows = parsed.count()
         finally:
@@ -295,7 +296,7 @@ class Run:
         clusters = self.table(CLUSTERS)
         content = self.table(NORMALIZED)
         flags = add_flags(content, cfg.filters).select(S.SAMPLE_ID, S.LANG, FLAGS)
-        writers.write_table(flags.where(F.size(FLAGS) > 0).coalesce(1), self.path(FLAGGED))
+        writers.write_table(flags.where(F.size(FLAGS) > 0).repartition(1), self.path(FLAGGED))
         flags = self.table(FLAGGED).select(S.SAMPLE_ID, FLAGS)
         candidates = clusters.join(scores, on=S.SAMPLE_ID).join(flags, on=S.SAMPLE_ID, how="left")
         flagged = F.coalesce(F.size(FLAGS), F.lit(0)) > 0

@@ -9,6 +9,7 @@ out-of-memory error instead of failing the task.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -47,6 +48,29 @@ def _torch_dtype(requested: str, device: str):
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[requested]
 
 
+def _truncate(model, max_tokens: int) -> None:
+    """Cut every text to at most `max_tokens` tokens, explicitly, whatever the first module is.
+
+    Transformer modules truncate at `max_seq_length`; a StaticEmbedding has no such limit
+    (its max_seq_length is infinite and read-only), so its Rust tokenizer truncates instead.
+    """
+    first = model[0]
+    tokenizer = getattr(first, "tokenizer", None)
+    if math.isinf(getattr(first, "max_seq_length", 0) or 0) and hasattr(tokenizer, "enable_truncation"):
+        tokenizer.enable_truncation(max_tokens)
+        return
+    model.max_seq_length = min(max_tokens, model.max_seq_length or max_tokens)
+
+
+def max_tokens(model) -> int:
+    """The truncation length actually in force (what the load log and the benches report)."""
+    first = model[0]
+    truncation = getattr(getattr(first, "tokenizer", None), "truncation", None)
+    if isinstance(truncation, dict):
+        return int(truncation["max_length"])
+    return int(model.max_seq_length)
+
+
 class TextEncoder:
     def __init__(self, cfg: ModelConfig, location: str | None = None) -> None:
         global _LOADS
@@ -61,7 +85,7 @@ class TextEncoder:
             model = SentenceTransformer(self.location, device=self.device, local_files_only=True)
         except Exception as exc:  # the loader raises many types; all mean "cannot load offline"
             raise ModelLoadError(f"cannot load model '{cfg.name}' from {self.location} offline: {exc}") from exc
-        model.max_seq_length = min(cfg.max_seq_length, model.max_seq_length or cfg.max_seq_length)
+        _truncate(model, cfg.max_seq_length)
         dtype = _torch_dtype(cfg.dtype, self.device)
         if dtype != next(model.parameters()).dtype:
             model = model.to(dtype)
@@ -72,7 +96,7 @@ class TextEncoder:
             _LOADS += 1
         log.info(
             "loaded %s on %s (%s, max_seq_length %d) in %.1fs [pid %d, load #%d]",
-            cfg.name, self.device, dtype, model.max_seq_length, time.perf_counter() - started, os.getpid(), _LOADS,
+            cfg.name, self.device, dtype, max_tokens(model), time.perf_counter() - started, os.getpid(), _LOADS,
         )  # fmt: skip
 
     @property
