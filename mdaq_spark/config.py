@@ -208,10 +208,20 @@ class TranslationConfig(_Section):
     # detected languages easily confused with the sample's language: not a mismatch
     allowed_langs: dict[str, list[str]] = Field(
         default_factory=lambda: {
-            "id": ["ms"], "ms": ["id"], "pt": ["gl", "es"], "es": ["gl", "pt", "ca"], "gl": ["pt", "es"],
-            "ca": ["es"], "cs": ["sk"], "sk": ["cs"], "no": ["da", "nb", "nn"], "da": ["no", "nb"],
-            "hr": ["sr", "bs"], "sr": ["hr", "bs"], "bs": ["hr", "sr"],
-        }  # fmt: skip
+            "id": ["ms"],
+            "ms": ["id"],
+            "pt": ["gl", "es"],
+            "es": ["gl", "pt", "ca"],
+            "gl": ["pt", "es"],
+            "ca": ["es"],
+            "cs": ["sk"],
+            "sk": ["cs"],
+            "no": ["da", "nb", "nn"],
+            "da": ["no", "nb"],
+            "hr": ["sr", "bs"],
+            "sr": ["hr", "bs"],
+            "bs": ["hr", "sr"],
+        }
     )
     # detector answers that say nothing about a language (numbers, symbols)
     ignore_langs: list[str] = Field(default_factory=lambda: ["und", "zxx"])
@@ -246,7 +256,9 @@ class TranslationConfig(_Section):
 class CrossLingualConfig(_Section):
     """XL-Instruct cross-lingual samples (mdaq_spark/crosslingual.py): their own group and budget."""
 
-    enabled: bool = True
+    enabled: bool = True  # detect them (cheap); detected samples are never flagged as wrong-language
+    # give them their own group and budget; off: they compete in their language's pool
+    separate_budget: bool = False
     # the group's budget per language, as a fraction of the group's candidates or as a count
     budget_fraction: float | None = Field(default=0.2, gt=0, le=1)
     budget_count: int | None = Field(default=None, ge=1)
@@ -265,16 +277,12 @@ class CrossLingualConfig(_Section):
 class DomainCapConfig(_Section):
     """UltraLink pruning of language-agnostic domains (mdaq_spark/domains.py)."""
 
-    enabled: bool = False
+    enabled: bool = False  # tag (always, cheap) but cap only when enabled
     # most samples of a domain kept per language (best QSM scores first); domains not listed are uncapped
     max_per_lang: dict[Literal["math", "code"], int] = Field(default_factory=lambda: {"math": 32000, "code": 16000})
     exempt_langs: list[str] = Field(default_factory=lambda: ["en"])  # the source language keeps everything
     # a response with at least this many arithmetic expressions (e.g. "3 * 4 = 12") is math
     math_min_expressions: int = Field(default=2, ge=1)
-    # translated copies of one source sample across languages (cross-lingual embedding cosine)
-    copy_groups: bool = False
-    copy_threshold: float = Field(default=0.95, gt=0, le=1)
-    copy_max_langs: int = Field(default=3, ge=1)  # languages kept per copy group
 
 
 class ReportConfig(_Section):

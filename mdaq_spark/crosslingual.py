@@ -63,26 +63,29 @@ def names(cfg: CrossLingualConfig) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def identified_other_language(tcfg: TranslationConfig, min_letters: int, response_lang: Column | None = None) -> Column:
+def is_neighbour(tcfg: TranslationConfig, detected: Column) -> Column:
+    """The detected language is one the detector confuses with the sample's (`translation.allowed_langs`)."""
+    if not tcfg.allowed_langs:
+        return F.lit(False)
+    pairs = sorted(tcfg.allowed_langs.items())
+    allowed = F.create_map(*[x for lang, others in pairs for x in (F.lit(lang), F.array(*map(F.lit, others)))])
+    return F.coalesce(F.array_contains(F.try_element_at(allowed, F.col(S.LANG)), detected), F.lit(False))
+
+
+def identified_other_language(
+    tcfg: TranslationConfig, min_letters: int, response_lang: Column | None = None
+) -> Column:
     """The response was identified as a language other than the sample's (and not a confusable neighbour).
 
     `response_lang` replaces the ingest stage's lang_response (e.g. identified again without code).
     """
-    allowed = F.create_map(
-        *[x for lang, others in sorted(tcfg.allowed_langs.items()) for x in (F.lit(lang), F.array(*map(F.lit, others)))]
-    ) if tcfg.allowed_langs else None  # fmt: skip
     response_lang = F.col(S.LANG_RESPONSE) if response_lang is None else response_lang
-    neighbour = (
-        F.coalesce(F.array_contains(F.try_element_at(allowed, F.col(S.LANG)), response_lang), F.lit(False))
-        if allowed is not None
-        else F.lit(False)
-    )
     letters = F.length(F.regexp_replace(F.col(S.RESPONSE), r"[^\p{L}]", ""))
     return (
         response_lang.isNotNull()
         & (response_lang != F.col(S.LANG))
         & ~response_lang.isin(*tcfg.ignore_langs)
-        & ~neighbour
+        & ~is_neighbour(tcfg, response_lang)
         & (letters >= min_letters)
     )
 

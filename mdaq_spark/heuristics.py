@@ -77,7 +77,8 @@ def add_flags(
     """
     checks = rules(cfg)
     if translation is not None:
-        df = df.withColumn(CROSSLINGUAL, is_crosslingual(crosslingual or CrossLingualConfig(enabled=False), translation))
+        xl_cfg = crosslingual or CrossLingualConfig(enabled=False)
+        df = df.withColumn(CROSSLINGUAL, is_crosslingual(xl_cfg, translation))
         checks.update(translation_rules(translation))
     if cfg.lang_mismatch and S.LANG_MISMATCH in df.columns:
         checks["lang_mismatch"] = F.coalesce(F.col(S.LANG_MISMATCH), F.lit(False))

@@ -92,8 +92,9 @@ def test_matches_plain_loop_with_ties(spark, seed):
 
 def test_oversized_cluster_is_split_into_blocks(spark):
     # ten copies of one vector in a cluster of 20, sorted by centroid distance next to each other
-    rows = [(f"x{i:02d}", "de", 0, float(i), 1.0 - i / 100, _unit(np.eye(21)[20] + np.eye(21)[0] * i / 1e4)) for i in range(10)]
-    rows += [(f"y{i:02d}", "de", 0, 10.0 + i, 0.5, _unit(np.eye(21)[i] + 0.01)) for i in range(10)]
+    x = np.eye(21)
+    rows = [(f"x{i:02d}", "de", 0, float(i), 1.0 - i / 100, _unit(x[20] + x[0] * i / 1e4)) for i in range(10)]
+    rows += [(f"y{i:02d}", "de", 0, 10.0 + i, 0.5, _unit(x[i] + 0.01)) for i in range(10)]
     out = _result(_frame(spark, rows), NearDupConfig(enabled=True, threshold=0.99, max_block_size=6))
     kept_x = sorted(k for k, v in out.items() if k.startswith("x") and v[DUPLICATE_OF] is None)
     # 20 rows, at most 6 per block -> 4 balanced blocks of 5: the x's span exactly two blocks
