@@ -229,7 +229,7 @@ class Run:
         )
         notes = notes.select(S.SAMPLE_ID, S.LANG, FLAGS, CROSSLINGUAL, DOMAIN)
         notable = (F.size(FLAGS) > 0) | F.col(CROSSLINGUAL) | (F.col(DOMAIN) != F.lit(GENERAL))
-        writers.write_table(notes.where(notable).coalesce(1), self.path(FLAGGED))
+        writers.write_table(notes.where(notable).repartition(1), self.path(FLAGGED))
         notes = self.table(FLAGGED).select(S.SAMPLE_ID, FLAGS, CROSSLINGUAL, DOMAIN)
         candidates = (
             clusters.join(scores.drop(S.MODEL_FINGERPRINT), on=S.SAMPLE_ID)
