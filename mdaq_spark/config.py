@@ -205,15 +205,22 @@ class TranslationConfig(_Section):
             "translation_note",
         ]
     )
-    # detected languages easily confused with the sample's language: not a mismatch
+    # detected languages easily confused with the sample's language: not a mismatch (the
+    # Iberian, Romance and Malay ones were seen on MIDB: Spanish prompts read as Aragonese...)
     allowed_langs: dict[str, list[str]] = Field(
         default_factory=lambda: {
-            "id": ["ms"],
-            "ms": ["id"],
-            "pt": ["gl", "es"],
-            "es": ["gl", "pt", "ca"],
+            "id": ["ms", "jv", "su"],
+            "ms": ["id", "jv"],
+            "pt": ["gl", "es", "ext"],
+            "es": ["gl", "pt", "ca", "an", "ext", "ast", "oc"],
             "gl": ["pt", "es"],
-            "ca": ["es"],
+            "ca": ["es", "oc"],
+            "it": ["la"],
+            "fr": ["oc", "wa"],
+            "de": ["lb"],
+            "ar": ["arz", "ary"],
+            "ary": ["ar", "arz"],
+            "arz": ["ar", "ary"],
             "cs": ["sk"],
             "sk": ["cs"],
             "no": ["da", "nb", "nn"],
@@ -238,8 +245,8 @@ class TranslationConfig(_Section):
         default_factory=lambda: [
             r"\{\{\s*[A-Za-z_][A-Za-z0-9_ ]*\s*\}\}",
             r"<\s*/?\s*(noinput|nooutput|placeholder)\s*>",
-            r"\[(insert|your|placeholder|name|todo)[^\]]{0,40}\]",
-            r"__[A-Z][A-Z0-9_]+__",
+            r"\[(insert|your|placeholder|todo)[^\]]{0,40}\]|\[name\]",
+            r"(?-i:__[A-Z][A-Z0-9_]+__)",
         ]
     )
     note_patterns: list[str] = Field(

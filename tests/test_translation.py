@@ -61,6 +61,8 @@ CASES = [
      {"leftover_placeholder"}, False),
     ("translated_slot_is_fine", "de", "Schreibe eine Werbung.", "Entdecken Sie [Firmennamen], die neue Marke "
      "für Kleidung, die Qualität und Stil vereint.", set(), False),
+    ("translated_slot_and_bold_are_fine", "de", "Schreibe eine Absage.", "Es tut uns __sehr__ leid, aber wir "
+     "müssen absagen. Mit freundlichen Grüßen, [Name des Herausgebers]", set(), False),
     ("translator_note", "de", "Nenne ein Sprichwort.", "Morgenstund hat Gold im Mund. (Anmerkung des Übersetzers: "
      "ein deutsches Sprichwort.)", {"translation_note"}, False),
     ("noinput_tag", "fr", "Donne un conseil pour dormir. <noinput>",
