@@ -123,7 +123,7 @@ class ClusteringConfig(_Section):
 
 
 class SelectionConfig(_Section):
-    strategy: Literal["das", "cluster_top_k"] = "das"
+    strategy: Literal["das", "cluster_top_k", "mmr"] = "das"
     # per-language budget: exactly one of fraction or count
     budget_fraction: float | None = Field(default=0.2, gt=0, le=1)
     budget_count: int | None = Field(default=None, ge=1)
@@ -134,6 +134,12 @@ class SelectionConfig(_Section):
     diversity_parts: int = Field(default=1, ge=0)
     # cluster_top_k: a fixed k per cluster; null: share the budget across clusters by size
     top_k_per_cluster: int | None = Field(default=None, ge=1)
+    # mmr: greedy lambda * quality - (1 - lambda) * max cosine to the already selected samples
+    mmr_lambda: float = Field(default=0.7, ge=0, le=1)
+    # mmr: only the best max(budget * factor, budget) of a language are candidates, and never more
+    # than mmr_max_pool: the greedy walk costs budget x pool similarity updates in one worker
+    mmr_pool_factor: float = Field(default=5.0, ge=1)
+    mmr_max_pool: int = Field(default=50_000, ge=1)
 
     @model_validator(mode="after")
     def _one_budget(self) -> SelectionConfig:
@@ -181,6 +187,126 @@ class FiltersConfig(_Section):
     repetition_max_duplicate_share: float = Field(default=0.5, gt=0, lt=1)
 
 
+class NearDupConfig(_Section):
+    """SemDeDup-style semantic near-duplicates inside clusters (mdaq_spark/neardup.py)."""
+
+    enabled: bool = False
+    # cosine of the sample embeddings; E5 cosines are compressed (MIDB: unrelated ~0.75,
+    # translation-revision twins ~0.98), so only very close pairs count as duplicates
+    threshold: float = Field(default=0.97, gt=0, le=1)
+    # a cluster larger than this is cut into blocks of at most this many rows (by centroid
+    # distance, so close samples share a block): pairwise work stays block_size^2 per block
+    max_block_size: int = Field(default=2000, ge=2)
+
+
+class TranslationConfig(_Section):
+    """MIDB translation-defect flags (mdaq_spark/translation.py); they join `flags`, so filters.action applies."""
+
+    enabled: bool = True
+    rules: list[
+        Literal[
+            "response_language_differs",
+            "instruction_language_differs",
+            "untranslated_span",
+            "leftover_placeholder",
+            "translation_note",
+        ]
+    ] = Field(
+        default_factory=lambda: [
+            "response_language_differs",
+            "instruction_language_differs",
+            "untranslated_span",
+            "leftover_placeholder",
+            "translation_note",
+        ]
+    )
+    # detected languages easily confused with the sample's language: not a mismatch (the
+    # Iberian, Romance and Malay ones were seen on MIDB: Spanish prompts read as Aragonese...)
+    allowed_langs: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "id": ["ms", "jv", "su"],
+            "ms": ["id", "jv"],
+            "pt": ["gl", "es", "ext"],
+            "es": ["gl", "pt", "ca", "an", "ext", "ast", "oc"],
+            "gl": ["pt", "es"],
+            "ca": ["es", "oc"],
+            "it": ["la"],
+            "fr": ["oc", "wa"],
+            "de": ["lb"],
+            "ar": ["arz", "ary"],
+            "ary": ["ar", "arz"],
+            "arz": ["ar", "ary"],
+            "cs": ["sk"],
+            "sk": ["cs"],
+            "no": ["da", "nb", "nn"],
+            "da": ["no", "nb"],
+            "hr": ["sr", "bs"],
+            "sr": ["hr", "bs"],
+            "bs": ["hr", "sr"],
+        }
+    )
+    # detector answers that say nothing about a language (numbers, symbols)
+    ignore_langs: list[str] = Field(default_factory=lambda: ["und", "zxx"])
+    # texts with fewer letters than this are too short to identify (numbers, names, one word)
+    min_letters: int = Field(default=40, ge=1)
+    max_chars: int = Field(default=1000, ge=20)  # characters given to the detector when re-identifying
+    # untranslated span: the language translated from, and the shortest run of it that counts
+    source_lang: str = "en"
+    untranslated_min_chars: int = Field(default=120, ge=1)
+    untranslated_min_segment_chars: int = Field(default=25, ge=1)  # shorter segments are not judged
+    # regular expressions (Java syntax, case-insensitive) of template slots left unfilled and of
+    # notes a translator or a translating model added
+    placeholder_patterns: list[str] = Field(
+        default_factory=lambda: [
+            r"\{\{\s*[A-Za-z_][A-Za-z0-9_ ]*\s*\}\}",
+            r"<\s*/?\s*(noinput|nooutput|placeholder)\s*>",
+            r"\[(insert|your|placeholder|todo)[^\]]{0,40}\]|\[name\]",
+            r"(?-i:__[A-Z][A-Z0-9_]+__)",
+        ]
+    )
+    note_patterns: list[str] = Field(
+        default_factory=lambda: [
+            r"\((note|nota|notes?|anmerkung|remarque|catatan|poznámka|not)\s*:",
+            r"translator'?s note|note du traducteur|anmerkung des übersetzers|nota del traductor|"
+            r"nota del traduttore|nota do tradutor|catatan penerjemah|poznámka překladatele|çevirmenin notu|역자 주",
+            r"\b(translated|translation) (from|into|to) (english|the original)",
+            r"\bn\. ?d\. ?t\.|\bn\. ?del ?t\.",
+        ]
+    )
+
+
+class CrossLingualConfig(_Section):
+    """XL-Instruct cross-lingual samples (mdaq_spark/crosslingual.py): their own group and budget."""
+
+    enabled: bool = True  # detect them (cheap); detected samples are never flagged as wrong-language
+    # give them their own group and budget; off: they compete in their language's pool
+    separate_budget: bool = False
+    # the group's budget per language, as a fraction of the group's candidates or as a count
+    budget_fraction: float | None = Field(default=0.2, gt=0, le=1)
+    budget_count: int | None = Field(default=None, ge=1)
+    # fewer letters than this in the response: too short to identify its language
+    min_letters: int = Field(default=10, ge=1)
+    # extra names by which an instruction may ask for a language (added to the built-in table)
+    language_names: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> CrossLingualConfig:
+        if (self.budget_fraction is None) == (self.budget_count is None):
+            raise ValueError("set exactly one of crosslingual.budget_fraction and crosslingual.budget_count")
+        return self
+
+
+class DomainCapConfig(_Section):
+    """UltraLink pruning of language-agnostic domains (mdaq_spark/domains.py)."""
+
+    enabled: bool = False  # tag (always, cheap) but cap only when enabled
+    # most samples of a domain kept per language (best QSM scores first); domains not listed are uncapped
+    max_per_lang: dict[Literal["math", "code"], int] = Field(default_factory=lambda: {"math": 32000, "code": 16000})
+    exempt_langs: list[str] = Field(default_factory=lambda: ["en"])  # the source language keeps everything
+    # a response with at least this many arithmetic expressions (e.g. "3 * 4 = 12") is math
+    math_min_expressions: int = Field(default=2, ge=1)
+
+
 class ReportConfig(_Section):
     html: bool = True  # report/report.html next to stats.json
     histogram_bins: int = Field(default=20, ge=2, le=200)
@@ -199,6 +325,10 @@ class JobConfig(_Section):
     clustering: ClusteringConfig = ClusteringConfig()
     selection: SelectionConfig = SelectionConfig()
     filters: FiltersConfig = FiltersConfig()
+    translation: TranslationConfig = TranslationConfig()
+    crosslingual: CrossLingualConfig = CrossLingualConfig()
+    near_dup: NearDupConfig = NearDupConfig()
+    domains: DomainCapConfig = DomainCapConfig()
     report: ReportConfig = ReportConfig()
     seed: int = 42
 

@@ -17,10 +17,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
-from mdaq_spark.config import FiltersConfig
+from mdaq_spark.config import CrossLingualConfig, FiltersConfig, TranslationConfig
+from mdaq_spark.crosslingual import CROSSLINGUAL, is_crosslingual
+from mdaq_spark.translation import rules as translation_rules
 
 FLAGS = "flags"  # array<string> of the rules a sample breaks, empty when clean
-RULES_VERSION = "2"  # part of the select stage's key: changing a rule redoes the selection
+RULES_VERSION = "3"  # part of the select stage's key: changing a rule redoes the selection
 
 # sentence-final characters of the scripts in the corpora we see, closing quotes/brackets,
 # and code/markdown endings: a response ending in anything else was probably cut off
@@ -61,9 +63,23 @@ def rules(cfg: FiltersConfig) -> dict[str, Column]:
     return {name: expr for name, expr in out.items() if name in cfg.rules}
 
 
-def add_flags(df: DataFrame, cfg: FiltersConfig) -> DataFrame:
-    """Adds `flags`: the names of the rules each sample breaks (language mismatch included when enabled)."""
+def add_flags(
+    df: DataFrame,
+    cfg: FiltersConfig,
+    translation: TranslationConfig | None = None,
+    crosslingual: CrossLingualConfig | None = None,
+) -> DataFrame:
+    """Adds `flags`: the names of the rules each sample breaks (language mismatch included when enabled).
+
+    With a translation config, the translation-defect rules join in; they need to know which
+    samples are cross-lingual on purpose, so `crosslingual` is added first (False when that
+    section is off).
+    """
     checks = rules(cfg)
+    if translation is not None:
+        xl_cfg = crosslingual or CrossLingualConfig(enabled=False)
+        df = df.withColumn(CROSSLINGUAL, is_crosslingual(xl_cfg, translation))
+        checks.update(translation_rules(translation))
     if cfg.lang_mismatch and S.LANG_MISMATCH in df.columns:
         checks["lang_mismatch"] = F.coalesce(F.col(S.LANG_MISMATCH), F.lit(False))
     if not checks:

@@ -26,12 +26,16 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 from mdaq_spark.cluster import cluster_by_language
 from mdaq_spark.config import JobConfig
+from mdaq_spark.crosslingual import CROSSLINGUAL, CROSSLINGUAL_GROUP, GROUP, MONOLINGUAL_GROUP
+from mdaq_spark.domains import DOMAIN, GENERAL, domain_tag
 from mdaq_spark.heuristics import FLAGS, RULES_VERSION, add_flags
 from mdaq_spark.io import delta, writers
 from mdaq_spark.io.readers import read_corpus
 from mdaq_spark.io.store import ModelStore
 from mdaq_spark.lang import add_languages, prompt_text
 from mdaq_spark.models import registry
+from mdaq_spark.neardup import NEAR_DUP_COUNT
+from mdaq_spark.prune import PRUNE_REASON, prune
 from mdaq_spark.select import select
 from mdaq_spark.udfs import embed_udf, encode_udf, sample_text, score_udf
 
@@ -40,7 +44,8 @@ log = logging.getLogger(__name__)
 NORMALIZED = "normalized"
 QUARANTINE = "quarantine"
 ENCODINGS = "encodings"
-FLAGGED = "flagged"
+FLAGGED = "flagged"  # samples with a flag, a cross-lingual mark or a non-general domain
+CANDIDATES = "candidates"  # every clustered sample with its prune_reason (null: went on to selection)
 DEMOTE_OFFSET = 10.0  # moves a flagged score from [-1, 1] below every clean one
 SCORES = "scores"
 EMBEDDINGS = "embeddings"
@@ -88,6 +93,12 @@ def _input_signature(paths: list[str]) -> str:
             else:
                 entries.append(str(f))
     return _digest(*entries)
+
+
+def select_key(cfg: JobConfig, cluster_key: str, score_key: str) -> str:
+    """Everything the selection depends on: upstream stages, every section it reads, the rules' version."""
+    sections = (cfg.selection, cfg.filters, cfg.translation, cfg.crosslingual, cfg.near_dup, cfg.domains)
+    return _digest(cluster_key, score_key, *map(_section, sections), RULES_VERSION)
 
 
 @dataclass
@@ -295,30 +306,61 @@ class Run:
         scores = self.model_table(SCORES).select(S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT)
         clusters = self.table(CLUSTERS)
         content = self.table(NORMALIZED)
-        flags = add_flags(content, cfg.filters).select(S.SAMPLE_ID, S.LANG, FLAGS)
-        writers.write_table(flags.where(F.size(FLAGS) > 0).repartition(1), self.path(FLAGGED))
-        flags = self.table(FLAGGED).select(S.SAMPLE_ID, FLAGS)
-        candidates = clusters.join(scores, on=S.SAMPLE_ID).join(flags, on=S.SAMPLE_ID, how="left")
-        flagged = F.coalesce(F.size(FLAGS), F.lit(0)) > 0
-        if cfg.filters.action == "drop":
-            candidates = candidates.where(~flagged)
-        elif cfg.filters.action == "demote":
+        embeddings = self.model_table(SCORES if cfg.embedding.source == "qsm" else EMBEDDINGS).select(
+            S.SAMPLE_ID, S.EMBEDDING
+        )
+        # annotations from the content: rule flags, translation defects, cross-lingual, domain
+        notes = add_flags(content, cfg.filters, cfg.translation, cfg.crosslingual).withColumn(
+            DOMAIN, domain_tag(cfg.domains)
+        )
+        notes = notes.select(S.SAMPLE_ID, S.LANG, FLAGS, CROSSLINGUAL, DOMAIN)
+        notable = (F.size(FLAGS) > 0) | F.col(CROSSLINGUAL) | (F.col(DOMAIN) != F.lit(GENERAL))
+        writers.write_table(notes.where(notable).repartition(1), self.path(FLAGGED))
+        notes = self.table(FLAGGED).select(S.SAMPLE_ID, FLAGS, CROSSLINGUAL, DOMAIN)
+        candidates = (
+            clusters.join(scores.drop(S.MODEL_FINGERPRINT), on=S.SAMPLE_ID)
+            .join(notes, on=S.SAMPLE_ID, how="left")
+            .withColumn(FLAGS, F.coalesce(F.col(FLAGS), F.array().cast("array<string>")))
+            .withColumn(CROSSLINGUAL, F.coalesce(F.col(CROSSLINGUAL), F.lit(False)))
+            .withColumn(DOMAIN, F.coalesce(F.col(DOMAIN), F.lit(GENERAL)))
+        )
+        if cfg.filters.action == "demote":
             # scores live in [-1, 1]: shifting flagged ones below -1 ranks them after every clean sample
+            flagged = F.size(FLAGS) > 0
             candidates = candidates.withColumn(
                 S.QSM_SCORE, F.when(flagged, F.col(S.QSM_SCORE) - F.lit(DEMOTE_OFFSET)).otherwise(F.col(S.QSM_SCORE))
             )
-        chosen = select(candidates, cfg.selection).drop(S.QSM_SCORE)
+        separate = cfg.crosslingual.enabled and cfg.crosslingual.separate_budget
+        group = F.when(F.col(CROSSLINGUAL) & F.lit(separate), F.lit(CROSSLINGUAL_GROUP))
+        candidates = candidates.withColumn(GROUP, group.otherwise(F.lit(MONOLINGUAL_GROUP)))
+        # every candidate with its pruning decision: candidates = survivors + pruned, per reason
+        writers.write_table(prune(candidates, embeddings, cfg), self.path(CANDIDATES), partition_by=(S.LANG,))
+        pool = self.table(CANDIDATES).where(F.col(PRUNE_REASON).isNull())
+        if cfg.selection.strategy == "mmr":
+            pool = pool.join(embeddings, on=S.SAMPLE_ID)
+        chosen = select(pool.where(F.col(GROUP) == MONOLINGUAL_GROUP), cfg.selection)
+        if separate:
+            xl = cfg.selection.model_copy(
+                update={
+                    "budget_fraction": cfg.crosslingual.budget_fraction,
+                    "budget_count": cfg.crosslingual.budget_count,
+                    "budget_per_lang": {},
+                }
+            )
+            chosen = chosen.unionByName(select(pool.where(F.col(GROUP) == CROSSLINGUAL_GROUP), xl))
+        chosen = chosen.drop(S.QSM_SCORE, S.CLUSTER_ID)
+        kept_notes = self.table(CANDIDATES).select(
+            S.SAMPLE_ID, S.CLUSTER_ID, S.CENTROID_DISTANCE, FLAGS, CROSSLINGUAL, GROUP, DOMAIN, NEAR_DUP_COUNT
+        )
         out = (
             chosen.join(content.drop(S.LANG), on=S.SAMPLE_ID)
-            .join(clusters.select(S.SAMPLE_ID, S.CENTROID_DISTANCE), on=S.SAMPLE_ID)
+            .join(kept_notes, on=S.SAMPLE_ID)
             .join(scores, on=S.SAMPLE_ID)
-            .join(flags, on=S.SAMPLE_ID, how="left")
-            .withColumn(FLAGS, F.coalesce(F.col(FLAGS), F.array().cast("array<string>")))
         )
         lead = [S.SAMPLE_ID, S.LANG, S.SELECTION_REASON, S.QSM_SCORE, S.QUALITY_RANK, S.CLUSTER_ID]
         out = out.select(*lead, *[c for c in out.columns if c not in lead])
-        out = out.repartition(S.LANG).sortWithinPartitions(S.QUALITY_RANK)
-        info: dict[str, object] = {"filters_action": cfg.filters.action}
+        out = out.repartition(S.LANG).sortWithinPartitions(GROUP, S.QUALITY_RANK)
+        info: dict[str, object] = {"filters_action": cfg.filters.action, "strategy": cfg.selection.strategy}
         if cfg.output.format == "delta":
             staged = self.path(f"{STAGING}/{SELECTED}")
             writers.write_table(out, staged, partition_by=(S.LANG,))
@@ -365,8 +407,7 @@ class Run:
 
         cluster_key = _digest(upstream, _section(cfg.clustering), str(cfg.seed))
         self.stage("cluster", cluster_key, self.cluster)
-        select_key = _digest(cluster_key, score_key, _section(cfg.selection), _section(cfg.filters), RULES_VERSION)
-        self.stage("select", select_key, self.select)
+        self.stage("select", select_key(cfg, cluster_key, score_key), self.select)
 
         started = time.perf_counter()
         stats = write_stats(self)

@@ -36,7 +36,7 @@ def collect_stats(run: Run) -> dict:
     normalized = run.table(P.NORMALIZED)
     quarantine = run.table(P.QUARANTINE)
     selected = run.selected_table()
-    scores = run.table(P.SCORES)
+    scores = run.model_table(P.SCORES)
     clusters = run.table(P.CLUSTERS)
 
     by_reason = {
@@ -86,6 +86,8 @@ def collect_stats(run: Run) -> dict:
         for r in _rows(exploded.groupBy(S.LANG, "flag").count(), S.LANG, "flag"):
             per_lang.setdefault(r[S.LANG], {}).setdefault("flags", {})[r["flag"]] = r["count"]
 
+    pruning = _pruning(run, per_lang)
+
     kept = sum(e.get("samples", 0) for e in per_lang.values())
     # rows the reader produced, counted independently in the ingest stage before any split
     read = run.info.get("ingest", {}).get("parsed_rows", -1)
@@ -101,6 +103,7 @@ def collect_stats(run: Run) -> dict:
             "identity_holds": read == kept + quarantined,
         },
         "quarantine_by_reason": by_reason,
+        "pruning": pruning,
         "per_language": per_lang,
         "stage_seconds": dict(run.timings),
         "stages_skipped": list(run.skipped),
@@ -112,6 +115,42 @@ def collect_stats(run: Run) -> dict:
             "spark_master": run.spark.sparkContext.master,
         },
         "config": run.cfg.model_dump(mode="json"),
+    }
+
+
+def _pruning(run: Run, per_lang: dict[str, dict]) -> dict:
+    """Candidates, what left the pool before selection (per reason), tags and selection groups, per language."""
+    from mdaq_spark import pipeline as P
+    from mdaq_spark.crosslingual import CROSSLINGUAL, GROUP
+    from mdaq_spark.domains import DOMAIN
+    from mdaq_spark.neardup import NEAR_DUP_COUNT
+    from mdaq_spark.prune import PRUNE_REASON
+
+    candidates = run.table(P.CANDIDATES)
+    totals: dict[str, int] = {}
+    for r in _rows(candidates.groupBy(S.LANG, PRUNE_REASON).count(), S.LANG, PRUNE_REASON):
+        entry = per_lang.setdefault(r[S.LANG], {})
+        entry["candidates"] = entry.get("candidates", 0) + r["count"]
+        if r[PRUNE_REASON] is not None:
+            entry.setdefault("pruned", {})[r[PRUNE_REASON]] = r["count"]
+            totals[r[PRUNE_REASON]] = totals.get(r[PRUNE_REASON], 0) + r["count"]
+    for r in _rows(candidates.groupBy(S.LANG, DOMAIN).count(), S.LANG, DOMAIN):
+        per_lang[r[S.LANG]].setdefault("domains", {})[r[DOMAIN]] = r["count"]
+    for r in _rows(
+        candidates.groupBy(S.LANG).agg(
+            F.sum(F.col(CROSSLINGUAL).cast("int")).alias("xl"), F.max(NEAR_DUP_COUNT).alias("most_dups")
+        ),
+        S.LANG,
+    ):
+        per_lang[r[S.LANG]].update(crosslingual=r["xl"] or 0, largest_near_dup_group=(r["most_dups"] or 0) + 1)
+    for r in _rows(run.selected_table().groupBy(S.LANG, GROUP).count(), S.LANG, GROUP):
+        per_lang[r[S.LANG]].setdefault("selected_by_group", {})[r[GROUP]] = r["count"]
+    n = sum(e.get("candidates", 0) for e in per_lang.values())
+    return {
+        "candidates": n,
+        "pruned_by_reason": totals,
+        "to_selection": n - sum(totals.values()),
+        "candidates_are_all_clustered": n == run.table(P.CLUSTERS).count(),
     }
 
 

@@ -121,7 +121,7 @@ def collect_report_data(run: Run, cfg: ReportConfig) -> dict:
 
     selected_ids = run.selected_table().select(S.SAMPLE_ID, F.lit(True).alias("_selected"))
     scored = (
-        run.table(P.SCORES)
+        run.model_table(P.SCORES)
         .select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING)
         .join(selected_ids, on=S.SAMPLE_ID, how="left")
         .withColumn("_selected", F.coalesce(F.col("_selected"), F.lit(False)))

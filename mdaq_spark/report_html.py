@@ -154,6 +154,7 @@ def render(stats: dict) -> str:
                 "kept: quality",
                 "kept: diversity",
                 "kept: cluster_top_k",
+                "kept: mmr",
                 "kept total",
                 "score mean",
                 "flagged (rule: rows)",
@@ -168,6 +169,7 @@ def render(stats: dict) -> str:
                     e.get("selected", {}).get("quality", 0),
                     e.get("selected", {}).get("diversity", 0),
                     e.get("selected", {}).get("cluster_top_k", 0),
+                    e.get("selected", {}).get("mmr", 0),
                     e.get("selected_total", 0),
                     e.get("score_mean", float("nan")),
                     ", ".join(f"{k}: {v}" for k, v in sorted(e.get("flags", {}).items())),
@@ -187,6 +189,43 @@ def render(stats: dict) -> str:
             f"share in {escape('; '.join(skewed))}. Diversity selection has little to pick from there; "
             "consider a larger k or a different embedding.</div>"
         )
+    pruning = stats.get("pruning")
+    if pruning:
+        reasons = ["flagged", "near_duplicate", "domain_cap"]
+        parts += [
+            "<h2>Before selection: pruning and tags</h2>",
+            f"<p>{pruning['candidates']} candidates, {pruning['to_selection']} went on to selection; pruned: "
+            + escape(", ".join(f"{k}: {v}" for k, v in sorted(pruning["pruned_by_reason"].items())) or "none")
+            + ". Flagged samples are pruned only with filters.action=drop; math/code are capped only with "
+            "domains.enabled.</p>",
+            _table(
+                [
+                    "lang",
+                    "candidates",
+                    *[f"pruned: {r}" for r in reasons],
+                    "largest near-dup group",
+                    "cross-lingual",
+                    "math",
+                    "code",
+                    "selected: monolingual",
+                    "selected: cross-lingual",
+                ],
+                [
+                    [
+                        lang,
+                        e.get("candidates", 0),
+                        *[e.get("pruned", {}).get(r, 0) for r in reasons],
+                        e.get("largest_near_dup_group", 1),
+                        e.get("crosslingual", 0),
+                        e.get("domains", {}).get("math", 0),
+                        e.get("domains", {}).get("code", 0),
+                        e.get("selected_by_group", {}).get("monolingual", 0),
+                        e.get("selected_by_group", {}).get("crosslingual", 0),
+                    ]
+                    for lang, e in per_lang.items()
+                ],
+            ),
+        ]
     parts += [
         "<h2>Quarantine by reason</h2>",
         _table(["reason", "rows"], [[r, n] for r, n in sorted(stats.get("quarantine_by_reason", {}).items())]),

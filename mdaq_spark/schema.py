@@ -55,6 +55,7 @@ SELECTION_REASON = "selection_reason"
 REASON_QUALITY = "quality"
 REASON_DIVERSITY = "diversity"
 REASON_CLUSTER_TOP_K = "cluster_top_k"
+REASON_MMR = "mmr"
 
 # quarantine reason for an exact duplicate of a sample that was kept
 DUPLICATE_REASON = "exact_duplicate"

@@ -11,12 +11,19 @@ cluster the quality set did not cover, until n_diversity more are kept. If the u
 clusters run out before the budget does, the walk continues in rounds: the next best of
 each cluster, ranked by score (round = position in its cluster + 1 if the quality set
 already covered the cluster).
+
+MMR (maximal marginal relevance), for comparison with DAS on the same run: per language,
+greedily take the sample maximising lambda * score - (1 - lambda) * its largest cosine to
+the samples already taken, over a capped pool of the best-scored samples (see `mmr`).
 """
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import SelectionConfig
@@ -121,7 +128,64 @@ def cluster_top_k(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
     return kept.withColumn(S.SELECTION_REASON, F.lit(S.REASON_CLUSTER_TOP_K)).select(*OUTPUT_COLUMNS)
 
 
-STRATEGIES = {"das": das, "cluster_top_k": cluster_top_k}
+def mmr_walk(scores: np.ndarray, embeddings: np.ndarray, budget: int, lam: float) -> list[int]:
+    """Greedy maximal marginal relevance over rows already sorted best first; returns picked row indices.
+
+    Each step takes argmax of lam * score - (1 - lam) * (max cosine to the picked set), the
+    first maximum on a tie (the better-ranked row), so the walk is deterministic. The first
+    pick is the best-scored row (the picked set is empty, its similarity term counts as 0).
+    """
+    x = embeddings.astype(np.float32)
+    nearest = np.zeros(len(scores), dtype=np.float64)
+    taken = np.zeros(len(scores), dtype=bool)
+    picked: list[int] = []
+    for _ in range(min(budget, len(scores))):
+        value = lam * scores - (1 - lam) * nearest
+        value[taken] = -np.inf
+        i = int(np.argmax(value))
+        picked.append(i)
+        taken[i] = True
+        nearest = np.maximum(nearest, x @ x[i])
+    return picked
+
+
+_MMR_SCHEMA = T.StructType([T.StructField(S.SAMPLE_ID, T.StringType(), False)])
+
+
+def mmr(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
+    """MMR per language over a capped pool of the best-scored samples (needs `embedding`).
+
+    One language's pool is walked in one pandas group: the cost is budget x pool dot
+    products, and the pool is at most max(budget, budget * mmr_pool_factor) rows and never
+    more than mmr_max_pool, which bounds a worker's memory whatever the corpus size.
+    """
+    if S.EMBEDDING not in df.columns:
+        raise ValueError("selection.strategy=mmr needs the embedding column")
+    ranked = _with_budget(df, cfg)
+    pool_size = F.least(
+        F.greatest(F.col(_BUDGET), F.ceil(F.col(_BUDGET) * F.lit(cfg.mmr_pool_factor))), F.lit(cfg.mmr_max_pool)
+    )
+    pool = ranked.where(F.col(S.QUALITY_RANK) <= pool_size).join(df.select(S.SAMPLE_ID, S.EMBEDDING), on=S.SAMPLE_ID)
+    lam = cfg.mmr_lambda
+
+    def walk(pdf: pd.DataFrame) -> pd.DataFrame:
+        pdf = pdf.sort_values(S.QUALITY_RANK, kind="mergesort")
+        picked = mmr_walk(
+            pdf[S.QSM_SCORE].to_numpy(np.float64),
+            np.stack(pdf[S.EMBEDDING].to_numpy()),
+            int(pdf[_BUDGET].iloc[0]),
+            lam,
+        )
+        return pd.DataFrame({S.SAMPLE_ID: pdf[S.SAMPLE_ID].to_numpy()[picked]})
+
+    chosen = pool.select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.QUALITY_RANK, _BUDGET, S.EMBEDDING)
+    chosen = chosen.groupBy(S.LANG).applyInPandas(walk, _MMR_SCHEMA)
+    return (
+        ranked.join(chosen, on=S.SAMPLE_ID).withColumn(S.SELECTION_REASON, F.lit(S.REASON_MMR)).select(*OUTPUT_COLUMNS)
+    )
+
+
+STRATEGIES = {"das": das, "cluster_top_k": cluster_top_k, "mmr": mmr}
 
 
 def select(df: DataFrame, cfg: SelectionConfig) -> DataFrame:

@@ -10,7 +10,7 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import load_config
-from mdaq_spark.pipeline import NORMALIZED, QUARANTINE, SCORES, SELECTED, run_pipeline
+from mdaq_spark.pipeline import CANDIDATES, NORMALIZED, QUARANTINE, SCORES, SELECTED, run_pipeline
 from tests.conftest import DEMO_CORPUS, write_midb_subset
 
 
@@ -90,11 +90,16 @@ def test_demo_corpus_end_to_end_and_deterministic(spark, model_cache, tmp_path):
     _check_report(tmp_path / "a", first)  # the page `mdaq report` rebuilt, checked in full
 
     # the corpus has responses that copy their instruction and responses cut off mid-word: flagged, and
-    # (filters.action: demote) ranked after every clean sample, so a 20% budget never reaches them
+    # (filters.action: demote) ranked after every clean sample, so a 20% budget never reaches them; a
+    # flagged sample is selected only where its language has no clean one (a language of one sample
+    # still gets a budget of one: the corpus has an English answer to a prompt identified as Hausa)
     flags = {f for e in first["per_language"].values() for f in e.get("flags", {})}
     assert {"response_copies_instruction", "truncated_response"} <= flags
     selected = _table(spark, tmp_path / "a", SELECTED)
-    assert selected["flags"].map(len).sum() == 0
+    candidates = _table(spark, tmp_path / "a", CANDIDATES)
+    clean_langs = set(candidates[candidates["flags"].map(len) == 0][S.LANG])
+    assert not set(selected[selected["flags"].map(len) > 0][S.LANG]) & clean_langs
+    assert selected["flags"].map(len).sum() < candidates["flags"].map(len).sum()
     dropped = _run(spark, model_cache, [DEMO_CORPUS], tmp_path / "a", "filters.action=drop")
     assert dropped["stages_skipped"] == ["ingest", "encode", "score", "cluster"]
     assert dropped["counts"]["selected"] < first["counts"]["selected"]  # budgets count only unflagged samples
@@ -187,6 +192,8 @@ def test_new_qsm_head_rescores_without_reencoding(spark, model_cache, tmp_path):
     stats = _run(spark, model_cache, [corpus], out, f"model.qsm_head={head}")
     assert stats["stages_skipped"] == ["ingest", "encode"]  # stored encodings are reused
     assert stats["stage_info"]["score"]["rows_through_model_udf"] == len(before)
+    # stats count this head's scores only, though the store now holds both heads' scores
+    assert sum(e["scored"] for e in stats["per_language"].values()) == len(before)
     after = _scores(spark, out, stats)
     assert set(after.index) == set(before.index)
     assert not np.allclose(after.loc[before.index].to_numpy(), before.to_numpy())

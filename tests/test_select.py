@@ -130,3 +130,73 @@ def test_selection_is_independent_of_partitioning(spark):
     many = select(spark.createDataFrame(frame.sample(frac=1, random_state=5)).repartition(7), cfg).toPandas()
     key = [S.SAMPLE_ID]
     assert one.sort_values(key).reset_index(drop=True).equals(many.sort_values(key).reset_index(drop=True))
+
+
+def reference_mmr(df: pd.DataFrame, cfg: SelectionConfig) -> set[str]:
+    """MMR as a plain loop over python lists: candidates = the capped pool of best-scored rows."""
+    out: set[str] = set()
+    for lang, group in df.groupby(S.LANG):
+        ranked = group.sort_values([S.QSM_SCORE, S.SAMPLE_ID], ascending=[False, True]).to_dict("records")
+        budget = _budget(len(ranked), lang, cfg)
+        pool = ranked[: min(max(budget, math.ceil(budget * cfg.mmr_pool_factor)), cfg.mmr_max_pool)]
+        picked: list[dict] = []
+        for _ in range(budget):
+            best, best_value = None, -math.inf
+            for row in pool:
+                if any(row is p for p in picked):
+                    continue
+                sims = [float(np.dot(np.float32(row[S.EMBEDDING]), np.float32(p[S.EMBEDDING]))) for p in picked]
+                value = cfg.mmr_lambda * row[S.QSM_SCORE] - (1 - cfg.mmr_lambda) * max([0.0, *sims])
+                if value > best_value:  # strict: the first (best-ranked) row wins a tie
+                    best, best_value = row, value
+            picked.append(best)
+        out.update(p[S.SAMPLE_ID] for p in picked)
+    return out
+
+
+def _with_embeddings(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(12, 6))
+    vectors = centres[frame[S.CLUSTER_ID].to_numpy()] + rng.normal(scale=0.3, size=(len(frame), 6))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return frame.assign(**{S.EMBEDDING: [list(map(float, v)) for v in vectors]})
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SelectionConfig(strategy="mmr"),
+        SelectionConfig(strategy="mmr", mmr_lambda=0.3, budget_fraction=None, budget_count=9, mmr_pool_factor=2),
+        SelectionConfig(strategy="mmr", mmr_lambda=0.5, budget_fraction=0.3, mmr_max_pool=20),
+    ],
+    ids=["default", "low-lambda-count", "capped-pool"],
+)
+def test_mmr_matches_reference(spark, cfg):
+    frame = _with_embeddings(_random_frame(4, n=160), 4)
+    rows = select(spark.createDataFrame(frame), cfg).toPandas()
+    assert rows[S.SAMPLE_ID].is_unique and set(rows[S.SELECTION_REASON]) == {S.REASON_MMR}
+    assert set(rows[S.SAMPLE_ID]) == reference_mmr(frame, cfg)
+    for lang, group in frame.groupby(S.LANG):
+        expected = min(_budget(len(group), lang, cfg), cfg.mmr_max_pool)
+        assert (rows[S.LANG] == lang).sum() == expected
+
+
+def test_mmr_trades_quality_for_diversity(spark):
+    # two near-identical top samples and a slightly worse, different one: lambda decides
+    rows = [
+        ("a", "de", 0.90, 0, [1.0, 0.0]),
+        ("b", "de", 0.89, 0, [0.999, 0.0447]),
+        ("c", "de", 0.80, 1, [0.0, 1.0]),
+    ]
+    df = spark.createDataFrame(
+        rows,
+        f"{S.SAMPLE_ID} string, {S.LANG} string, {S.QSM_SCORE} double, {S.CLUSTER_ID} int, "
+        f"{S.EMBEDDING} array<double>",
+    )
+
+    def pick(lam: float) -> set[str]:
+        cfg = SelectionConfig(strategy="mmr", budget_fraction=None, budget_count=2, mmr_lambda=lam)
+        return {r[S.SAMPLE_ID] for r in select(df, cfg).collect()}
+
+    assert pick(1.0) == {"a", "b"}  # pure quality
+    assert pick(0.5) == {"a", "c"}  # the duplicate of a is worth less than a different sample

@@ -1,0 +1,69 @@
+"""Candidates before selection: one decision per sample, with the reason it left the pool.
+
+Score first, decide once: the annotations (flags, cross-lingual, domain) are columns; this
+step turns them, in a fixed order, into `prune_reason` (null = still a candidate):
+  flagged         filters.action = drop and the sample has a flag
+  near_duplicate  a better-scored kept sample in its cluster is almost the same (neardup.py)
+  domain_cap      beyond its language's cap for math / code (domains.py)
+Every candidate stays in the output with its reason, so candidates = survivors + pruned,
+per language and per reason, and stats.json reads the counts from that table.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mdaq_spark import schema as S
+from mdaq_spark.config import JobConfig
+from mdaq_spark.domains import over_cap
+from mdaq_spark.heuristics import FLAGS
+from mdaq_spark.neardup import DUP_SIMILARITY, DUPLICATE_OF, NEAR_DUP_COUNT, near_duplicates
+
+PRUNE_REASON = "prune_reason"
+REASON_FLAGGED = "flagged"
+REASON_NEAR_DUPLICATE = "near_duplicate"
+REASON_DOMAIN_CAP = "domain_cap"
+PRUNE_REASONS = (REASON_FLAGGED, REASON_NEAR_DUPLICATE, REASON_DOMAIN_CAP)
+
+
+def prune(candidates: DataFrame, embeddings: DataFrame, cfg: JobConfig) -> DataFrame:
+    """Adds prune_reason, duplicate_of, dup_similarity and near_dup_count (lazy).
+
+    `candidates` needs sample_id, lang, cluster_id, centroid_distance, qsm_score, flags and
+    domain; `embeddings` gives sample_id -> embedding for the near-duplicate search.
+    """
+    none = F.lit(None).cast("string")
+    out = candidates.withColumn(
+        PRUNE_REASON,
+        F.when(F.size(F.col(FLAGS)) > 0, F.lit(REASON_FLAGGED)).otherwise(none)
+        if cfg.filters.action == "drop"
+        else none,
+    )
+    if cfg.near_dup.enabled:
+        pool = out.where(F.col(PRUNE_REASON).isNull()).join(embeddings, on=S.SAMPLE_ID)
+        found = near_duplicates(pool, cfg.near_dup)
+        out = out.join(found, on=S.SAMPLE_ID, how="left").withColumn(
+            PRUNE_REASON,
+            F.when(
+                F.col(PRUNE_REASON).isNull() & F.col(DUPLICATE_OF).isNotNull(), F.lit(REASON_NEAR_DUPLICATE)
+            ).otherwise(F.col(PRUNE_REASON)),
+        )
+    else:
+        out = out.withColumn(DUPLICATE_OF, none).withColumn(DUP_SIMILARITY, F.lit(None).cast("double"))
+        out = out.withColumn(NEAR_DUP_COUNT, F.lit(0).cast("long"))
+    out = out.withColumn(NEAR_DUP_COUNT, F.coalesce(F.col(NEAR_DUP_COUNT), F.lit(0).cast("long")))
+    if cfg.domains.enabled and cfg.domains.max_per_lang:
+        alive = out.where(F.col(PRUNE_REASON).isNull())
+        capped = alive.select(S.SAMPLE_ID, over_cap(alive, cfg.domains).alias("_over_cap"))
+        out = (
+            out.join(capped, on=S.SAMPLE_ID, how="left")
+            .withColumn(
+                PRUNE_REASON,
+                F.when(F.coalesce(F.col("_over_cap"), F.lit(False)), F.lit(REASON_DOMAIN_CAP)).otherwise(
+                    F.col(PRUNE_REASON)
+                ),
+            )
+            .drop("_over_cap")
+        )
+    return out
