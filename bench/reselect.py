@@ -51,8 +51,8 @@ def main() -> int:
     stats = write_stats(run)
 
     # what the selection looks like: mean score and how similar the selected samples are to each other
-    selected = run.table(SELECTED).select(S.SAMPLE_ID, S.LANG, S.CLUSTER_ID)
-    emb = run.table(SCORES).select(S.SAMPLE_ID, S.QSM_SCORE, S.EMBEDDING)
+    selected = run.selected_table().select(S.SAMPLE_ID, S.LANG, S.CLUSTER_ID)
+    emb = run.model_table(SCORES).select(S.SAMPLE_ID, S.QSM_SCORE, S.EMBEDDING)
     quality = {
         r[S.LANG]: {"mean_qsm": r["q"], "clusters_covered": r["c"]}
         for r in selected.join(emb, on=S.SAMPLE_ID)
