@@ -67,6 +67,9 @@ def cluster_by_language(spark: SparkSession, embeddings: DataFrame, cfg: Cluster
             centroid_rows.append((lang, 0, [float(x) for x in mean]))
             assignments.append(rows.withColumn(S.CLUSTER_ID, F.lit(0)))
             continue
+        # a fixed layout, whatever the cluster's size or the input files' splits: k-means||
+        # seeds and the fit sample are drawn per partition, so this makes them reproducible
+        features = features.repartition(cfg.fit_partitions, S.SAMPLE_ID).sortWithinPartitions(S.SAMPLE_ID)
         fit_rows = features
         if n > cfg.fit_sample_max:
             fit_rows = features.sample(withReplacement=False, fraction=cfg.fit_sample_max / n, seed=seed)

@@ -120,6 +120,9 @@ class ClusteringConfig(_Section):
     max_iter: int = Field(default=30, ge=1)
     tol: float = Field(default=1e-4, gt=0)
     init_mode: Literal["k-means||", "random"] = "k-means||"
+    # partitions of each language's k-means input, fixed by config (not by the number of cores) so
+    # the same seed gives the same clusters on a laptop, a cluster, or a cluster that lost a worker
+    fit_partitions: int = Field(default=8, ge=1)
 
 
 class SelectionConfig(_Section):

@@ -275,6 +275,8 @@ class Run:
 
         def compute(rows: DataFrame, counter: Accumulator) -> DataFrame:
             udf = score_udf(self.cfg.model, head_dir, counter)
+            # a fixed row order gives fixed Arrow batches: BLAS results depend on a row's place in the batch
+            rows = rows.sortWithinPartitions(S.SAMPLE_ID)
             return _flatten(
                 rows.select(S.SAMPLE_ID, S.LANG, udf(F.col(S.PROMPT_EMBEDDING), F.col(S.RESPONSE_EMBEDDING))),
                 (S.QSM_SCORE, S.EMBEDDING),
