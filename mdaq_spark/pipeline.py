@@ -177,7 +177,21 @@ class Run:
             parsed_rows = parsed.count()
         finally:
             parsed.unpersist()
-        return {"parsed_rows": parsed_rows}
+        return {"parsed_rows": parsed_rows, "content_digest": self._content_digest()}
+
+    def _content_digest(self) -> str:
+        """What the corpus holds, independent of file names and times: (count, XOR of row hashes).
+
+        Later stages are keyed by this rather than by the input files' signature, so a corpus
+        that was copied, touched or re-exported with the same samples re-runs ingest only.
+        sample_id already hashes the content; lang is in the hash because it decides grouping.
+        """
+        row = (
+            self.table(NORMALIZED)
+            .agg(F.count(F.lit(1)).alias("n"), F.bit_xor(F.xxhash64(S.SAMPLE_ID, S.LANG)).alias("x"))
+            .first()
+        )
+        return f"{row['n']}-{(row['x'] or 0) & 0xFFFFFFFFFFFFFFFF:016x}"
 
     # -------------------------------------------------------------- model stages (stored across runs)
 
@@ -391,7 +405,9 @@ class Run:
 
         encoder_location = registry.ensure_prepared(cfg.model.name, cfg.model.cache_dir)
         encoder_fp = registry.encoder_fingerprint(encoder_location, cfg.model)
-        encode_key = _digest(ingest_key, encoder_fp)
+        # downstream keys follow the corpus content, not its files (see _content_digest)
+        content = str(self.info["ingest"].get("content_digest", ingest_key))
+        encode_key = _digest(content, encoder_fp)
         self.stage("encode", encode_key, lambda: self.encode(encoder_location, encoder_fp))
 
         head_dir = registry.resolve_head(cfg.model.qsm_head, cfg.model.name)
@@ -404,7 +420,7 @@ class Run:
             emb_cfg = cfg.embedding.model
             emb_location = registry.ensure_prepared(emb_cfg.name, emb_cfg.cache_dir)
             emb_fp = registry.fingerprint(emb_location, _section(emb_cfg))
-            upstream = _digest(ingest_key, emb_fp)
+            upstream = _digest(content, emb_fp)
             self.stage("embed", upstream, lambda: self.embed(emb_location, emb_fp))
 
         cluster_key = _digest(upstream, _section(cfg.clustering), str(cfg.seed))

@@ -161,6 +161,13 @@ def test_rerun_skips_finished_stages(spark, model_cache, tmp_path):
     _run(spark, model_cache, [corpus], out)
     again = _run(spark, model_cache, [corpus], out)
     assert again["stages_skipped"] == ["ingest", "encode", "score", "cluster", "select"]
+    # the same samples in touched (or copied, re-exported) files: ingest reads them again, nothing else runs
+    import os
+
+    for f in corpus.iterdir():
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    touched = _run(spark, model_cache, [corpus], out)
+    assert touched["stages_skipped"] == ["encode", "score", "cluster", "select"]
     changed = _run(spark, model_cache, [corpus], out, "selection.strategy=cluster_top_k")
     assert changed["stages_skipped"] == ["ingest", "encode", "score", "cluster"]
     selected = _table(spark, out, SELECTED)
