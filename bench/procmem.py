@@ -50,9 +50,12 @@ def run_sampled(
         nonlocal timed_out
         while proc.poll() is None:
             samples.append((time.time(), tree_rss(proc.pid)))
-            if timeout is not None and not timed_out and time.perf_counter() - started > timeout:
+            elapsed = time.perf_counter() - started
+            if timeout is not None and not timed_out and elapsed > timeout:
                 timed_out = True
                 proc.send_signal(signal.SIGINT)
+            elif timed_out and elapsed > timeout + 60:
+                proc.kill()  # did not stop on SIGINT; its JVM exits when the driver's pipe closes
             time.sleep(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)
