@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 def main() -> int:
     from mdaq_spark import schema as S
     from mdaq_spark.config import load_config
-    from mdaq_spark.pipeline import CANDIDATES, SCORES, SELECTED, Run, select_key
+    from mdaq_spark.pipeline import CANDIDATES, SCORES, Run, select_key
     from mdaq_spark.report import write_stats
     from mdaq_spark.session import build_session
 
