@@ -91,6 +91,7 @@ def finished(spark, tmp_path_factory):
     )
     run = Run(spark, cfg)
     run.info["ingest"] = {"parsed_rows": len(ROWS)}
+    run.info["score"] = {S.MODEL_FINGERPRINT: "fp"}  # which stored scores are this run's (the store adopts scores/)
     run.select()
     stats = write_stats(run)
     table = lambda name: {r[S.SAMPLE_ID]: r for r in spark.read.parquet(str(root / name)).collect()}  # noqa: E731
