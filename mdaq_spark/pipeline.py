@@ -229,16 +229,15 @@ class Run:
         store.sweep()
         total = wanted.count()
         n_batches = max(1, math.ceil(total / rows_per_commit)) if rows_per_commit else 1
-        pending = store.pending(wanted, fingerprint)
+        pending = store.pending(wanted, fingerprint).withColumn(
+            _BATCH, F.pmod(F.xxhash64(S.SAMPLE_ID), F.lit(n_batches))
+        )
+        # counted before staging: nothing pending (a job killed after its last commit) stages nothing
+        todo = {r[_BATCH]: r["count"] for r in pending.groupBy(_BATCH).count().collect()}
         staged = self.path(f"{STAGING}/{name}_pending")
-        if n_batches > 1:
-            pending = pending.withColumn(_BATCH, F.pmod(F.xxhash64(S.SAMPLE_ID), F.lit(n_batches)))
+        if n_batches > 1 and todo:
             writers.write_table(pending, staged, partition_by=(_BATCH,))
             pending = self.spark.read.parquet(staged)
-            todo = {r[_BATCH]: r["count"] for r in pending.groupBy(_BATCH).count().collect()}
-        else:
-            todo = {0: pending.count()}
-            pending = pending.withColumn(_BATCH, F.lit(0))
         counter = self.spark.sparkContext.accumulator(0)
         started, done = time.perf_counter(), 0
         batches = sorted(b for b, rows in todo.items() if rows)

@@ -168,6 +168,13 @@ def test_rerun_skips_finished_stages(spark, model_cache, tmp_path):
         os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
     touched = _run(spark, model_cache, [corpus], out)
     assert touched["stages_skipped"] == ["encode", "score", "cluster", "select"]
+    # killed after its last encode batch was committed but before the stage's marker was written:
+    # the stage runs again, finds every sample stored, computes nothing and succeeds
+    (out / "_stages" / "encode.json").unlink()
+    resumed = _run(spark, model_cache, [corpus], out, "spark.rows_per_commit=10")
+    assert resumed["stage_info"]["encode"]["computed"] == 0
+    assert resumed["stage_info"]["encode"]["rows_through_model_udf"] == 0
+    assert resumed["stages_skipped"] == ["ingest", "score", "cluster", "select"]
     changed = _run(spark, model_cache, [corpus], out, "selection.strategy=cluster_top_k")
     assert changed["stages_skipped"] == ["ingest", "encode", "score", "cluster"]
     selected = _table(spark, out, SELECTED)
