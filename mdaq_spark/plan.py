@@ -18,14 +18,6 @@ from mdaq_spark.io import readers
 from mdaq_spark.models import registry
 
 STAGES = ("ingest", "encode", "score", "embed", "cluster", "select")
-_EXTENSIONS = {"jsonl": (".jsonl", ".ndjson"), "json": (".json",), "parquet": (".parquet",)}
-
-
-def _files(path: str, file_type: str) -> list[Path]:
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in _EXTENSIONS.get(file_type, ()))
 
 
 def _inputs(cfg: JobConfig, peek: int, max_files: int) -> list[dict]:
@@ -33,7 +25,7 @@ def _inputs(cfg: JobConfig, peek: int, max_files: int) -> list[dict]:
     for path in cfg.input.paths:
         types = [cfg.input.file_type] if cfg.input.file_type != "auto" else readers.detect_file_types(path)
         for file_type in types:
-            files = [] if file_type == "delta" else _files(path, file_type)
+            files = [] if file_type == "delta" else readers.files_of_type(path, file_type)
             formats: Counter[str] = Counter()
             rejected: Counter[str] = Counter()
             for f in files[:max_files]:

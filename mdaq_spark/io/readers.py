@@ -68,6 +68,14 @@ def detect_file_types(path: str) -> list[str]:
     return [kind]
 
 
+def files_of_type(path: str, file_type: str) -> list[Path]:
+    """The files under `path` that the reader of `file_type` would read (the path itself if a file)."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    return sorted(f for f in p.rglob("*") if f.is_file() and _EXTENSIONS.get(f.suffix.lower()) == file_type)
+
+
 def _raw_units(spark: SparkSession, path: str, file_type: str) -> DataFrame:
     """(source, unit, payload bytes) for one input path and one file type."""
     reader = spark.read
