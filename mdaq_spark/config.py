@@ -112,14 +112,18 @@ class EmbeddingConfig(_Section):
 
 
 class ClusteringConfig(_Section):
+    # spark: Spark ML KMeans per language (one Spark job per iteration; scales past one machine's
+    # memory). faiss: each language's fit sample is clustered by faiss inside one task (an order of
+    # magnitude faster; the sample, at most fit_sample_max x dim floats, must fit one executor).
+    backend: Literal["spark", "faiss"] = "spark"
     # fixed k per language; null: ceil(sqrt(N_lang / 2)) as in M-DaQ
     k: int | None = Field(default=None, ge=1)
     max_k: int = Field(default=2000, ge=1)
     # fit k-means on at most this many rows per language, then assign every row
     fit_sample_max: int = Field(default=200_000, ge=1)
     max_iter: int = Field(default=30, ge=1)
-    tol: float = Field(default=1e-4, gt=0)
-    init_mode: Literal["k-means||", "random"] = "k-means||"
+    tol: float = Field(default=1e-4, gt=0)  # spark only: faiss always runs max_iter iterations
+    init_mode: Literal["k-means||", "random"] = "k-means||"  # spark only: faiss starts from random rows
     # partitions of each language's k-means input, fixed by config (not by the number of cores) so
     # the same seed gives the same clusters on a laptop, a cluster, or a cluster that lost a worker
     fit_partitions: int = Field(default=8, ge=1)
