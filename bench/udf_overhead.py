@@ -44,6 +44,33 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int | None = None) -> dict[str, float]:
+    """CPU seconds per thread of one process ("main" or "tid:name"), from /proc/<pid>/task.
+
+    The Python worker used more CPU than wall time while torch ran on one thread, so some
+    other thread worked alongside; per-thread figures say which.
+    """
+    pid = pid or os.getpid()
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        key = "main" if int(tid) == pid else f"{tid}:{name}"
+        out[key] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def thread_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per-thread CPU spent between two snapshots; threads under 0.05 s are left out."""
+    spent = {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
+    return dict(sorted(((k, v) for k, v in spent.items() if v >= 0.05), key=lambda kv: -kv[1]))
+
+
 def _child_jvm() -> int:
     """The Spark JVM this process started (local mode: driver and executor in one JVM)."""
     me = os.getpid()
@@ -81,7 +108,7 @@ def load_rows(midb: Path, n: int) -> pd.DataFrame:
 def bare(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None) -> dict:
     import torch
 
-    from mdaq_spark.models.encoder import TextEncoder, max_tokens
+    from mdaq_spark.models.encoder import TextEncoder, encode_cpu_in_this_process, max_tokens
     from mdaq_spark.models.qsm import QsmHead, score_and_embed
 
     torch.set_num_threads(threads)
@@ -89,10 +116,13 @@ def bare(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None) -> dict:
     encoder = TextEncoder(cfg)
     load_s = time.perf_counter() - started
     encoder.encode(["warm up"] * 4, cfg.instruction_prefix)
+    threads_before = thread_cpu_seconds()
+    model_before = encode_cpu_in_this_process()
     started, cpu = time.perf_counter(), time.process_time()
     p = encoder.encode(rows["prompt"].tolist(), cfg.instruction_prefix)
     r = encoder.encode(rows["response"].tolist(), cfg.response_prefix)
     encode_s, encode_cpu = time.perf_counter() - started, time.process_time() - cpu
+    by_thread = thread_delta(threads_before, thread_cpu_seconds())
     head = QsmHead.load(head_dir) if head_dir else None
     started = time.perf_counter()
     score_and_embed(p, r, head)
@@ -105,6 +135,8 @@ def bare(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None) -> dict:
         "encode_seconds": round(encode_s, 3),
         "encode_samples_per_s": round(len(rows) / encode_s, 1),
         "encode_cpu_seconds": round(encode_cpu, 2),
+        "encode_cpu_seconds_by_thread": by_thread,
+        "encode_cpu_seconds_in_model": round(encode_cpu_in_this_process() - model_before, 2),
         "score_seconds": round(score_s, 4),
         "score_samples_per_s": round(len(rows) / max(score_s, 1e-9), 1),
     }
@@ -113,7 +145,7 @@ def bare(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None) -> dict:
 def _worker_report(batches):
     import torch
 
-    from mdaq_spark.models.encoder import loads_in_this_process
+    from mdaq_spark.models.encoder import encode_cpu_in_this_process, loads_in_this_process
 
     for _ in batches:
         t = os.times()
@@ -123,14 +155,19 @@ def _worker_report(batches):
                 "loads": [loads_in_this_process()],
                 "threads": [torch.get_num_threads()],
                 "cpu_seconds": [t.user + t.system],
+                "by_thread": [json.dumps(thread_cpu_seconds())],
+                "model_cpu_seconds": [encode_cpu_in_this_process()],
             }
         )
+
+
+_REPORT_SCHEMA = "pid long, loads int, threads int, cpu_seconds double, by_thread string, model_cpu_seconds double"
 
 
 def _report(spark) -> list[dict]:
     rows = (
         spark.range(0, 8, numPartitions=8)
-        .mapInPandas(_worker_report, "pid long, loads int, threads int, cpu_seconds double")
+        .mapInPandas(_worker_report, _REPORT_SCHEMA)
         .collect()  # one row per task: a handful
     )
     latest: dict[int, dict] = {}
@@ -167,7 +204,15 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
         started = time.perf_counter()
         encoded(df.limit(4)).write.format("noop").mode("overwrite").save()  # loads the model in the worker
         warmup_s = time.perf_counter() - started
-        before = {w["pid"]: w["cpu_seconds"] for w in _report(spark)}
+        reported = _report(spark)
+        # what one reporting action itself costs the worker (between two reports, nothing else ran)
+        again = _report(spark)
+        prior = {w["pid"]: w["cpu_seconds"] for w in reported}
+        report_cpu = sum(w["cpu_seconds"] - prior.get(w["pid"], 0.0) for w in again)
+        reported = again
+        before = {w["pid"]: w["cpu_seconds"] for w in reported}
+        model_before = {w["pid"]: w["model_cpu_seconds"] for w in reported}
+        threads_before = {w["pid"]: json.loads(w["by_thread"]) for w in reported}
         jvm = _child_jvm()
         jvm_cpu = proc_cpu_seconds(jvm)
         started = time.perf_counter()
@@ -176,6 +221,10 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
         jvm_cpu = proc_cpu_seconds(jvm) - jvm_cpu
         after = _report(spark)
         worker_cpu = sum(w["cpu_seconds"] - before.get(w["pid"], 0.0) for w in after)
+        model_cpu = sum(w["model_cpu_seconds"] - model_before.get(w["pid"], 0.0) for w in after)
+        worker_threads = {
+            w["pid"]: thread_delta(threads_before.get(w["pid"], {}), json.loads(w["by_thread"])) for w in after
+        }
 
         encoded(df).select("sample_id", "e.*").write.mode("overwrite").parquet(str(work / "enc"))  # untimed
         enc = spark.read.parquet(str(work / "enc"))
@@ -196,12 +245,18 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
         "encode_seconds": round(encode_s, 3),
         "encode_samples_per_s": round(len(rows) / encode_s, 1),
         "encode_cpu_seconds": {"python_worker": round(worker_cpu, 2), "jvm": round(jvm_cpu, 2)},
+        "worker_cpu_seconds_by_thread": {str(pid): t for pid, t in worker_threads.items()},
+        # of the worker's CPU, the part spent inside TextEncoder.encode (the model, tokenizer included)
+        "worker_cpu_seconds_in_model": round(model_cpu, 2),
+        "worker_cpu_seconds_of_one_report_action": round(report_cpu, 2),  # included in python_worker above
         "score_seconds": round(score_s, 3),
         "score_samples_per_s": round(len(rows) / score_s, 1),
         # pids and model loads of the worker(s) right after the timed encode, and at the very end
         # (Spark ends a Python worker idle for a minute; a later one has loaded nothing)
-        "python_workers": [{k: v for k, v in r.items() if k != "cpu_seconds"} for r in after],
-        "python_workers_at_end": [{k: v for k, v in r.items() if k != "cpu_seconds"} for r in at_end],
+        "python_workers": [{k: v for k, v in r.items() if k not in ("cpu_seconds", "by_thread")} for r in after],
+        "python_workers_at_end": [
+            {k: v for k, v in r.items() if k not in ("cpu_seconds", "by_thread")} for r in at_end
+        ],
         "same_worker_before_and_after": sorted(before) == sorted(w["pid"] for w in after),
     }
 
@@ -252,6 +307,21 @@ def main() -> int:
         ),
         "encode_cpu_ratio_bare_over_spark": round(
             bare_result["encode_cpu_seconds"] / sum(spark_result["encode_cpu_seconds"].values()), 3
+        ),
+        # the same without the probe's own reporting action, which the worker's CPU delta includes
+        "encode_cpu_ratio_bare_over_spark_without_probe": round(
+            bare_result["encode_cpu_seconds"]
+            / (
+                sum(spark_result["encode_cpu_seconds"].values())
+                - spark_result["worker_cpu_seconds_of_one_report_action"]
+            ),
+            3,
+        ),
+        "worker_cpu_seconds_outside_model_without_probe": round(
+            spark_result["encode_cpu_seconds"]["python_worker"]
+            - spark_result["worker_cpu_seconds_in_model"]
+            - spark_result["worker_cpu_seconds_of_one_report_action"],
+            2,
         ),
         "score_ratio_spark_over_bare": round(
             spark_result["score_samples_per_s"] / bare_result["score_samples_per_s"], 4

@@ -111,6 +111,7 @@ class Run:
     info: dict[str, object] = field(default_factory=dict)
     # called with (stage, rows done, rows to do) as model batches commit: the CLI's progress bar
     on_progress: Callable[[str, int, int], None] | None = None
+    _stores: dict[str, ModelStore] = field(default_factory=dict, repr=False)
 
     @property
     def root(self) -> str:
@@ -196,10 +197,13 @@ class Run:
     # -------------------------------------------------------------- model stages (stored across runs)
 
     def store(self, name: str) -> ModelStore:
-        root = (self.cfg.output.store or self.root).rstrip("/")
-        store = ModelStore(self.spark, f"{root}/{name}", STORE_FINGERPRINT[name])
-        store.adopt_unbatched()
-        return store
+        """The store behind a model stage; an old-layout table is adopted once per run, not per call."""
+        if name not in self._stores:
+            root = (self.cfg.output.store or self.root).rstrip("/")
+            store = ModelStore(self.spark, f"{root}/{name}", STORE_FINGERPRINT[name])
+            store.adopt_unbatched()
+            self._stores[name] = store
+        return self._stores[name]
 
     def model_table(self, name: str) -> DataFrame:
         """A model stage's output for exactly the current corpus, read from the store."""

@@ -35,7 +35,7 @@ class ModelStore:
         self.fingerprint_column = fingerprint_column
 
     def batches(self) -> list[int]:
-        fs, jpath = writers._fs(self.spark, self.path)
+        fs, jpath = writers.filesystem(self.spark, self.path)
         if not fs.exists(jpath):
             return []
         names = [status.getPath().getName() for status in fs.listStatus(jpath) if status.isDirectory()]
@@ -76,7 +76,7 @@ class ModelStore:
 
     def adopt_unbatched(self) -> None:
         """A table written whole by an earlier version (no batch= level) becomes batch 0, not lost work."""
-        fs, jpath = writers._fs(self.spark, self.path)
+        fs, jpath = writers.filesystem(self.spark, self.path)
         if not fs.exists(jpath) or self.batches():
             return
         names = [status.getPath().getName() for status in fs.listStatus(jpath)]
@@ -90,7 +90,7 @@ class ModelStore:
 
     def sweep(self) -> None:
         """Remove batches a killed job left uncommitted (one writer per store at a time)."""
-        fs, jpath = writers._fs(self.spark, self.path)
+        fs, jpath = writers.filesystem(self.spark, self.path)
         if fs.exists(jpath):
             for status in fs.listStatus(jpath):
                 if status.getPath().getName().startswith("_tmp_"):

@@ -16,26 +16,27 @@ from pyspark.sql import DataFrame, SparkSession
 log = logging.getLogger(__name__)
 
 
-def _fs(spark: SparkSession, path: str):
+def filesystem(spark: SparkSession, path: str):
+    """(Hadoop FileSystem, Hadoop Path) of `path`: the same calls on local disk, HDFS and object stores."""
     jvm = spark.sparkContext._jvm
     jpath = jvm.org.apache.hadoop.fs.Path(path)
     return jpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), jpath
 
 
 def exists(spark: SparkSession, path: str) -> bool:
-    fs, jpath = _fs(spark, path)
+    fs, jpath = filesystem(spark, path)
     return bool(fs.exists(jpath))
 
 
 def delete(spark: SparkSession, path: str) -> None:
-    fs, jpath = _fs(spark, path)
+    fs, jpath = filesystem(spark, path)
     if fs.exists(jpath):
         fs.delete(jpath, True)
 
 
 def rename(spark: SparkSession, src: str, dst: str) -> None:
-    fs, jsrc = _fs(spark, src)
-    _, jdst = _fs(spark, dst)
+    fs, jsrc = filesystem(spark, src)
+    _, jdst = filesystem(spark, dst)
     if not fs.rename(jsrc, jdst):
         raise OSError(f"could not rename {src} to {dst}")
 

@@ -23,11 +23,16 @@ from mdaq_spark.models import registry
 log = logging.getLogger(__name__)
 
 _LOADS = 0  # models loaded by this process: one per worker is the target, and benches check it
+_ENCODE_CPU = 0.0  # CPU seconds this process spent inside the model: the rest of a worker's CPU is overhead
 _LOCK = threading.Lock()
 
 
 def loads_in_this_process() -> int:
     return _LOADS
+
+
+def encode_cpu_in_this_process() -> float:
+    return _ENCODE_CPU
 
 
 def pick_device(requested: str) -> str:
@@ -105,10 +110,12 @@ class TextEncoder:
 
     def encode(self, texts: list[str], prefix: str = "") -> np.ndarray:
         """L2-normalised float32 embeddings, one row per text, in the input order."""
+        global _ENCODE_CPU
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         texts = [prefix + t for t in texts] if prefix else list(texts)
         while True:
+            cpu = time.process_time()
             try:
                 out = self.model.encode(
                     texts,
@@ -126,3 +133,6 @@ class TextEncoder:
                 torch.cuda.empty_cache()
                 self.batch_size = max(1, self.batch_size // 2)
                 log.warning("CUDA out of memory: batch size halved to %d", self.batch_size)
+            finally:
+                with _LOCK:
+                    _ENCODE_CPU += time.process_time() - cpu
