@@ -284,6 +284,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from mdaq_spark.compact import compact_run
+    from mdaq_spark.config import JobConfig
+    from mdaq_spark.session import build_session
+
+    _, stats = _stats(args.run_dir)
+    cfg = JobConfig.model_validate(stats["config"]) if "config" in stats else JobConfig()
+    store_root = args.store or cfg.output.store or args.run_dir
+    spark = build_session(cfg.spark)
+    try:
+        result = compact_run(
+            spark, args.run_dir, store_root, all_fingerprints=args.all_fingerprints, keep_absent=args.keep_absent
+        )
+    finally:
+        spark.stop()
+    print(json.dumps({"store": store_root, "compacted": result}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mdaq",
@@ -356,6 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "compact",
+        help="rewrite a run's model-output store as one batch per stage, dropping rows no longer of use",
+        epilog="example: mdaq compact runs/2026-11-24 (run it between scheduled runs, not during one)",
+    )
+    p.add_argument("run_dir", help="a finished run: its markers say which fingerprints are current")
+    p.add_argument("--store", help="the store's root, if not the run's output.store or the run directory")
+    p.add_argument(
+        "--all-fingerprints", action="store_true", help="keep the rows of every model, not only the current"
+    )
+    p.add_argument("--keep-absent", action="store_true", help="keep samples no longer in the run's corpus")
+    p.set_defaults(func=cmd_compact)
     return parser
 
 

@@ -10,10 +10,18 @@ name (which Spark's reader ignores) and committed by one directory rename, so a 
 mid-stage leaves whole batches or nothing, and the rows already committed are not computed
 again when it restarts. Pending rows are found by an anti-join against every committed
 batch, so no (sample_id, fingerprint) pair is ever stored twice.
+
+Compaction (`mdaq compact`) rewrites the rows worth keeping (the current fingerprint, the
+current corpus) as one new batch. The many batches of a long refresh history become one,
+and rows of old models or of samples that left the corpus go. It cannot be one rename, so
+it is rolled forward. A plan file names the batches being replaced and the batch replacing
+them. Once that batch is committed, readers skip the replaced ones at once, and the next
+sweep deletes them. A compaction killed before its commit leaves the old batches untouched.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
@@ -26,6 +34,7 @@ from mdaq_spark.io import writers
 log = logging.getLogger(__name__)
 
 BATCH = "batch"
+COMPACTION_PLAN = "_compaction.json"  # {"replaces": [batch numbers], "into": batch number}
 
 
 class ModelStore:
@@ -34,19 +43,45 @@ class ModelStore:
         self.path = path.rstrip("/")
         self.fingerprint_column = fingerprint_column
 
-    def batches(self) -> list[int]:
+    def _listed_batches(self) -> list[int]:
         fs, jpath = writers.filesystem(self.spark, self.path)
         if not fs.exists(jpath):
             return []
         names = [status.getPath().getName() for status in fs.listStatus(jpath) if status.isDirectory()]
         return sorted(int(n.split("=", 1)[1]) for n in names if n.startswith(f"{BATCH}="))
 
+    def _batch_path(self, number: int) -> str:
+        return f"{self.path}/{BATCH}={number:06d}"
+
+    def _plan(self) -> dict | None:
+        fs, jpath = writers.filesystem(self.spark, f"{self.path}/{COMPACTION_PLAN}")
+        if not fs.exists(jpath):
+            return None
+        return json.loads(writers.read_text(self.spark, f"{self.path}/{COMPACTION_PLAN}"))
+
+    def batches(self) -> list[int]:
+        """Committed batches; those a committed compaction replaced no longer count, deleted or not."""
+        listed = self._listed_batches()
+        plan = self._plan()
+        if plan is not None and plan["into"] in listed:
+            replaced = set(plan["replaces"])
+            listed = [n for n in listed if n not in replaced]
+        return listed
+
+    def read_all(self) -> DataFrame | None:
+        """Every committed row, whatever its fingerprint, or None when nothing is stored."""
+        numbers = self.batches()
+        if not numbers:
+            return None
+        paths = [self._batch_path(n) for n in numbers]
+        return self.spark.read.option("basePath", self.path).parquet(*paths).drop(BATCH)
+
     def rows(self, fingerprint: str) -> DataFrame | None:
         """Every committed row of this fingerprint, or None when nothing is stored."""
-        if not self.batches():
+        stored = self.read_all()
+        if stored is None:
             return None
-        stored = self.spark.read.option("basePath", self.path).parquet(self.path)
-        return stored.where(F.col(self.fingerprint_column) == fingerprint).drop(BATCH)
+        return stored.where(F.col(self.fingerprint_column) == fingerprint)
 
     def pending(self, wanted: DataFrame, fingerprint: str) -> DataFrame:
         """The rows of `wanted` (keyed by sample_id) that have no stored result for this fingerprint."""
@@ -70,9 +105,37 @@ class ModelStore:
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.save(tmp)
-        writers.rename(self.spark, tmp, f"{self.path}/{BATCH}={number:06d}")
+        writers.rename(self.spark, tmp, self._batch_path(number))
         log.debug("committed batch %d to %s", number, self.path)
         return number
+
+    def compact(self, keep: DataFrame, partition_by: tuple[str, ...] = (S.LANG,)) -> dict:
+        """Replace every batch by one holding exactly `keep` (rows read from this store).
+
+        Returns the counts before and after. The caller decides what to keep; see
+        `mdaq_spark.compact` for the usual choice (current fingerprint, current corpus).
+        """
+        self.sweep()
+        replaced = self.batches()
+        if not replaced:
+            return {"batches_before": 0, "rows_before": 0, "rows_after": 0}
+        rows_before = self.read_all().count()
+        into = max(self._listed_batches()) + 1
+        tmp = f"{self.path}/_tmp_{uuid.uuid4().hex[:8]}"
+        writer = keep.write.mode("overwrite").format("parquet")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.save(tmp)
+        writers.write_text(
+            self.spark, f"{self.path}/{COMPACTION_PLAN}", json.dumps({"replaces": replaced, "into": into})
+        )
+        writers.rename(self.spark, tmp, self._batch_path(into))  # the commit: readers now see only `into`
+        self.sweep()  # deletes the replaced batches and the plan
+        rows_after = self.read_all().count()
+        log.info(
+            "compacted %s: %d batches, %d rows -> 1 batch, %d rows", self.path, len(replaced), rows_before, rows_after
+        )
+        return {"batches_before": len(replaced), "rows_before": rows_before, "rows_after": rows_after}
 
     def adopt_unbatched(self) -> None:
         """A table written whole by an earlier version (no batch= level) becomes batch 0, not lost work."""
@@ -89,12 +152,24 @@ class ModelStore:
         log.info("adopted %s as batch 0 of its store", self.path)
 
     def sweep(self) -> None:
-        """Remove batches a killed job left uncommitted (one writer per store at a time)."""
+        """Remove what a killed job left: uncommitted batches, and the leftovers of a compaction.
+
+        One writer per store at a time. A compaction whose new batch is committed is finished
+        (its replaced batches deleted); one that never committed is forgotten.
+        """
         fs, jpath = writers.filesystem(self.spark, self.path)
-        if fs.exists(jpath):
-            for status in fs.listStatus(jpath):
-                if status.getPath().getName().startswith("_tmp_"):
-                    fs.delete(status.getPath(), True)
+        if not fs.exists(jpath):
+            return
+        for status in fs.listStatus(jpath):
+            if status.getPath().getName().startswith("_tmp_"):
+                fs.delete(status.getPath(), True)
+        plan = self._plan()
+        if plan is None:
+            return
+        if plan["into"] in self._listed_batches():
+            for number in plan["replaces"]:
+                writers.delete(self.spark, self._batch_path(number))
+        writers.delete(self.spark, f"{self.path}/{COMPACTION_PLAN}")
 
     def clear(self) -> None:
         writers.delete(self.spark, self.path)

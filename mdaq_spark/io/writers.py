@@ -41,6 +41,25 @@ def rename(spark: SparkSession, src: str, dst: str) -> None:
         raise OSError(f"could not rename {src} to {dst}")
 
 
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """A small file (a plan, a marker) through the same FileSystem as the tables beside it."""
+    fs, jpath = filesystem(spark, path)
+    stream = fs.create(jpath, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def read_text(spark: SparkSession, path: str) -> str:
+    fs, jpath = filesystem(spark, path)
+    stream = fs.open(jpath)
+    try:
+        return str(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
+
+
 def write_table(df: DataFrame, path: str, *, partition_by: tuple[str, ...] = (), file_format: str = "parquet") -> None:
     """Replace the table at `path` with `df`, atomically at directory level."""
     spark = df.sparkSession

@@ -49,3 +49,57 @@ def test_a_table_written_whole_is_adopted_as_batch_zero(spark, tmp_path):
     store.adopt_unbatched()
     assert store.batches() == [0]
     assert sorted(r[0] for r in store.rows("fp1").select(S.SAMPLE_ID).collect()) == ["a", "b"]
+
+
+def _ids(df):
+    return sorted(r[0] for r in df.select(S.SAMPLE_ID).collect())
+
+
+def test_compact_rewrites_the_kept_rows_as_one_batch(spark, tmp_path):
+    store = ModelStore(spark, str(tmp_path / "scores"), S.MODEL_FINGERPRINT)
+    store.commit(_rows(spark, ["a", "b"]))
+    store.commit(_rows(spark, ["c"], lang="fr"))
+    store.commit(_rows(spark, ["a", "b", "c"], fp="old"))
+    keep = store.read_all().where(F.col(S.MODEL_FINGERPRINT) == "fp1").where(F.col(S.SAMPLE_ID) != "b")
+    before = {r[S.SAMPLE_ID]: r["value"] for r in store.rows("fp1").collect()}
+    result = store.compact(keep)
+    assert result == {"batches_before": 3, "rows_before": 6, "rows_after": 2}
+    assert store.batches() == [3]
+    assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == ["batch=000003"]  # plan gone too
+    assert {r[S.SAMPLE_ID]: r["value"] for r in store.rows("fp1").collect()} == {"a": before["a"], "c": before["c"]}
+    assert store.rows("old").count() == 0
+    # the next commit follows the compacted batch
+    assert store.commit(_rows(spark, ["d"])) == 4
+
+
+def test_a_compaction_killed_after_its_commit_is_finished_by_the_next_sweep(spark, tmp_path):
+    from mdaq_spark.io import writers
+    from mdaq_spark.io.store import COMPACTION_PLAN
+
+    root = tmp_path / "enc"
+    store = ModelStore(spark, str(root), S.MODEL_FINGERPRINT)
+    store.commit(_rows(spark, ["a"]))
+    store.commit(_rows(spark, ["b"]))
+    # killed between the commit rename and the deletion of the replaced batches
+    _rows(spark, ["a", "b"]).write.partitionBy(S.LANG).parquet(str(root / "batch=000002"))
+    writers.write_text(spark, str(root / COMPACTION_PLAN), '{"replaces": [0, 1], "into": 2}')
+    assert store.batches() == [2]
+    assert _ids(store.rows("fp1")) == ["a", "b"]  # readers see no sample twice
+    store.sweep()
+    assert sorted(p.name for p in root.iterdir()) == ["batch=000002"]
+
+
+def test_a_compaction_killed_before_its_commit_leaves_the_old_batches(spark, tmp_path):
+    from mdaq_spark.io import writers
+    from mdaq_spark.io.store import COMPACTION_PLAN
+
+    root = tmp_path / "enc"
+    store = ModelStore(spark, str(root), S.MODEL_FINGERPRINT)
+    store.commit(_rows(spark, ["a"]))
+    store.commit(_rows(spark, ["b"]))
+    _rows(spark, ["a"]).write.parquet(str(root / "_tmp_0badf00d"))  # the new batch, never renamed
+    writers.write_text(spark, str(root / COMPACTION_PLAN), '{"replaces": [0, 1], "into": 2}')
+    assert store.batches() == [0, 1]
+    assert _ids(store.rows("fp1")) == ["a", "b"]
+    store.sweep()
+    assert sorted(p.name for p in root.iterdir()) == ["batch=000000", "batch=000001"]
