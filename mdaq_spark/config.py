@@ -85,6 +85,10 @@ class LanguageConfig(_Section):
     use_hint: bool = True
     # characters of each text given to the detector; the start of a text is enough to identify it
     max_chars: int = Field(default=1000, ge=20)
+    # a text takes its expected language (the record's hint; for a prompt without one, its
+    # response's language) when the detector gives that language at least this probability:
+    # short texts are ambiguous, long ones never are. 1: plain detection only
+    expected_lang_min_prob: float = Field(default=0.05, ge=0, le=1)
 
 
 class ModelConfig(_Section):
