@@ -92,7 +92,7 @@ def test_demo_corpus_end_to_end_and_deterministic(spark, model_cache, tmp_path):
     # the corpus has responses that copy their instruction and responses cut off mid-word: flagged, and
     # (filters.action: demote) ranked after every clean sample, so a 20% budget never reaches them; a
     # flagged sample is selected only where its language has no clean one (a language of one sample
-    # still gets a budget of one: the corpus has an English answer to a prompt identified as Hausa)
+    # still gets a budget of one)
     flags = {f for e in first["per_language"].values() for f in e.get("flags", {})}
     assert {"response_copies_instruction", "truncated_response"} <= flags
     selected = _table(spark, tmp_path / "a", SELECTED)
