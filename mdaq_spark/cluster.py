@@ -219,9 +219,9 @@ def _cluster_with_faiss(
     # the same fixed layout as the Spark path: a row's Arrow batch, and so its BLAS call, does not
     # depend on the cluster's size or on which executor ran it
     ordered = embeddings.select(S.SAMPLE_ID, S.LANG, S.EMBEDDING).repartition(cfg.fit_partitions, S.SAMPLE_ID)
-    assigned = ordered.sortWithinPartitions(S.SAMPLE_ID).mapInPandas(
-        _assign_nearest(centroid_matrix), ASSIGNMENT_SCHEMA
-    )
+    # a broadcast, not the closure: 10 languages x k 222 x 384 floats already made a 7.5 MB task
+    shared = spark.sparkContext.broadcast(centroid_matrix)
+    assigned = ordered.sortWithinPartitions(S.SAMPLE_ID).mapInPandas(_assign_nearest(shared), ASSIGNMENT_SCHEMA)
     return ClusterResult(
         assignments=assigned,
         centroids=centroids,
@@ -239,11 +239,15 @@ ASSIGNMENT_SCHEMA = T.StructType(
 )
 
 
-def _assign_nearest(centroids: dict[str, np.ndarray]):
-    """Nearest centroid by euclidean distance (argmin |c|^2 - 2 x.c, the first index on a tie) and the distance."""
-    squared = {lang: np.einsum("ij,ij->i", m, m) for lang, m in centroids.items()}
+def _assign_nearest(shared):
+    """Nearest centroid by euclidean distance (argmin |c|^2 - 2 x.c, the first index on a tie) and the distance.
+
+    `shared` is a broadcast of {lang: (k, dim) centroids}, read once per task.
+    """
 
     def assign(batches):
+        centroids = shared.value
+        squared = {lang: np.einsum("ij,ij->i", m, m) for lang, m in centroids.items()}
         for pdf in batches:
             cluster = np.zeros(len(pdf), dtype=np.int32)
             distance = np.zeros(len(pdf), dtype=np.float64)
