@@ -3,7 +3,7 @@
     python bench/make_corpus.py --rows 100000 --out /work/runs/corpus_100k
     python bench/scaling.py run --corpus /work/runs/corpus_100k --label 100k --run-dir /work/runs/scale_100k \
         [--set key=value ...]          # -> bench/results/scaling_100k.json
-    python bench/scaling.py summarize  # -> bench/results/scaling_summary.json (growth exponents)
+    python bench/scaling.py summarize [--labels 10k 100k 1m --out scaling_summary.json]  # growth exponents
 
 `run` starts `mdaq run` in a child process (embedded local Spark, every core), samples the
 resident memory of the whole process tree once a second, and splits the samples by stage
@@ -123,9 +123,14 @@ def growth(results: list[dict]) -> dict[str, list[dict]]:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    results = [
-        json.loads(p.read_text()) for p in sorted(RESULTS.glob("scaling_*.json")) if p.stem != "scaling_summary"
-    ]
+    if args.labels:  # one series (same settings at growing sizes), e.g. 10k_faiss 100k_faiss 1m_faiss
+        results = [json.loads((RESULTS / f"scaling_{label}.json").read_text()) for label in args.labels]
+    else:
+        results = [
+            json.loads(p.read_text())
+            for p in sorted(RESULTS.glob("scaling_*.json"))
+            if not p.stem.startswith("scaling_summary")
+        ]
     if len(results) < 2:
         print("need at least two scaling_<label>.json results", file=sys.stderr)
         return 1
@@ -137,7 +142,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         "peak_rss_gib": {r["label"]: r["peak_rss_gib"] for r in results},
         "growth_exponents": growth(results),
     }
-    (RESULTS / "scaling_summary.json").write_text(json.dumps(summary, indent=2))
+    (RESULTS / args.out).write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -154,6 +159,8 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=None, help="seconds; then stop and write a partial result")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("summarize")
+    p.add_argument("--labels", nargs="+", help="the results of one series; default: every scaling_*.json")
+    p.add_argument("--out", default="scaling_summary.json", help="file name under bench/results")
     p.set_defaults(func=cmd_summarize)
     args = parser.parse_args()
     return args.func(args)
