@@ -225,3 +225,22 @@ def test_matches_brute_force(spark, seed):
     roots = _union_find({r[0] for r in rows}, reference)
     grouped = {n: r for n, r in roots.items() if sum(1 for m in roots.values() if m == r) > 1}
     assert {k: r[COPY_GROUP] for k, r in out.items()} == grouped
+
+
+def test_config_change_reruns_select():
+    from mdaq_spark.config import load_config
+    from mdaq_spark.pipeline import select_key
+
+    base = load_config(None, [])
+    for override in ("copies.enabled=true", "copies.threshold=0.95", "copies.keep=best_score"):
+        assert select_key(load_config(None, [override]), "c", "s") != select_key(base, "c", "s"), override
+
+
+def test_bits_must_split_into_bands():
+    from mdaq_spark.config import load_config
+    from mdaq_spark.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="multiple of copies.bands"):
+        load_config(None, ["copies.bits=30", "copies.bands=4"])
+    with pytest.raises(ConfigError, match="bits per band"):
+        load_config(None, ["copies.bits=64", "copies.bands=1"])
