@@ -318,9 +318,14 @@ class CopyGroupConfig(_Section):
     """UltraLink pruning of translated copies across languages (mdaq_spark/copies.py)."""
 
     enabled: bool = False  # off by default: it costs a pass over the pool's embeddings and a few joins
-    # cosine of the sample embeddings at which two samples in different languages count as
-    # translations of one source sample
-    threshold: float = Field(default=0.9, gt=0, le=1)
+    # two samples in different languages are copies when one is among the other's `neighbours`
+    # nearest samples of its language, their cosine is >= threshold, and the ratio margin (cosine
+    # over the mean of both sides' k-nearest cosines) is >= margin. The margin is what separates
+    # copies on E5: raw cosines of translations and of unrelated samples overlap (MIDB: copies
+    # 0.85-0.98, unrelated 0.75-0.88, many more of them); 0 = cosine and neighbours only
+    threshold: float = Field(default=0.85, gt=0, le=1)
+    margin: float = Field(default=1.02, ge=0)
+    neighbours: int = Field(default=4, ge=1)
     # languages a group keeps (every sample of a kept language stays); the others are pruned
     max_langs_per_group: int = Field(default=2, ge=1)
     # domain tags that are grouped (UltraLink: language-agnostic math/code); empty = every sample
@@ -330,8 +335,8 @@ class CopyGroupConfig(_Section):
     keep: Literal["spread", "best_score"] = "spread"
     # random-hyperplane LSH: `bits` hyperplanes cut into `bands` equal bands; two samples are
     # compared when all the bits of one band agree
-    bits: int = Field(default=64, ge=1)
-    bands: int = Field(default=8, ge=1)
+    bits: int = Field(default=48, ge=1)
+    bands: int = Field(default=12, ge=1)
     # subtract the pool's mean embedding before hashing (E5 vectors share one dominant direction,
     # which makes uncentred hyperplane signs agree for unrelated samples); the mean is taken
     # over a fixed hash-chosen sample of at most `center_sample` rows, so it is the same every run

@@ -4,22 +4,33 @@ A multilingual corpus built by translation holds the same maths problem or code 
 per language. For language-agnostic data the copies teach one skill many times over, so
 UltraLink keeps only a few languages of each; language-specific chat stays whole (hence
 `copies.domains`, math and code by default). The frozen multilingual E5 encoder puts a
-sample and its translations close together, so "the same source" is read as: cosine of the
-sample embeddings >= `copies.threshold` and different languages.
+sample and its translations close together, but not far enough apart from everything else
+for a cosine threshold alone: on MIDB the translations of one record sit at cosine 0.85-0.98
+and unrelated samples at 0.75-0.88, and there are thousands of times more unrelated pairs,
+so at any threshold that finds most copies the false pairs outnumber the true ones, and the
+connected components chain unrelated groups into one. What does work is asking whether a
+pair is closer than each side's usual neighbours: the ratio margin of bitext mining
+(Artetxe & Schwenk, 2019), cosine(a, b) / mean(k-nearest cosines of a in b's language, of b
+in a's language). Two samples are copies when they are in different languages, one is among
+the other's `neighbours` nearest of its language, cosine >= `threshold` and margin >=
+`margin`.
 
 Three steps, none of them all-pairs:
 
-1. Candidate pairs by random-hyperplane LSH (SimHash) with banding. Each embedding, centred
+1. Neighbours by random-hyperplane LSH (SimHash) with banding. Each embedding, centred
    by the pool's mean, is projected on `bits` seeded random hyperplanes; the sign bits are
    cut into `bands` bands, and samples that agree on every bit of one band share a bucket.
    Two vectors at angle t agree on a bit with probability 1 - t/pi, so a band of r bits
    lets through (1 - t/pi)^r of the pairs at that angle and b bands find a pair with
    probability 1 - (1 - (1 - t/pi)^r)^b: the AND inside a band discards unrelated pairs,
-   the OR across bands keeps close ones. Each bucket is compared exactly (one pandas group,
-   oversized buckets cut into blocks of at most `max_block_size` along one more random
-   direction). pyspark.ml's BucketedRandomProjectionLSH is not used: it ORs its hash
-   tables with a single projection each (no AND inside a table), so with bucket lengths
-   that keep translations together nearly every pair of 384-d unit vectors collides.
+   the OR across bands keeps close ones. Each bucket is one pandas group (oversized buckets
+   cut into blocks of at most `max_block_size` along one more random direction) that gives
+   every sample its k nearest bucket-mates per other language; the union over bands, cut
+   to the k best, gives the neighbours and the k-nearest means of the margin.
+   pyspark.ml's BucketedRandomProjectionLSH is not used: each of its hash tables is one
+   projection cut into intervals, tables are ORed, nothing is ANDed; on MIDB a bucket length
+   that keeps 84% of the pairs above cosine 0.9 together (0.02, 4 tables) also compares 71%
+   of all cross-language pairs (bench/midb_copies.py).
    Centring matters because E5 embeddings share one dominant direction (unrelated samples
    sit at cosine ~0.75): without it most hyperplanes cut far from the data and split it
    into lopsided halves, so buckets are huge and say little. The mean comes from a fixed,
@@ -50,7 +61,7 @@ import logging
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -67,17 +78,18 @@ REQUIRED_COLUMNS = (S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING)
 
 # rows projected at once: the (rows, planes, dim) product array stays a few MB
 _PROJECT_CHUNK = 64
-# the block prefilter uses a matrix product, whose last bits depend on the block; this much
-# slack lets every pair near the threshold through to the exact per-pair dot product
-_GEMM_SLACK = 1e-6
-
-_A, _B, _COSINE = "a", "b", "cosine"
+_A, _B, _COSINE, _MARGIN = "a", "b", "cosine", "margin"
+_LANG_A, _LANG_B, _GROUPED_B = "lang_a", "lang_b", "grouped_b"
+GROUPED = "_grouped"  # optional pool column: only these samples are paired (all are neighbours)
 _BAND, _BUCKET, _ORDER, _BLOCK = "_band", "_bucket", "_order", "_block"
 _NODE, _LABEL = "_node", "_label"
-PAIR_SCHEMA = T.StructType(
+NEIGHBOUR_SCHEMA = T.StructType(
     [
         T.StructField(_A, T.StringType(), False),
+        T.StructField(_LANG_A, T.StringType(), False),
         T.StructField(_B, T.StringType(), False),
+        T.StructField(_LANG_B, T.StringType(), False),
+        T.StructField(_GROUPED_B, T.BooleanType(), False),
         T.StructField(_COSINE, T.DoubleType(), False),
     ]
 )
@@ -128,32 +140,69 @@ def pool_mean(pool: DataFrame, cfg: CopyGroupConfig, seed: int) -> np.ndarray | 
     return np.asarray([r[S.EMBEDDING] for r in rows], dtype=np.float64).mean(axis=0)
 
 
-def block_pairs(
-    ids: list[str], langs: list[str], embeddings: np.ndarray, threshold: float
-) -> tuple[list[str], list[str], np.ndarray]:
-    """Pairs of one block in different languages with cosine >= threshold, a < b by sample_id.
+def block_neighbours(
+    ids: list[str], langs: list[str], grouped: list[bool], embeddings: np.ndarray, k: int
+) -> pd.DataFrame:
+    """For each grouped sample of one block and each other language in it: its k nearest samples of that language.
 
-    The cosine is the dot product of the stored unit vectors, summed per pair, so a pair gets
-    the same value from whichever bucket finds it.
+    Rows a, lang_a, b, lang_b, grouped_b, cosine. The ranking uses one matrix product; the
+    cosine reported is the dot product of the two stored unit vectors summed per pair, so a
+    pair gets the same value from whichever block finds it.
     """
     order = sorted(range(len(ids)), key=lambda i: ids[i])
     x = embeddings[order].astype(np.float64)
-    lang = np.asarray([langs[i] for i in order])
-    sims = x @ x.T
-    upper = np.triu(np.ones(sims.shape, dtype=bool), k=1)
-    i, j = np.nonzero(upper & (lang[:, None] != lang[None, :]) & (sims >= threshold - _GEMM_SLACK))
-    cosine = (x[i] * x[j]).sum(axis=1)
-    ok = cosine >= threshold
-    sorted_ids = [ids[k] for k in order]
-    return [sorted_ids[k] for k in i[ok]], [sorted_ids[k] for k in j[ok]], cosine[ok]
+    sid = np.asarray([ids[i] for i in order], dtype=object)
+    lang = np.asarray([langs[i] for i in order], dtype=object)
+    is_grouped = np.asarray([grouped[i] for i in order], dtype=bool)
+    queries = np.flatnonzero(is_grouped)
+    sims = x[queries] @ x.T
+    rows_a, rows_b = [], []
+    for target in sorted(set(lang)):
+        cols = np.flatnonzero(lang == target)
+        rows = np.flatnonzero(lang[queries] != target)  # positions among the queries
+        if not len(rows):
+            continue
+        kk = min(k, len(cols))
+        sub = sims[np.ix_(rows, cols)]
+        top = np.argpartition(-sub, kk - 1, axis=1)[:, :kk] if kk < len(cols) else np.tile(np.arange(len(cols)), (len(rows), 1))
+        rows_a.append(np.repeat(queries[rows], kk))
+        rows_b.append(cols[top].ravel())
+    a = np.concatenate(rows_a) if rows_a else np.zeros(0, dtype=int)
+    b = np.concatenate(rows_b) if rows_b else np.zeros(0, dtype=int)
+    # typed columns: an empty list would become float64 and not convert to an Arrow string
+    return pd.DataFrame(
+        {
+            _A: pd.Series(sid[a], dtype=object),
+            _LANG_A: pd.Series(lang[a], dtype=object),
+            _B: pd.Series(sid[b], dtype=object),
+            _LANG_B: pd.Series(lang[b], dtype=object),
+            _GROUPED_B: pd.Series(is_grouped[b], dtype=bool),
+            _COSINE: pd.Series((x[a] * x[b]).sum(axis=1), dtype="float64"),
+        }
+    )
+
+
+def _knn_mean(values: str, k: int) -> Column:
+    """Sum of up to k cosines over k, added in sorted order (a float sum that does not depend on
+    shuffle order). Fewer than k neighbours found count the missing ones as 0: a sample with a
+    single sample of a language near it has nothing to stand out from, and its pair then rests
+    on the cosine threshold (a margin over one neighbour would always be 1)."""
+    ordered = F.array_sort(F.col(values))
+    return F.aggregate(ordered, F.lit(0.0), lambda acc, v: acc + v) / F.lit(float(k))
 
 
 def candidate_pairs(pool: DataFrame, cfg: CopyGroupConfig, seed: int, centre: np.ndarray | None) -> DataFrame:
-    """a, b, cosine for the pairs of `pool` (different languages, cosine >= threshold) that LSH finds.
+    """a < b, cosine, margin: the pairs of `pool` that count as copies (see the module docstring).
 
     `centre` (see pool_mean) is subtracted before hashing; None hashes the raw embeddings.
+    With a boolean column GROUPED in `pool`, only those samples are paired, but every sample
+    of the pool counts as a neighbour: a maths problem's usual neighbours in a language are
+    whatever lies near it, and a margin over a few maths problems alone would say little.
+    Neighbours are searched among bucket-mates only, so a pair LSH never puts in one bucket is
+    missed, and a sample's k-nearest mean is taken over the neighbours found (never more than
+    the true one, so a missed neighbour can only raise a margin).
     """
-    bits, bands, threshold = cfg.bits, cfg.bands, cfg.threshold
+    bits, bands, k = cfg.bits, cfg.bands, cfg.neighbours
 
     @F.pandas_udf(_HASH_TYPE)
     def lsh(embeddings: pd.Series) -> pd.DataFrame:
@@ -166,41 +215,66 @@ def candidate_pairs(pool: DataFrame, cfg: CopyGroupConfig, seed: int, centre: np
         proj = project(x, hyperplanes(seed, bits + 1, x.shape[1]))
         return pd.DataFrame({"keys": list(band_keys(proj[:, :bits], bands)), "order": proj[:, bits]})
 
-    hashed = pool.select(S.SAMPLE_ID, S.LANG, lsh(F.col(S.EMBEDDING)).alias("_h"))
+    if GROUPED not in pool.columns:
+        pool = pool.withColumn(GROUPED, F.lit(True))
+    hashed = pool.select(S.SAMPLE_ID, S.LANG, GROUPED, lsh(F.col(S.EMBEDDING)).alias("_h"))
     members = hashed.select(
         S.SAMPLE_ID,
         S.LANG,
+        GROUPED,
         F.posexplode("_h.keys").alias(_BAND, _BUCKET),
         F.col("_h.order").alias(_ORDER),
     )
     bucket = Window.partitionBy(_BAND, _BUCKET)
-    # a bucket of one language cannot hold a pair: skip it before shipping any embedding
+    # a bucket of one language or without a grouped sample cannot hold a pair: skip it
+    # before shipping any embedding
     members = (
         members.withColumn("_size", F.count(F.lit(1)).over(bucket))
         .withColumn("_mixed", F.min(S.LANG).over(bucket) != F.max(S.LANG).over(bucket))
-        .where(F.col("_mixed"))
+        .withColumn("_any", F.max(F.col(GROUPED).cast("int")).over(bucket))
+        .where(F.col("_mixed") & (F.col("_any") == 1))
     )
     pos = F.row_number().over(bucket.orderBy(_ORDER, S.SAMPLE_ID)) - 1
     n_blocks = F.ceil(F.col("_size") / F.lit(cfg.max_block_size))
     blocked = members.select(
-        S.SAMPLE_ID, S.LANG, _BAND, _BUCKET, F.floor(pos * n_blocks / F.col("_size")).cast("long").alias(_BLOCK)
+        S.SAMPLE_ID, S.LANG, GROUPED, _BAND, _BUCKET, F.floor(pos * n_blocks / F.col("_size")).cast("long").alias(_BLOCK)
     )
     blocked = blocked.join(pool.select(S.SAMPLE_ID, S.EMBEDDING), on=S.SAMPLE_ID)
 
     def per_block(pdf: pd.DataFrame) -> pd.DataFrame:
-        a, b, cosine = [], [], np.zeros(0)
-        if len(pdf) > 1:
-            a, b, cosine = block_pairs(
-                pdf[S.SAMPLE_ID].tolist(), pdf[S.LANG].tolist(), np.stack(pdf[S.EMBEDDING].to_numpy()), threshold
-            )
-        # typed columns: an empty list would become float64 and not convert to an Arrow string
-        return pd.DataFrame(
-            {_A: pd.Series(a, dtype=object), _B: pd.Series(b, dtype=object), _COSINE: pd.Series(cosine, dtype="float64")}
+        return block_neighbours(
+            pdf[S.SAMPLE_ID].tolist(),
+            pdf[S.LANG].tolist(),
+            pdf[GROUPED].tolist(),
+            np.stack(pdf[S.EMBEDDING].to_numpy()),
+            k,
         )
 
-    found = blocked.groupBy(_BAND, _BUCKET, _BLOCK).applyInPandas(per_block, PAIR_SCHEMA)
-    # a pair found in several bands has the same cosine in each (see block_pairs)
-    return found.groupBy(_A, _B).agg(F.max(_COSINE).alias(_COSINE))
+    found = blocked.groupBy(_BAND, _BUCKET, _BLOCK).applyInPandas(per_block, NEIGHBOUR_SCHEMA)
+    # a neighbour found in several bands has the same cosine in each (see block_neighbours)
+    found = found.groupBy(_A, _LANG_A, _B, _LANG_B, _GROUPED_B).agg(F.max(_COSINE).alias(_COSINE))
+    rank = F.row_number().over(Window.partitionBy(_A, _LANG_B).orderBy(F.col(_COSINE).desc(), F.col(_B)))
+    nearest = found.withColumn("_rank", rank).where(F.col("_rank") <= k).drop("_rank").localCheckpoint()
+    knn = nearest.groupBy(_A, _LANG_B).agg(F.collect_list(_COSINE).alias("_cosines"))
+    knn = knn.select(F.col(_A).alias("_sample"), F.col(_LANG_B).alias("_towards"), _knn_mean("_cosines", k).alias("_knn"))
+    # a pair is a candidate when either side has the other among its k nearest in that language
+    swap = F.col(_A) > F.col(_B)
+    pairs = (
+        nearest.where(F.col(_GROUPED_B) & (F.col(_COSINE) >= F.lit(cfg.threshold)))
+        .select(
+            F.when(swap, F.col(_B)).otherwise(F.col(_A)).alias(_A),
+            F.when(swap, F.col(_LANG_B)).otherwise(F.col(_LANG_A)).alias(_LANG_A),
+            F.when(swap, F.col(_A)).otherwise(F.col(_B)).alias(_B),
+            F.when(swap, F.col(_LANG_A)).otherwise(F.col(_LANG_B)).alias(_LANG_B),
+            _COSINE,
+        )
+        .dropDuplicates([_A, _B])
+    )
+    side_a = knn.select(F.col("_sample").alias(_A), F.col("_towards").alias(_LANG_B), F.col("_knn").alias("_knn_a"))
+    side_b = knn.select(F.col("_sample").alias(_B), F.col("_towards").alias(_LANG_A), F.col("_knn").alias("_knn_b"))
+    scored = pairs.join(side_a, on=[_A, _LANG_B]).join(side_b, on=[_B, _LANG_A])
+    margin = F.col(_COSINE) / ((F.col("_knn_a") + F.col("_knn_b")) / F.lit(2.0))
+    return scored.select(_A, _B, _COSINE, margin.alias(_MARGIN)).where(F.col(_MARGIN) >= F.lit(cfg.margin))
 
 
 def components(pairs: DataFrame, max_iterations: int) -> DataFrame:
@@ -270,7 +344,8 @@ def translated_copies(pool: DataFrame, cfg: CopyGroupConfig, seed: int) -> DataF
     """sample_id, copy_group, copy_count, translated_copy for the samples of `pool` that have a copy.
 
     `pool` is the samples still in the running, with sample_id, lang, qsm_score, embedding and
-    (when cfg.domains is not empty) domain; only samples of those domains are grouped.
+    (when cfg.domains is not empty) domain; only samples of those domains are grouped, every
+    sample is a neighbour for the margin.
     """
     needed = REQUIRED_COLUMNS + ((DOMAIN,) if cfg.domains else ())
     missing = [c for c in needed if c not in pool.columns]
@@ -280,9 +355,8 @@ def translated_copies(pool: DataFrame, cfg: CopyGroupConfig, seed: int) -> DataF
     # to remove is the encoder's, and a small domain made of a few sources' copies would
     # otherwise have its copies' shared direction removed with it
     centre = pool_mean(pool, cfg, seed)
-    if cfg.domains:
-        pool = pool.where(F.col(DOMAIN).isin(*cfg.domains))
-    pool = pool.select(*REQUIRED_COLUMNS)
+    grouped = F.col(DOMAIN).isin(*cfg.domains) if cfg.domains else F.lit(True)
+    pool = pool.select(*REQUIRED_COLUMNS, grouped.alias(GROUPED))
     pairs = candidate_pairs(pool, cfg, seed, centre).localCheckpoint()
     groups = components(pairs, cfg.max_iterations)
     members = groups.join(pool.select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE), on=S.SAMPLE_ID)

@@ -141,7 +141,7 @@ def test_spread_shares_the_loss_between_languages(spark):
 
 def test_deterministic_across_partitionings(spark):
     rng = np.random.default_rng(6)
-    rows = _groups(15, ("de", "fr", "it"), rng, noise=0.08) + _background(rng, 30)
+    rows = _groups(15, ("de", "fr", "it"), rng, noise=0.05) + _background(rng, 30)
     cfg = CopyGroupConfig(enabled=True, threshold=0.9, domains=[])
     df = spark.createDataFrame(rows, SCHEMA)
     first = sorted(tuple(r) for r in translated_copies(df.coalesce(1), cfg, 42).collect())
@@ -170,16 +170,41 @@ def _clustered(rng, dim=64, sources=90):
     return rows
 
 
-def _reference_pairs(rows, threshold):
+def _reference_pairs(rows, cfg):
+    """All-pairs numpy version of the rule: k nearest per language, cosine, ratio margin."""
     x = np.asarray([r[3] for r in rows], dtype=np.float32).astype(np.float64)
+    ids = [r[0] for r in rows]
+    lang = np.asarray([r[1] for r in rows])
     sims = x @ x.T
+    near, knn = {}, {}
+    for i in range(len(rows)):
+        for target in set(lang) - {lang[i]}:
+            cols = np.flatnonzero(lang == target)
+            top = cols[np.argsort(-sims[i, cols])[: cfg.neighbours]]
+            near[i, target] = set(top.tolist())
+            knn[i, target] = float(np.sum(sims[i, top]) / cfg.neighbours)  # missing neighbours count as 0
     out = {}
     for i in range(len(rows)):
         for j in range(i + 1, len(rows)):
-            if rows[i][1] != rows[j][1] and sims[i, j] >= threshold:
-                a, b = sorted((rows[i][0], rows[j][0]))
-                out[(a, b)] = sims[i, j]
+            if lang[i] == lang[j] or sims[i, j] < cfg.threshold:
+                continue
+            if j not in near[i, lang[j]] and i not in near[j, lang[i]]:
+                continue
+            margin = sims[i, j] / ((knn[i, lang[j]] + knn[j, lang[i]]) / 2)
+            if margin >= cfg.margin:
+                out[tuple(sorted((ids[i], ids[j])))] = (float(sims[i, j]), float(margin))
     return out
+
+
+def _share_a_bucket(df, rows, cfg, seed):
+    """Pairs of rows that agree on every bit of at least one band, with the job's own hyperplanes and centre."""
+    from mdaq_spark.copies import hyperplanes, pool_mean
+
+    x = np.asarray([r[3] for r in rows], dtype=np.float32).astype(np.float64)
+    centre = pool_mean(df, cfg, seed)
+    keys = band_keys(project(x - centre, hyperplanes(seed, cfg.bits + 1, x.shape[1]))[:, : cfg.bits], cfg.bands)
+    shared = (keys[:, None, :] == keys[None, :, :]).any(axis=2)
+    return {tuple(sorted((rows[i][0], rows[j][0]))) for i, j in zip(*np.nonzero(np.triu(shared, 1)))}
 
 
 def _union_find(nodes, pairs):
@@ -203,28 +228,61 @@ def test_matches_brute_force(spark, seed):
     rng = np.random.default_rng(seed)
     rows = _clustered(rng)
     assert 200 <= len(rows) <= 400
-    threshold = 0.9
-    reference = _reference_pairs(rows, threshold)
-    assert len(reference) > 50 and min(reference.values()) < 0.97  # pairs near the threshold too
     df = spark.createDataFrame(rows, SCHEMA).select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING)
 
-    # the default banding: it may miss pairs near the threshold, never reports one below it,
-    # and finds every pair of near-identical copies
-    default = CopyGroupConfig(threshold=threshold)
-    pairs = candidate_pairs(df, default, 42, pool_mean(df, default, 42))
-    found = {(r["a"], r["b"]): r["cosine"] for r in pairs.collect()}
-    assert set(found) <= set(reference)
-    assert all(abs(found[p] - reference[p]) < 1e-9 for p in found)
-    assert {p for p, c in reference.items() if c >= 0.99} <= set(found)
-    assert len(found) >= 0.8 * len(reference)
+    def found(cfg):
+        pairs = candidate_pairs(df, cfg, 42, pool_mean(df, cfg, 42))
+        return {(r["a"], r["b"]): (r["cosine"], r["margin"]) for r in pairs.collect()}
 
-    # a wide banding finds every pair, and then the groups are exactly the union-find components
-    wide = {(r["a"], r["b"]) for r in candidate_pairs(df, CopyGroupConfig(**WIDE), 42, pool_mean(df, default, 42)).collect()}
-    assert wide == set(reference)
-    out = _run(spark, rows, seed=42, max_langs_per_group=5)
-    roots = _union_find({r[0] for r in rows}, reference)
+    # one bit per band, 48 bands: every pair shares a bucket somewhere (checked), so the
+    # neighbours are exact and the job must give exactly the all-pairs answer
+    exact_cfg = CopyGroupConfig(**{**WIDE, "bits": 48, "bands": 48, "neighbours": 3})
+    reference = _reference_pairs(rows, exact_cfg)
+    n = len(rows)
+    assert len(_share_a_bucket(df, rows, exact_cfg, 42)) == n * (n - 1) // 2
+    assert len(reference) > 50 and min(c for c, _ in reference.values()) < 0.97  # pairs near the threshold too
+    exact = found(exact_cfg)
+    assert set(exact) == set(reference)
+    assert all(abs(exact[p][0] - reference[p][0]) < 1e-9 and abs(exact[p][1] - reference[p][1]) < 1e-9 for p in exact)
+
+    # the default banding leaves pairs uncompared: every reference pair whose samples share a
+    # bucket is still found (a neighbour missed elsewhere can only raise a margin), and
+    # nothing is reported below the cosine threshold
+    default_cfg = CopyGroupConfig(threshold=0.9, domains=[], neighbours=3)
+    reference = _reference_pairs(rows, default_cfg)
+    lsh = found(default_cfg)
+    shared = _share_a_bucket(df, rows, default_cfg, 42)
+    assert len(shared) < n * (n - 1) // 2
+    assert {p for p in reference if p in shared} <= set(lsh)
+    assert len(lsh.keys() & reference.keys()) >= 0.9 * len(reference)
+    assert all(c >= default_cfg.threshold for c, _ in lsh.values())
+
+    # the groups are exactly the union-find components of the exact pairs
+    out = _run(spark, rows, seed=42, **{**WIDE, "bits": 48, "bands": 48, "neighbours": 3, "max_langs_per_group": 5})
+    roots = _union_find({r[0] for r in rows}, _reference_pairs(rows, exact_cfg))
     grouped = {n: r for n, r in roots.items() if sum(1 for m in roots.values() if m == r) > 1}
     assert {k: r[COPY_GROUP] for k, r in out.items()} == grouped
+
+
+def test_margin_rejects_a_dense_region(spark):
+    """Eight samples in two languages at cosine 0.92 to each other: every cross pair passes a
+    0.9 threshold but none stands out from its neighbours (margin exactly 1); one pair at
+    0.95 in an empty region stands out."""
+    rng = np.random.default_rng(8)
+    basis = np.linalg.qr(rng.normal(size=(DIM, DIM)))[0]
+    u, spokes = basis[0], basis[1:9]
+    rows = [
+        (f"dense_{i}", ("de", "fr")[i % 2], 0.5, _unit(np.sqrt(0.92) * u + np.sqrt(0.08) * spokes[i]), "math")
+        for i in range(8)
+    ]
+    v = basis[10]
+    rows += [("pair_de", "de", 0.5, _unit(v), "math"), ("pair_fr", "fr", 0.5, _unit(0.95 * v + np.sqrt(1 - 0.95**2) * basis[11]), "math")]
+    rows += _background(rng, 12)
+    with_margin = _run(spark, rows, threshold=0.9, margin=1.02)
+    assert set(with_margin) == {"pair_de", "pair_fr"}
+    without = _run(spark, rows, threshold=0.9, margin=0.0)
+    assert {k for k in without if k.startswith("dense")} == {f"dense_{i}" for i in range(8)}
+    assert len({without[f"dense_{i}"][COPY_GROUP] for i in range(8)}) == 1
 
 
 def test_config_change_reruns_select():
