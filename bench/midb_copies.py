@@ -7,8 +7,10 @@ everything after the gap is shifted by one. Each shorter file is aligned to a fu
 the numbers its texts contain (numbers survive translation): the gap is where matching at
 offset 0 gives way to matching at offset +1; records inside an ambiguous gap get no source.
 
-    # threshold and LSH settings from the stored embeddings of a finished (or running) run
-    python bench/midb_copies.py calibrate --run-dir /work/runs/midb10_s4 --out bench/results/midb_copies_calibration.json
+    # a cosine threshold alone, and LSH settings, on the stored embeddings (a subset of sources: n x n in memory)
+    python bench/midb_copies.py calibrate --run-dir /work/runs/midb10_s4 --out bench/results/midb_copies_cosine.json
+    # the job's rule (k nearest per language, cosine floor, ratio margin), exact, over every sample
+    python bench/midb_copies.py rule --run-dir /work/runs/midb10_s4 --out bench/results/midb_copies_rule.json
     # what a select run with copies.enabled did (run bench/reselect.py on a copy first)
     python bench/midb_copies.py evaluate --run-dir /work/runs/midb10_copies --out bench/results/midb_copies_eval.json
 """
@@ -227,6 +229,141 @@ def calibrate(args) -> dict:
     }
 
 
+def _components(n: int, pairs: np.ndarray) -> np.ndarray:
+    parent = np.arange(n)
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in pairs:
+        ra, rb = root(int(a)), root(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.array([root(a) for a in range(n)])
+
+
+def _group_scores(labels: np.ndarray, lang: np.ndarray, source: np.ndarray, n_true: int, max_langs: int) -> dict:
+    """Pairs implied by the groups (same group, different language) against the truth, and what pruning would remove."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    predicted = correct = grouped = groups = largest = pruned = 0
+    for members in np.split(order, bounds):
+        if len(members) < 2:
+            continue
+        groups += 1
+        grouped += len(members)
+        largest = max(largest, len(members))
+        diff = np.triu(lang[members][:, None] != lang[members][None, :], 1)
+        same = source[members][:, None] == source[members][None, :]
+        predicted += int(diff.sum())
+        correct += int((diff & same).sum())
+        langs, counts = np.unique(lang[members], return_counts=True)
+        pruned += int(np.sort(counts)[: max(len(langs) - max_langs, 0)].sum())  # a lower bound: keep the fullest
+    return {
+        "groups": groups,
+        "grouped_samples": grouped,
+        "largest_group": largest,
+        "group_pair_precision": round(correct / max(predicted, 1), 4),
+        "group_pair_recall": round(correct / max(n_true, 1), 4),
+        f"pruned_at_most_{max_langs}_langs_min": pruned,
+    }
+
+
+def calibrate_rule(args) -> dict:
+    """The copy rule (k nearest per language, cosine floor, ratio margin) with exact neighbours over every sample.
+
+    Chunked over rows, so the all-pairs reference runs on the whole corpus without an n x n matrix.
+    """
+    from mdaq_spark.copies import band_keys, hyperplanes, project
+
+    started = time.perf_counter()
+    sources, _ = ground_truth()
+    df = load_embeddings(Path(args.run_dir))
+    df = df[df["sample_id"].isin(sources)].sort_values("sample_id").reset_index(drop=True)
+    ids = df["sample_id"].tolist()
+    lang = df["lang"].to_numpy().astype(str)
+    source = np.array([min(sources[s]) for s in ids])
+    x = np.stack(df["embedding"].to_numpy()).astype(np.float32)
+    n, k = len(ids), args.neighbours
+    langs = sorted(set(lang))
+    cols = {name: np.flatnonzero(lang == name) for name in langs}
+    li = np.array([langs.index(name) for name in lang])
+    knn = np.zeros((n, len(langs)))
+    found_a, found_b, found_c = [], [], []
+    for start in range(0, n, args.chunk):
+        rows = np.arange(start, min(start + args.chunk, n))
+        sims = x[rows] @ x.T
+        for t, name in enumerate(langs):
+            c = cols[name]
+            sub = sims[:, c]
+            top = np.argpartition(-sub, k - 1, axis=1)[:, :k]
+            vals = np.take_along_axis(sub, top, axis=1)
+            other = lang[rows] != name
+            knn[rows[other], t] = vals[other].sum(axis=1) / k
+            keep = other[:, None] & (vals >= min(args.floors))
+            r, q = np.nonzero(keep)
+            found_a.append(rows[r])
+            found_b.append(c[top[r, q]])
+            found_c.append(vals[r, q])
+    a, b, cos = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_c).astype(np.float64)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    key = lo.astype(np.int64) * n + hi
+    _, first = np.unique(key, return_index=True)
+    lo, hi, cos = lo[first], hi[first], cos[first]
+    margin = cos / ((knn[lo, li[hi]] + knn[hi, li[lo]]) / 2)
+    truth = _true_pairs(ids, lang.tolist(), sources)
+    is_true = source[lo] == source[hi]
+    sweep = []
+    for floor in args.floors:
+        for m in args.margins:
+            sel = (cos >= floor) & (margin >= m)
+            row = {"threshold": floor, "margin": m, "pairs": int(sel.sum()), "pair_precision": round(float(is_true[sel].mean()) if sel.any() else 0.0, 4), "pair_recall": round(float(is_true[sel].sum() / len(truth)), 4)}
+            row.update(_group_scores(_components(n, np.stack([lo[sel], hi[sel]], axis=1)), lang, source, len(truth), args.max_langs))
+            sweep.append(row)
+    # LSH: which of the rule's pairs share a bucket, and how many comparisons the buckets cost
+    best = (cos >= args.floors[0]) & (margin >= args.margins[len(args.margins) // 2])
+    lsh = []
+    xc = x.astype(np.float64)
+    centre_rows = np.arange(min(n, args.center_sample))  # rows are in sample_id (a hash) order: a fixed pseudo-random sample
+    for center in (False, True):
+        xx = xc - (xc[centre_rows].mean(axis=0) if center else 0.0)
+        proj = project(xx, hyperplanes(args.seed, max(bits for bits, _ in args.lsh) + 1, x.shape[1]))
+        for bits, bands in args.lsh:
+            keys = band_keys(proj[:, :bits], bands)
+            shared = np.zeros(int(best.sum()), dtype=bool)
+            comparisons, largest = 0, 0
+            for band in range(bands):
+                shared |= keys[lo[best], band] == keys[hi[best], band]
+                _, counts = np.unique(keys[:, band], return_counts=True)
+                comparisons += int((counts.astype(np.int64) ** 2).sum() // 2)
+                largest = max(largest, int(counts.max()))
+            lsh.append(
+                {
+                    "center": center,
+                    "bits": bits,
+                    "bands": bands,
+                    "comparisons_vs_all_pairs": round(comparisons / (n * (n - 1) / 2), 4),
+                    "largest_bucket": largest,
+                    "rule_pairs_sharing_a_bucket": round(float(shared.mean()), 4),
+                    "true_rule_pairs_sharing_a_bucket": round(float(shared[is_true[best]].mean()), 4),
+                }
+            )
+    return {
+        "run_dir": args.run_dir,
+        "samples": n,
+        "languages": langs,
+        "neighbours": k,
+        "true_cross_language_pairs": len(truth),
+        "cosine_true_pairs": {str(q): round(float(v), 4) for q, v in zip((1, 5, 25, 50, 75, 95, 99), np.percentile(np.einsum("ij,ij->i", x[[p[0] for p in truth]], x[[p[1] for p in truth]]), (1, 5, 25, 50, 75, 95, 99)))},
+        "sweep": sweep,
+        "lsh_for_rule_pairs": {"threshold": args.floors[0], "margin": args.margins[len(args.margins) // 2], "settings": lsh},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def evaluate(args) -> dict:
     """Pairs implied by the copy groups of a finished select vs the ground truth, over the grouped pool."""
     started = time.perf_counter()
@@ -281,20 +418,26 @@ def evaluate(args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["calibrate", "evaluate"])
+    parser.add_argument("mode", choices=["calibrate", "rule", "evaluate"])
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--sources", type=int, default=600, help="calibrate: source records drawn (all their copies)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.85, 0.88, 0.9, 0.92, 0.95])
     parser.add_argument(
-        "--lsh", nargs="+", default=["32x8", "64x8", "64x16", "96x12", "128x16"], help="bits x bands settings to simulate"
+        "--lsh", nargs="+", default=["32x8", "36x12", "48x12", "64x16", "60x12", "64x8"], help="bits x bands settings to simulate"
     )
     parser.add_argument("--brp-widths", type=float, nargs="+", default=[0.01, 0.02, 0.05])
     parser.add_argument("--brp-tables", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--neighbours", type=int, default=4)
+    parser.add_argument("--floors", type=float, nargs="+", default=[0.85, 0.88])
+    parser.add_argument("--margins", type=float, nargs="+", default=[1.0, 1.01, 1.02, 1.03, 1.04])
+    parser.add_argument("--max-langs", type=int, default=2)
+    parser.add_argument("--chunk", type=int, default=2000)
+    parser.add_argument("--center-sample", type=int, default=10000)
     args = parser.parse_args()
     args.lsh = [tuple(int(v) for v in s.split("x")) for s in args.lsh]
-    result = calibrate(args) if args.mode == "calibrate" else evaluate(args)
+    result = {"calibrate": calibrate, "rule": calibrate_rule, "evaluate": evaluate}[args.mode](args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2)[:6000])
