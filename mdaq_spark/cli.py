@@ -272,6 +272,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for reason, n in sorted(stats.get("quarantine_by_reason", {}).items()):
         reasons.add_row(reason, str(n))
     console.print(reasons)
+    pruning = stats.get("pruning")
+    if pruning:
+        pruned = Table(title=f"pruned before selection ({pruning['candidates']} candidates, {pruning['to_selection']} went on)")
+        pruned.add_column("reason")
+        pruned.add_column("samples", justify="right")
+        for reason, n in sorted(pruning.get("pruned_by_reason", {}).items()):
+            pruned.add_row(reason, str(n))
+        console.print(pruned)
+        copies = pruning.get("copy_groups")
+        if copies and copies["groups"]:
+            console.print(
+                f"translated copies: {copies['groups']} groups, {copies['grouped_samples']} samples, "
+                f"largest {copies['largest_group']}"
+            )
     stages = Table(title="stages")
     stages.add_column("stage")
     stages.add_column("seconds", justify="right")

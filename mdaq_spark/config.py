@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mdaq_spark.errors import ConfigError
 
 
+# a band's bits are packed into one signed 64-bit bucket key
+MAX_BAND_BITS = 62
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -318,6 +322,49 @@ class DomainCapConfig(_Section):
     math_min_expressions: int = Field(default=2, ge=1)
 
 
+class CopyGroupConfig(_Section):
+    """UltraLink pruning of translated copies across languages (mdaq_spark/copies.py)."""
+
+    enabled: bool = False  # off by default: it costs a pass over the pool's embeddings and a few joins
+    # two samples in different languages are copies when one is among the other's `neighbours`
+    # nearest samples of its language, their cosine is >= threshold, and the ratio margin (cosine
+    # over the mean of both sides' k-nearest cosines) is >= margin. The margin is what separates
+    # copies on E5: raw cosines of translations and of unrelated samples overlap (MIDB: copies
+    # 0.85-0.98, unrelated 0.75-0.88, many more of them); 0 = cosine and neighbours only
+    threshold: float = Field(default=0.85, gt=0, le=1)
+    margin: float = Field(default=1.02, ge=0)
+    neighbours: int = Field(default=4, ge=1)
+    # languages a group keeps (every sample of a kept language stays); the others are pruned
+    max_langs_per_group: int = Field(default=2, ge=1)
+    # domain tags that are grouped (UltraLink: language-agnostic math/code); empty = every sample
+    domains: list[Literal["math", "code", "general"]] = Field(default_factory=lambda: ["math", "code"])
+    # spread: a seeded hash of (group, language) picks the kept languages, so every language loses
+    # about equally; best_score: the languages holding the group's best QSM scores
+    keep: Literal["spread", "best_score"] = "spread"
+    # random-hyperplane LSH: `bits` hyperplanes cut into `bands` equal bands; two samples are
+    # compared when all the bits of one band agree
+    bits: int = Field(default=48, ge=1)
+    bands: int = Field(default=12, ge=1)
+    # subtract the pool's mean embedding before hashing (E5 vectors share one dominant direction,
+    # which makes uncentred hyperplane signs agree for unrelated samples); the mean is taken
+    # over a fixed hash-chosen sample of at most `center_sample` rows, so it is the same every run
+    center: bool = True
+    center_sample: int = Field(default=10000, ge=1)
+    # a bucket larger than this is cut into blocks (ordered along one more random direction):
+    # exact comparisons stay at most max_block_size^2 per block; pairs split across blocks are missed
+    max_block_size: int = Field(default=2000, ge=2)
+    # rounds of min-label propagation (with pointer jumping) for the connected components
+    max_iterations: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _bands_divide_bits(self) -> CopyGroupConfig:
+        if self.bits % self.bands:
+            raise ValueError(f"copies.bits ({self.bits}) must be a multiple of copies.bands ({self.bands})")
+        if self.bits // self.bands > MAX_BAND_BITS:
+            raise ValueError(f"copies: at most {MAX_BAND_BITS} bits per band (bits / bands), to fit a 64-bit key")
+        return self
+
+
 class ReportConfig(_Section):
     html: bool = True  # report/report.html next to stats.json
     histogram_bins: int = Field(default=20, ge=2, le=200)
@@ -340,6 +387,7 @@ class JobConfig(_Section):
     crosslingual: CrossLingualConfig = CrossLingualConfig()
     near_dup: NearDupConfig = NearDupConfig()
     domains: DomainCapConfig = DomainCapConfig()
+    copies: CopyGroupConfig = CopyGroupConfig()
     report: ReportConfig = ReportConfig()
     seed: int = 42
 

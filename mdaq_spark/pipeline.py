@@ -5,7 +5,8 @@ atomically, then records a marker keyed by everything that determines its result
 section, upstream keys, input files). A rerun skips stages whose key is unchanged, so a
 crashed run resumes from the last finished stage and a config change redoes exactly the
 stages it affects. Only this module triggers Spark actions; the stage functions it calls
-are lazy transformations.
+are lazy transformations, apart from loops that must look at their data to go on (k-means
+fitting, the connected components of translated copies).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 from mdaq_spark.cluster import cluster_by_language
 from mdaq_spark.config import JobConfig
+from mdaq_spark.copies import COPY_COUNT, COPY_GROUP
 from mdaq_spark.crosslingual import CROSSLINGUAL, CROSSLINGUAL_GROUP, GROUP, MONOLINGUAL_GROUP
 from mdaq_spark.domains import DOMAIN, GENERAL, domain_tag
 from mdaq_spark.heuristics import FLAGS, RULES_VERSION, add_flags
@@ -97,7 +99,7 @@ def _input_signature(paths: list[str]) -> str:
 
 def select_key(cfg: JobConfig, cluster_key: str, score_key: str) -> str:
     """Everything the selection depends on: upstream stages, every section it reads, the rules' version."""
-    sections = (cfg.selection, cfg.filters, cfg.translation, cfg.crosslingual, cfg.near_dup, cfg.domains)
+    sections = (cfg.selection, cfg.filters, cfg.translation, cfg.crosslingual, cfg.near_dup, cfg.copies, cfg.domains)
     return _digest(cluster_key, score_key, *map(_section, sections), RULES_VERSION)
 
 
@@ -369,7 +371,16 @@ class Run:
             chosen = chosen.unionByName(select(pool.where(F.col(GROUP) == CROSSLINGUAL_GROUP), xl))
         chosen = chosen.drop(S.QSM_SCORE, S.CLUSTER_ID)
         kept_notes = self.table(CANDIDATES).select(
-            S.SAMPLE_ID, S.CLUSTER_ID, S.CENTROID_DISTANCE, FLAGS, CROSSLINGUAL, GROUP, DOMAIN, NEAR_DUP_COUNT
+            S.SAMPLE_ID,
+            S.CLUSTER_ID,
+            S.CENTROID_DISTANCE,
+            FLAGS,
+            CROSSLINGUAL,
+            GROUP,
+            DOMAIN,
+            NEAR_DUP_COUNT,
+            COPY_GROUP,
+            COPY_COUNT,
         )
         out = (
             chosen.join(content.drop(S.LANG), on=S.SAMPLE_ID)

@@ -4,6 +4,9 @@ Score first, decide once: the annotations (flags, cross-lingual, domain) are col
 step turns them, in a fixed order, into `prune_reason` (null = still a candidate):
   flagged         filters.action = drop and the sample has a flag
   near_duplicate  a better-scored kept sample in its cluster is almost the same (neardup.py)
+  translated_copy a translation of the same source sample in a language its group does not
+                  keep (copies.py; after near_duplicate so groups count distinct samples,
+                  before domain_cap so the caps are filled with distinct problems)
   domain_cap      beyond its language's cap for math / code (domains.py)
 Every candidate stays in the output with its reason, so candidates = survivors + pruned,
 per language and per reason, and stats.json reads the counts from that table.
@@ -16,6 +19,7 @@ from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import JobConfig
+from mdaq_spark.copies import COPY_COUNT, COPY_GROUP, TRANSLATED_COPY, translated_copies
 from mdaq_spark.domains import over_cap
 from mdaq_spark.heuristics import FLAGS
 from mdaq_spark.neardup import DUP_SIMILARITY, DUPLICATE_OF, NEAR_DUP_COUNT, near_duplicates
@@ -23,15 +27,19 @@ from mdaq_spark.neardup import DUP_SIMILARITY, DUPLICATE_OF, NEAR_DUP_COUNT, nea
 PRUNE_REASON = "prune_reason"
 REASON_FLAGGED = "flagged"
 REASON_NEAR_DUPLICATE = "near_duplicate"
+REASON_TRANSLATED_COPY = "translated_copy"
 REASON_DOMAIN_CAP = "domain_cap"
-PRUNE_REASONS = (REASON_FLAGGED, REASON_NEAR_DUPLICATE, REASON_DOMAIN_CAP)
+PRUNE_REASONS = (REASON_FLAGGED, REASON_NEAR_DUPLICATE, REASON_TRANSLATED_COPY, REASON_DOMAIN_CAP)
 
 
 def prune(candidates: DataFrame, embeddings: DataFrame, cfg: JobConfig) -> DataFrame:
-    """Adds prune_reason, duplicate_of, dup_similarity and near_dup_count (lazy).
+    """Adds prune_reason, duplicate_of, dup_similarity, near_dup_count, copy_group and copy_count.
 
     `candidates` needs sample_id, lang, cluster_id, centroid_distance, qsm_score, flags and
-    domain; `embeddings` gives sample_id -> embedding for the near-duplicate search.
+    domain; `embeddings` gives sample_id -> embedding for the near-duplicate and copy searches.
+    Lazy, except that grouping translated copies (copies.enabled) runs Spark jobs here: the
+    decisions so far are checkpointed first, so those jobs and the caller's write compute
+    the flags and near-duplicates once.
     """
     none = F.lit(None).cast("string")
     out = candidates.withColumn(
@@ -53,6 +61,24 @@ def prune(candidates: DataFrame, embeddings: DataFrame, cfg: JobConfig) -> DataF
         out = out.withColumn(DUPLICATE_OF, none).withColumn(DUP_SIMILARITY, F.lit(None).cast("double"))
         out = out.withColumn(NEAR_DUP_COUNT, F.lit(0).cast("long"))
     out = out.withColumn(NEAR_DUP_COUNT, F.coalesce(F.col(NEAR_DUP_COUNT), F.lit(0).cast("long")))
+    if cfg.copies.enabled:
+        out = out.localCheckpoint()
+        pool = out.where(F.col(PRUNE_REASON).isNull()).join(embeddings, on=S.SAMPLE_ID)
+        found = translated_copies(pool, cfg.copies, cfg.seed)
+        out = (
+            out.join(found, on=S.SAMPLE_ID, how="left")
+            .withColumn(
+                PRUNE_REASON,
+                F.when(
+                    F.col(PRUNE_REASON).isNull() & F.coalesce(F.col(TRANSLATED_COPY), F.lit(False)),
+                    F.lit(REASON_TRANSLATED_COPY),
+                ).otherwise(F.col(PRUNE_REASON)),
+            )
+            .drop(TRANSLATED_COPY)
+        )
+    else:
+        out = out.withColumn(COPY_GROUP, none).withColumn(COPY_COUNT, F.lit(0).cast("long"))
+    out = out.withColumn(COPY_COUNT, F.coalesce(F.col(COPY_COUNT), F.lit(0).cast("long")))
     if cfg.domains.enabled and cfg.domains.max_per_lang:
         alive = out.where(F.col(PRUNE_REASON).isNull())
         capped = alive.select(S.SAMPLE_ID, over_cap(alive, cfg.domains).alias("_over_cap"))

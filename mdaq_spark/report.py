@@ -123,6 +123,7 @@ def _pruning(run: Run, per_lang: dict[str, dict]) -> dict:
     from mdaq_spark import pipeline as P
     from mdaq_spark.crosslingual import CROSSLINGUAL, GROUP
     from mdaq_spark.domains import DOMAIN
+    from mdaq_spark.copies import COPY_GROUP
     from mdaq_spark.neardup import NEAR_DUP_COUNT
     from mdaq_spark.prune import PRUNE_REASON
 
@@ -146,11 +147,32 @@ def _pruning(run: Run, per_lang: dict[str, dict]) -> dict:
     for r in _rows(run.selected_table().groupBy(S.LANG, GROUP).count(), S.LANG, GROUP):
         per_lang[r[S.LANG]].setdefault("selected_by_group", {})[r[GROUP]] = r["count"]
     n = sum(e.get("candidates", 0) for e in per_lang.values())
-    return {
+    out = {
         "candidates": n,
         "pruned_by_reason": totals,
         "to_selection": n - sum(totals.values()),
         "candidates_are_all_clustered": n == run.table(P.CLUSTERS).count(),
+    }
+    if COPY_GROUP in candidates.columns:  # runs from before translated-copy grouping lack the column
+        out["copy_groups"] = _copy_groups(candidates)
+    return out
+
+
+def _copy_groups(candidates) -> dict:
+    """How many groups of translated copies, how large (members and languages), how many samples they hold."""
+    from mdaq_spark.copies import COPY_GROUP
+
+    groups = candidates.where(F.col(COPY_GROUP).isNotNull()).groupBy(COPY_GROUP).agg(
+        F.count(F.lit(1)).alias("size"), F.countDistinct(S.LANG).alias("langs")
+    )
+    sizes = {r["size"]: r["count"] for r in _rows(groups.groupBy("size").count(), "size")}
+    langs = {r["langs"]: r["count"] for r in _rows(groups.groupBy("langs").count(), "langs")}
+    return {
+        "groups": sum(sizes.values()),
+        "grouped_samples": sum(size * count for size, count in sizes.items()),
+        "largest_group": max(sizes, default=0),
+        "groups_by_size": {str(k): v for k, v in sizes.items()},
+        "groups_by_languages": {str(k): v for k, v in langs.items()},
     }
 
 

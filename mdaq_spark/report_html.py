@@ -191,13 +191,26 @@ def render(stats: dict) -> str:
         )
     pruning = stats.get("pruning")
     if pruning:
-        reasons = ["flagged", "near_duplicate", "domain_cap"]
+        from mdaq_spark.prune import PRUNE_REASONS
+
+        reasons = list(PRUNE_REASONS)
+        copies = pruning.get("copy_groups")
+        copies_line = (
+            f" Translated copies: {copies['groups']} groups holding {copies['grouped_samples']} samples "
+            f"(largest {copies['largest_group']}; groups by number of languages: "
+            + escape(", ".join(f"{k}: {v}" for k, v in copies["groups_by_languages"].items()) or "none")
+            + ")."
+            if copies and copies["groups"]
+            else ""
+        )
         parts += [
             "<h2>Before selection: pruning and tags</h2>",
             f"<p>{pruning['candidates']} candidates, {pruning['to_selection']} went on to selection; pruned: "
             + escape(", ".join(f"{k}: {v}" for k, v in sorted(pruning["pruned_by_reason"].items())) or "none")
-            + ". Flagged samples are pruned only with filters.action=drop; math/code are capped only with "
-            "domains.enabled.</p>",
+            + ". Flagged samples are pruned only with filters.action=drop; translated copies only with "
+            "copies.enabled; math/code are capped only with domains.enabled."
+            + copies_line
+            + "</p>",
             _table(
                 [
                     "lang",

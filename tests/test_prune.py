@@ -12,6 +12,7 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import LanguageConfig, load_config
+from mdaq_spark.copies import COPY_COUNT, COPY_GROUP
 from mdaq_spark.crosslingual import CROSSLINGUAL, GROUP
 from mdaq_spark.domains import DOMAIN
 from mdaq_spark.lang import add_languages
@@ -36,6 +37,8 @@ ROWS = [
     # two maths problems: with a cap of 1 the better one stays
     ("de_math1", "de", "Berechne die Fläche.", "Fläche = 3 * 4 = 12, Umfang = 2 * (3 + 4) = 14.", 0.2, 1, 7),
     ("de_math2", "de", "Berechne das Volumen.", "Volumen = 2 * 3 * 4 = 24, also 24 = 6 * 4 Kubikmeter.", 0.1, 1, 8),
+    # the French translation of de_math1, scored lower: with one language per group it is a translated copy
+    ("fr_math1", "fr", "Calculez l'aire.", "Aire = 3 * 4 = 12, périmètre = 2 * (3 + 4) = 14.", 0.15, 1, 7),
     # answered in English although German was asked: flagged (and dropped with action=drop)
     ("de_wrong", "de", "Was ist ein guter Rat für den Alltag?", "The most important thing is to stay hydrated "
      "throughout the whole day and to take regular breaks.", 0.45, 0, 9),
@@ -50,6 +53,8 @@ def _embedding(direction: int, sample_id: str) -> list[float]:
     v = np.eye(DIM)[direction] + 0.05 * np.eye(DIM)[15]
     if sample_id.endswith("_raw"):
         v = v + 0.01 * np.eye(DIM)[14]
+    if sample_id.startswith("fr_"):
+        v = v + 0.02 * np.eye(DIM)[13]
     return [float(x) for x in v / np.linalg.norm(v)]
 
 
@@ -82,6 +87,9 @@ def finished(spark, tmp_path_factory):
             "near_dup.threshold=0.99",
             "domains.enabled=true",
             "domains.max_per_lang={math: 1}",
+            "copies.enabled=true",
+            "copies.max_langs_per_group=1",
+            "copies.keep=best_score",
             "crosslingual.separate_budget=true",
             "crosslingual.budget_count=1",
             "crosslingual.budget_fraction=null",
@@ -105,6 +113,11 @@ def test_each_sample_gets_its_decision(finished):
     assert reasons["de0_raw"] == "near_duplicate" and candidates["de0_raw"][DUPLICATE_OF] == "de0"
     assert candidates["de0"][NEAR_DUP_COUNT] == 1
     assert reasons["de_math2"] == "domain_cap" and reasons["de_math1"] is None
+    assert reasons["fr_math1"] == "translated_copy"
+    assert candidates["fr_math1"][COPY_GROUP] == candidates["de_math1"][COPY_GROUP] == "de_math1"
+    assert candidates["de_math1"][COPY_COUNT] == 1 and candidates["fr_math1"][COPY_COUNT] == 0
+    # math in two languages, general German samples: only math/code are grouped by default
+    assert all(candidates[f"de{i}"][COPY_GROUP] is None for i in range(6))
     assert candidates["de_math1"][DOMAIN] == "math" and candidates["de1"][DOMAIN] == "general"
     assert reasons["de_wrong"] == "flagged"
     assert "response_language_differs" in candidates["de_wrong"]["flags"]
@@ -117,14 +130,23 @@ def test_each_sample_gets_its_decision(finished):
     assert sum(r[GROUP] == "monolingual" for r in selected.values()) == 4
     assert [sid for sid, r in selected.items() if r[GROUP] == "crosslingual"] == ["de_xl"]
     assert selected["de0"][NEAR_DUP_COUNT] == 1
+    assert not any(sid.startswith("fr_") for sid in selected)
 
 
 def test_stats_and_report_show_the_counts(finished):
     root, stats, _, _ = finished
     pruning = stats["pruning"]
     assert pruning["candidates"] == len(ROWS) and pruning["candidates_are_all_clustered"]
-    assert pruning["pruned_by_reason"] == {"near_duplicate": 1, "domain_cap": 1, "flagged": 1}
-    assert pruning["to_selection"] == len(ROWS) - 3
+    assert pruning["pruned_by_reason"] == {"near_duplicate": 1, "domain_cap": 1, "flagged": 1, "translated_copy": 1}
+    assert pruning["to_selection"] == len(ROWS) - 4
+    assert pruning["copy_groups"] == {
+        "groups": 1,
+        "grouped_samples": 2,
+        "largest_group": 2,
+        "groups_by_size": {"2": 1},
+        "groups_by_languages": {"2": 1},
+    }
+    assert stats["per_language"]["fr"]["pruned"] == {"translated_copy": 1}
     de = stats["per_language"]["de"]
     assert de["pruned"] == {"near_duplicate": 1, "domain_cap": 1, "flagged": 1}
     assert de["crosslingual"] == 1 and de["domains"]["math"] == 2
@@ -132,3 +154,13 @@ def test_stats_and_report_show_the_counts(finished):
     assert de["flags"]["response_language_differs"] == 1
     html = (root / "report" / "report.html").read_text()
     assert "Before selection: pruning and tags" in html and "near_duplicate: 1" in html
+    assert "translated_copy: 1" in html and "pruned: translated_copy" in html
+
+
+def test_inspect_lists_the_pruning(finished, capsys):
+    from mdaq_spark.cli import main
+
+    root, *_ = finished
+    assert main(["inspect", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "pruned before selection" in out and "translated_copy" in out and "translated copies: 1 groups" in out
