@@ -36,7 +36,9 @@ _MIN_NUMBERS = 2  # a text with fewer numbers says too little about which record
 
 
 def _signature(record: dict) -> tuple | None:
-    text = " ".join(str(record.get(f"Revised {k}") or record.get(f"Raw {k}") or "") for k in ("Instruction", "Input", "Response"))
+    text = " ".join(
+        str(record.get(f"Revised {k}") or record.get(f"Raw {k}") or "") for k in ("Instruction", "Input", "Response")
+    )
     numbers = tuple(_NUMBER.findall(text))
     return numbers if len(numbers) >= _MIN_NUMBERS else None
 
@@ -49,7 +51,8 @@ def align(records: list[dict], reference: list[dict]) -> tuple[list[int | None],
 
     def agree(offset: int) -> np.ndarray:
         return np.array(
-            [sig[i] is not None and 0 <= i + offset < len(ref) and sig[i] == ref[i + offset] for i in range(n)], dtype=int
+            [sig[i] is not None and 0 <= i + offset < len(ref) and sig[i] == ref[i + offset] for i in range(n)],
+            dtype=int,
         )
 
     if n == len(reference):
@@ -75,7 +78,9 @@ def ground_truth(midb_dir: str = MIDB) -> tuple[dict[str, set[int]], dict]:
     from mdaq_spark.io import records as R
     from mdaq_spark.lang import language_code
 
-    files = {language_code(Path(f).stem): json.loads(Path(f).read_text()) for f in sorted(glob.glob(f"{midb_dir}/*.json"))}
+    files = {
+        language_code(Path(f).stem): json.loads(Path(f).read_text()) for f in sorted(glob.glob(f"{midb_dir}/*.json"))
+    }
     reference = max(files.values(), key=len)
     settings = R.AdapterSettings(columns=InputConfig().columns, max_field_chars=InputConfig().max_field_chars)
     sources: dict[str, set[int]] = defaultdict(set)
@@ -97,7 +102,9 @@ def load_embeddings(run_dir: Path) -> pd.DataFrame:
     """sample_id, lang, embedding (unit vectors) from the run's scores store, or its encodings store."""
     scores = run_dir / "scores"
     if any(scores.glob("batch=*")):
-        t = ds.dataset(str(scores), format="parquet", partitioning="hive").to_table(columns=["sample_id", "lang", "embedding"])
+        t = ds.dataset(str(scores), format="parquet", partitioning="hive").to_table(
+            columns=["sample_id", "lang", "embedding"]
+        )
         df = t.to_pandas()
         df["embedding"] = list(np.stack(df["embedding"].to_numpy()).astype(np.float32))
         return df
@@ -180,7 +187,13 @@ def calibrate(args) -> dict:
                 shared |= inverse[:, None] == inverse[None, :]
                 comparisons += int((counts * (counts - 1) // 2).sum())
                 largest = max(largest, int(counts.max()))
-            row = {"center": centre, "bits": bits, "bands": bands, "comparisons": comparisons, "largest_bucket": largest}
+            row = {
+                "center": centre,
+                "bits": bits,
+                "bands": bands,
+                "comparisons": comparisons,
+                "largest_bucket": largest,
+            }
             for t in args.thresholds:
                 exact = cross & (sims >= t)
                 row[f"recall_at_{t}"] = round(float((exact & shared).sum() / max(exact.sum(), 1)), 4)
@@ -246,7 +259,7 @@ def _components(n: int, pairs: np.ndarray) -> np.ndarray:
 
 
 def _group_scores(labels: np.ndarray, lang: np.ndarray, source: np.ndarray, n_true: int, max_langs: int) -> dict:
-    """Pairs implied by the groups (same group, different language) against the truth, and what pruning would remove."""
+    """Pairs the groups imply (same group, other language) against the truth, and what pruning would remove."""
     order = np.argsort(labels, kind="stable")
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     predicted = correct = grouped = groups = largest = pruned = 0
@@ -320,14 +333,26 @@ def calibrate_rule(args) -> dict:
     for floor in args.floors:
         for m in args.margins:
             sel = (cos >= floor) & (margin >= m)
-            row = {"threshold": floor, "margin": m, "pairs": int(sel.sum()), "pair_precision": round(float(is_true[sel].mean()) if sel.any() else 0.0, 4), "pair_recall": round(float(is_true[sel].sum() / len(truth)), 4)}
-            row.update(_group_scores(_components(n, np.stack([lo[sel], hi[sel]], axis=1)), lang, source, len(truth), args.max_langs))
+            row = {
+                "threshold": floor,
+                "margin": m,
+                "pairs": int(sel.sum()),
+                "pair_precision": round(float(is_true[sel].mean()) if sel.any() else 0.0, 4),
+                "pair_recall": round(float(is_true[sel].sum() / len(truth)), 4),
+            }
+            row.update(
+                _group_scores(
+                    _components(n, np.stack([lo[sel], hi[sel]], axis=1)), lang, source, len(truth), args.max_langs
+                )
+            )
             sweep.append(row)
     # LSH: which of the rule's pairs share a bucket, and how many comparisons the buckets cost
     best = (cos >= args.floors[0]) & (margin >= args.margins[len(args.margins) // 2])
     lsh = []
     xc = x.astype(np.float64)
-    centre_rows = np.arange(min(n, args.center_sample))  # rows are in sample_id (a hash) order: a fixed pseudo-random sample
+    centre_rows = np.arange(
+        min(n, args.center_sample)
+    )  # rows are in sample_id (a hash) order: a fixed pseudo-random sample
     for center in (False, True):
         xx = xc - (xc[centre_rows].mean(axis=0) if center else 0.0)
         proj = project(xx, hyperplanes(args.seed, max(bits for bits, _ in args.lsh) + 1, x.shape[1]))
@@ -357,9 +382,22 @@ def calibrate_rule(args) -> dict:
         "languages": langs,
         "neighbours": k,
         "true_cross_language_pairs": len(truth),
-        "cosine_true_pairs": {str(q): round(float(v), 4) for q, v in zip((1, 5, 25, 50, 75, 95, 99), np.percentile(np.einsum("ij,ij->i", x[[p[0] for p in truth]], x[[p[1] for p in truth]]), (1, 5, 25, 50, 75, 95, 99)))},
+        "cosine_true_pairs": {
+            str(q): round(float(v), 4)
+            for q, v in zip(
+                (1, 5, 25, 50, 75, 95, 99),
+                np.percentile(
+                    np.einsum("ij,ij->i", x[[p[0] for p in truth]], x[[p[1] for p in truth]]),
+                    (1, 5, 25, 50, 75, 95, 99),
+                ), strict=False,
+            )
+        },
         "sweep": sweep,
-        "lsh_for_rule_pairs": {"threshold": args.floors[0], "margin": args.margins[len(args.margins) // 2], "settings": lsh},
+        "lsh_for_rule_pairs": {
+            "threshold": args.floors[0],
+            "margin": args.margins[len(args.margins) // 2],
+            "settings": lsh,
+        },
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -371,9 +409,11 @@ def evaluate(args) -> dict:
     stats = json.loads((run_dir / "report" / "stats.json").read_text())
     copies_cfg = stats["config"]["copies"]
     sources, _ = ground_truth()
-    cand = ds.dataset(str(run_dir / "candidates"), format="parquet", partitioning="hive").to_table(
-        columns=["sample_id", "lang", "domain", "prune_reason", "copy_group", "copy_count"]
-    ).to_pandas()
+    cand = (
+        ds.dataset(str(run_dir / "candidates"), format="parquet", partitioning="hive")
+        .to_table(columns=["sample_id", "lang", "domain", "prune_reason", "copy_group", "copy_count"])
+        .to_pandas()
+    )
     # the pool the grouping saw: still in the running after flags and near-duplicates, in a grouped domain
     pool = cand[cand["prune_reason"].isna() | cand["prune_reason"].isin(["translated_copy", "domain_cap"])]
     if copies_cfg["domains"]:
@@ -386,7 +426,9 @@ def evaluate(args) -> dict:
     for k, g in enumerate(group):
         if g is not None:
             by_group[g].append(k)
-    predicted = {(i, j) for members in by_group.values() for i, j in itertools.combinations(members, 2) if langs[i] != langs[j]}
+    predicted = {
+        (i, j) for members in by_group.values() for i, j in itertools.combinations(members, 2) if langs[i] != langs[j]
+    }
     tp = len(predicted & truth)
     pure = sum(1 for members in by_group.values() if set.intersection(*[sources.get(ids[k], set()) for k in members]))
     sizes = pd.Series([len(m) for m in by_group.values()])
@@ -425,7 +467,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.85, 0.88, 0.9, 0.92, 0.95])
     parser.add_argument(
-        "--lsh", nargs="+", default=["32x8", "36x12", "48x12", "64x16", "60x12", "64x8"], help="bits x bands settings to simulate"
+        "--lsh",
+        nargs="+",
+        default=["32x8", "36x12", "48x12", "64x16", "60x12", "64x8"],
+        help="bits x bands settings to simulate",
     )
     parser.add_argument("--brp-widths", type=float, nargs="+", default=[0.01, 0.02, 0.05])
     parser.add_argument("--brp-tables", type=int, nargs="+", default=[1, 4])

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mdaq_spark.errors import ConfigError
 
-
 # a band's bits are packed into one signed 64-bit bucket key
 MAX_BAND_BITS = 62
 

@@ -164,7 +164,11 @@ def block_neighbours(
             continue
         kk = min(k, len(cols))
         sub = sims[np.ix_(rows, cols)]
-        top = np.argpartition(-sub, kk - 1, axis=1)[:, :kk] if kk < len(cols) else np.tile(np.arange(len(cols)), (len(rows), 1))
+        top = (
+            np.argpartition(-sub, kk - 1, axis=1)[:, :kk]
+            if kk < len(cols)
+            else np.tile(np.arange(len(cols)), (len(rows), 1))
+        )
         rows_a.append(np.repeat(queries[rows], kk))
         rows_b.append(cols[top].ravel())
     a = np.concatenate(rows_a) if rows_a else np.zeros(0, dtype=int)
@@ -237,7 +241,12 @@ def candidate_pairs(pool: DataFrame, cfg: CopyGroupConfig, seed: int, centre: np
     pos = F.row_number().over(bucket.orderBy(_ORDER, S.SAMPLE_ID)) - 1
     n_blocks = F.ceil(F.col("_size") / F.lit(cfg.max_block_size))
     blocked = members.select(
-        S.SAMPLE_ID, S.LANG, GROUPED, _BAND, _BUCKET, F.floor(pos * n_blocks / F.col("_size")).cast("long").alias(_BLOCK)
+        S.SAMPLE_ID,
+        S.LANG,
+        GROUPED,
+        _BAND,
+        _BUCKET,
+        F.floor(pos * n_blocks / F.col("_size")).cast("long").alias(_BLOCK),
     )
     blocked = blocked.join(pool.select(S.SAMPLE_ID, S.EMBEDDING), on=S.SAMPLE_ID)
 
@@ -256,7 +265,9 @@ def candidate_pairs(pool: DataFrame, cfg: CopyGroupConfig, seed: int, centre: np
     rank = F.row_number().over(Window.partitionBy(_A, _LANG_B).orderBy(F.col(_COSINE).desc(), F.col(_B)))
     nearest = found.withColumn("_rank", rank).where(F.col("_rank") <= k).drop("_rank").localCheckpoint()
     knn = nearest.groupBy(_A, _LANG_B).agg(F.collect_list(_COSINE).alias("_cosines"))
-    knn = knn.select(F.col(_A).alias("_sample"), F.col(_LANG_B).alias("_towards"), _knn_mean("_cosines", k).alias("_knn"))
+    knn = knn.select(
+        F.col(_A).alias("_sample"), F.col(_LANG_B).alias("_towards"), _knn_mean("_cosines", k).alias("_knn")
+    )
     # a pair is a candidate when either side has the other among its k nearest in that language
     swap = F.col(_A) > F.col(_B)
     pairs = (
@@ -293,7 +304,10 @@ def components(pairs: DataFrame, max_iterations: int) -> DataFrame:
     while rounds < max_iterations:
         rounds += 1
         offered = (
-            edges.join(labels, on=_NODE).groupBy("_nbr").agg(F.min(_LABEL).alias("_offer")).withColumnRenamed("_nbr", _NODE)
+            edges.join(labels, on=_NODE)
+            .groupBy("_nbr")
+            .agg(F.min(_LABEL).alias("_offer"))
+            .withColumnRenamed("_nbr", _NODE)
         )
         stepped = labels.join(offered, on=_NODE, how="left").select(
             _NODE, F.least(_LABEL, F.coalesce("_offer", _LABEL)).alias(_LABEL)
@@ -305,7 +319,9 @@ def components(pairs: DataFrame, max_iterations: int) -> DataFrame:
             .select(_NODE, F.least(_LABEL, F.coalesce("_jump", _LABEL)).alias(_LABEL))
             .localCheckpoint()
         )
-        changed = new.join(labels.withColumnRenamed(_LABEL, "_old"), on=_NODE).where(F.col(_LABEL) != F.col("_old")).count()
+        changed = (
+            new.join(labels.withColumnRenamed(_LABEL, "_old"), on=_NODE).where(F.col(_LABEL) != F.col("_old")).count()
+        )
         labels = new
         if changed == 0:
             break
@@ -322,7 +338,10 @@ def components(pairs: DataFrame, max_iterations: int) -> DataFrame:
 
 
 def keep_languages(members: DataFrame, cfg: CopyGroupConfig, seed: int) -> DataFrame:
-    """sample_id, copy_group, copy_count, translated_copy for grouped samples (sample_id, lang, qsm_score, copy_group)."""
+    """sample_id, copy_group, copy_count, translated_copy of grouped samples.
+
+    `members` has sample_id, lang, qsm_score and copy_group.
+    """
     per_lang = members.groupBy(COPY_GROUP, S.LANG).agg(F.max(S.QSM_SCORE).alias("_best"))
     if cfg.keep == "spread":
         order = [F.xxhash64(COPY_GROUP, S.LANG, F.lit(seed)), F.col(S.LANG)]

@@ -121,9 +121,9 @@ def collect_stats(run: Run) -> dict:
 def _pruning(run: Run, per_lang: dict[str, dict]) -> dict:
     """Candidates, what left the pool before selection (per reason), tags and selection groups, per language."""
     from mdaq_spark import pipeline as P
+    from mdaq_spark.copies import COPY_GROUP
     from mdaq_spark.crosslingual import CROSSLINGUAL, GROUP
     from mdaq_spark.domains import DOMAIN
-    from mdaq_spark.copies import COPY_GROUP
     from mdaq_spark.neardup import NEAR_DUP_COUNT
     from mdaq_spark.prune import PRUNE_REASON
 
@@ -162,8 +162,10 @@ def _copy_groups(candidates) -> dict:
     """How many groups of translated copies, how large (members and languages), how many samples they hold."""
     from mdaq_spark.copies import COPY_GROUP
 
-    groups = candidates.where(F.col(COPY_GROUP).isNotNull()).groupBy(COPY_GROUP).agg(
-        F.count(F.lit(1)).alias("size"), F.countDistinct(S.LANG).alias("langs")
+    groups = (
+        candidates.where(F.col(COPY_GROUP).isNotNull())
+        .groupBy(COPY_GROUP)
+        .agg(F.count(F.lit(1)).alias("size"), F.countDistinct(S.LANG).alias("langs"))
     )
     sizes = {r["size"]: r["count"] for r in _rows(groups.groupBy("size").count(), "size")}
     langs = {r["langs"]: r["count"] for r in _rows(groups.groupBy("langs").count(), "langs")}

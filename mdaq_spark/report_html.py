@@ -208,9 +208,7 @@ def render(stats: dict) -> str:
             f"<p>{pruning['candidates']} candidates, {pruning['to_selection']} went on to selection; pruned: "
             + escape(", ".join(f"{k}: {v}" for k, v in sorted(pruning["pruned_by_reason"].items())) or "none")
             + ". Flagged samples are pruned only with filters.action=drop; translated copies only with "
-            "copies.enabled; math/code are capped only with domains.enabled."
-            + copies_line
-            + "</p>",
+            "copies.enabled; math/code are capped only with domains.enabled." + copies_line + "</p>",
             _table(
                 [
                     "lang",

@@ -120,7 +120,9 @@ def _groups(n_groups, langs, rng, noise=0.02):
     rows = []
     for g in range(n_groups):
         base = rng.normal(size=DIM)
-        rows += [(f"g{g:02d}_{lang}", lang, 0.9 if lang == "de" else 0.5, _near(base, rng, noise), "math") for lang in langs]
+        rows += [
+            (f"g{g:02d}_{lang}", lang, 0.9 if lang == "de" else 0.5, _near(base, rng, noise), "math") for lang in langs
+        ]
     return rows
 
 
@@ -204,7 +206,7 @@ def _share_a_bucket(df, rows, cfg, seed):
     centre = pool_mean(df, cfg, seed)
     keys = band_keys(project(x - centre, hyperplanes(seed, cfg.bits + 1, x.shape[1]))[:, : cfg.bits], cfg.bands)
     shared = (keys[:, None, :] == keys[None, :, :]).any(axis=2)
-    return {tuple(sorted((rows[i][0], rows[j][0]))) for i, j in zip(*np.nonzero(np.triu(shared, 1)))}
+    return {tuple(sorted((rows[i][0], rows[j][0]))) for i, j in zip(*np.nonzero(np.triu(shared, 1)), strict=False)}
 
 
 def _union_find(nodes, pairs):
@@ -276,7 +278,10 @@ def test_margin_rejects_a_dense_region(spark):
         for i in range(8)
     ]
     v = basis[10]
-    rows += [("pair_de", "de", 0.5, _unit(v), "math"), ("pair_fr", "fr", 0.5, _unit(0.95 * v + np.sqrt(1 - 0.95**2) * basis[11]), "math")]
+    rows += [
+        ("pair_de", "de", 0.5, _unit(v), "math"),
+        ("pair_fr", "fr", 0.5, _unit(0.95 * v + np.sqrt(1 - 0.95**2) * basis[11]), "math"),
+    ]
     rows += _background(rng, 12)
     with_margin = _run(spark, rows, threshold=0.9, margin=1.02)
     assert set(with_margin) == {"pair_de", "pair_fr"}
