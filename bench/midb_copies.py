@@ -389,7 +389,8 @@ def calibrate_rule(args) -> dict:
                 np.percentile(
                     np.einsum("ij,ij->i", x[[p[0] for p in truth]], x[[p[1] for p in truth]]),
                     (1, 5, 25, 50, 75, 95, 99),
-                ), strict=False,
+                ),
+                strict=False,
             )
         },
         "sweep": sweep,
