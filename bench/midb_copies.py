@@ -22,6 +22,7 @@ import glob
 import itertools
 import json
 import re
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -438,6 +439,7 @@ def main() -> int:
     args = parser.parse_args()
     args.lsh = [tuple(int(v) for v in s.split("x")) for s in args.lsh]
     result = {"calibrate": calibrate, "rule": calibrate_rule, "evaluate": evaluate}[args.mode](args)
+    result = {"command": "python " + " ".join(sys.argv), **result}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2)[:6000])
