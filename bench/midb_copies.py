@@ -22,6 +22,7 @@ import glob
 import itertools
 import json
 import re
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -98,8 +99,26 @@ def ground_truth(midb_dir: str = MIDB) -> tuple[dict[str, set[int]], dict]:
     return dict(sources), report
 
 
-def load_embeddings(run_dir: Path) -> pd.DataFrame:
-    """sample_id, lang, embedding (unit vectors) from the run's scores store, or its encodings store."""
+def load_embeddings(run_dir: Path, encode_batch: int | None = None) -> pd.DataFrame:
+    """sample_id, lang, embedding (unit vectors) from the run's scores store, or its encodings store.
+
+    `encode_batch` keeps only the samples of one encode batch (a hash-chosen third of MIDB
+    with the default 20000 rows per commit): a corpus where each source has fewer copies.
+    """
+    df = _load_embeddings(run_dir)
+    if encode_batch is None:
+        return df
+    part = run_dir / "encodings" / f"batch={encode_batch:06d}"
+    ids = set(
+        ds.dataset(str(part), format="parquet", partitioning="hive")
+        .to_table(columns=["sample_id"])
+        .column(0)
+        .to_pylist()
+    )
+    return df[df["sample_id"].isin(ids)].reset_index(drop=True)
+
+
+def _load_embeddings(run_dir: Path) -> pd.DataFrame:
     scores = run_dir / "scores"
     if any(scores.glob("batch=*")):
         t = ds.dataset(str(scores), format="parquet", partitioning="hive").to_table(
@@ -135,7 +154,7 @@ def calibrate(args) -> dict:
 
     started = time.perf_counter()
     sources, alignment = ground_truth()
-    df = load_embeddings(Path(args.run_dir))
+    df = load_embeddings(Path(args.run_dir), args.encode_batch)
     df = df[df["sample_id"].isin(sources)].sort_values("sample_id").reset_index(drop=True)
     # a seeded subset of sources keeps the all-pairs reference affordable
     rng = np.random.default_rng(args.seed)
@@ -146,8 +165,12 @@ def calibrate(args) -> dict:
     x = np.stack(df["embedding"].to_numpy()).astype(np.float32)
     lang_arr = np.asarray(langs)
     truth = _true_pairs(ids, langs, sources)
+    source = np.array([min(sources[s]) for s in ids])
     ti = np.array([p[0] for p in truth]), np.array([p[1] for p in truth])
     true_cos = np.einsum("ij,ij->i", x[ti[0]], x[ti[1]])
+    xc = x.astype(np.float64) - x.astype(np.float64).mean(axis=0)
+    xc /= np.linalg.norm(xc, axis=1, keepdims=True)
+    true_cos_centred = np.einsum("ij,ij->i", xc[ti[0]], xc[ti[1]])
     sims = x @ x.T
     cross = (lang_arr[:, None] != lang_arr[None, :]) & np.triu(np.ones(sims.shape, dtype=bool), k=1)
     is_true = np.zeros(sims.shape, dtype=bool)
@@ -167,10 +190,13 @@ def calibrate(args) -> dict:
     for t in args.thresholds:
         predicted = cross & (sims >= t)
         tp = int((predicted & is_true).sum())
+        pa, pb = np.nonzero(predicted)
+        components = _group_scores(_components(len(ids), np.stack([pa, pb], axis=1)), lang_arr, source, len(truth), 2)
         sweep[str(t)] = {
             "pairs_found": int(predicted.sum()),
             "precision": round(tp / max(int(predicted.sum()), 1), 4),
             "recall": round(tp / len(truth), 4),
+            "components": components,
         }
 
     # LSH: how many of the exact pairs at the threshold share a bucket, and at what comparison cost
@@ -230,6 +256,7 @@ def calibrate(args) -> dict:
         "alignment": alignment,
         "cosine_true_pairs": pct(true_cos),
         "cosine_other_pairs": pct(false_cos),
+        "centred_cosine_true_pairs": pct(true_cos_centred),
         "other_pairs_above": {str(t): int((false_cos >= t).sum()) for t in args.thresholds},
         "best_partner_vs_best_impostor": {
             "samples_with_a_partner": int(has_partner.sum()),
@@ -294,7 +321,7 @@ def calibrate_rule(args) -> dict:
 
     started = time.perf_counter()
     sources, _ = ground_truth()
-    df = load_embeddings(Path(args.run_dir))
+    df = load_embeddings(Path(args.run_dir), args.encode_batch)
     df = df[df["sample_id"].isin(sources)].sort_values("sample_id").reset_index(drop=True)
     ids = df["sample_id"].tolist()
     lang = df["lang"].to_numpy().astype(str)
@@ -476,6 +503,7 @@ def main() -> int:
     parser.add_argument("--brp-widths", type=float, nargs="+", default=[0.01, 0.02, 0.05])
     parser.add_argument("--brp-tables", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--neighbours", type=int, default=4)
+    parser.add_argument("--encode-batch", type=int, default=None, help="only the samples of this encode batch")
     parser.add_argument("--floors", type=float, nargs="+", default=[0.85, 0.88])
     parser.add_argument("--margins", type=float, nargs="+", default=[1.0, 1.01, 1.02, 1.03, 1.04])
     parser.add_argument("--max-langs", type=int, default=2)
@@ -484,6 +512,7 @@ def main() -> int:
     args = parser.parse_args()
     args.lsh = [tuple(int(v) for v in s.split("x")) for s in args.lsh]
     result = {"calibrate": calibrate, "rule": calibrate_rule, "evaluate": evaluate}[args.mode](args)
+    result = {"command": "python " + " ".join(sys.argv), **result}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2)[:6000])

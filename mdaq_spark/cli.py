@@ -274,9 +274,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     console.print(reasons)
     pruning = stats.get("pruning")
     if pruning:
-        pruned = Table(
-            title=f"pruned before selection ({pruning['candidates']} candidates, {pruning['to_selection']} went on)"
-        )
+        console.print(f"{pruning['candidates']} candidates, {pruning['to_selection']} went on to selection")
+        pruned = Table(title="pruned before selection")
         pruned.add_column("reason")
         pruned.add_column("samples", justify="right")
         for reason, n in sorted(pruning.get("pruned_by_reason", {}).items()):
