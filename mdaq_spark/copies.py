@@ -29,8 +29,8 @@ Three steps, none of them all-pairs:
    to the k best, gives the neighbours and the k-nearest means of the margin.
    pyspark.ml's BucketedRandomProjectionLSH is not used: each of its hash tables is one
    projection cut into intervals, tables are ORed, nothing is ANDed; on MIDB a bucket length
-   that keeps 84% of the pairs above cosine 0.9 together (0.02, 4 tables) also compares 71%
-   of all cross-language pairs (bench/midb_copies.py).
+   that keeps 85% of the pairs above cosine 0.9 together (0.02, 4 tables) also compares 70%
+   of all cross-language pairs (BENCHMARKS.md, section 5).
    Centring matters because E5 embeddings share one dominant direction (unrelated samples
    sit at cosine ~0.75): without it most hyperplanes cut far from the data and split it
    into lopsided halves, so buckets are huge and say little. The mean comes from a fixed,
