@@ -224,6 +224,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counts_table(title: str, unit: str, counts: dict[str, int]):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("reason")
+    table.add_column(unit, justify="right")
+    for reason, n in sorted(counts.items()):
+        table.add_row(reason, str(n))
+    return table
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -266,21 +277,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"{e.get('score_mean', float('nan')):.4f}",
         )
     console.print(table)
-    reasons = Table(title="quarantine by reason")
-    reasons.add_column("reason")
-    reasons.add_column("rows", justify="right")
-    for reason, n in sorted(stats.get("quarantine_by_reason", {}).items()):
-        reasons.add_row(reason, str(n))
-    console.print(reasons)
+    console.print(_counts_table("quarantine by reason", "rows", stats.get("quarantine_by_reason", {})))
     pruning = stats.get("pruning")
     if pruning:
         console.print(f"{pruning['candidates']} candidates, {pruning['to_selection']} went on to selection")
-        pruned = Table(title="pruned before selection")
-        pruned.add_column("reason")
-        pruned.add_column("samples", justify="right")
-        for reason, n in sorted(pruning.get("pruned_by_reason", {}).items()):
-            pruned.add_row(reason, str(n))
-        console.print(pruned)
+        console.print(_counts_table("pruned before selection", "samples", pruning.get("pruned_by_reason", {})))
         copies = pruning.get("copy_groups")
         if copies and copies["groups"]:
             console.print(
