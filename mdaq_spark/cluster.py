@@ -137,7 +137,6 @@ def _with_centroid_distance(assigned: DataFrame, centroids: DataFrame) -> DataFr
 
 # ------------------------------------------------------------------ faiss backend
 
-_UNIT = "_unit"  # a row's place in [0, 1), from a hash of its id: a sample that does not depend on partitions
 _HASH_RANGE = 1 << 30
 
 

@@ -11,7 +11,6 @@ rewritten through `ModelStore.compact`, which a killed job can never leave half 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -21,8 +20,6 @@ from mdaq_spark import schema as S
 from mdaq_spark.errors import InputError
 from mdaq_spark.io.store import ModelStore
 from mdaq_spark.pipeline import NORMALIZED, STAGE_MARKERS, STAGE_OF, STORE_FINGERPRINT
-
-log = logging.getLogger(__name__)
 
 
 def current_fingerprint(run_dir: str, name: str) -> str | None:

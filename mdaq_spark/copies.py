@@ -68,6 +68,7 @@ from pyspark.sql import types as T
 from mdaq_spark import schema as S
 from mdaq_spark.config import CopyGroupConfig
 from mdaq_spark.domains import DOMAIN
+from mdaq_spark.neardup import balanced_block
 
 log = logging.getLogger(__name__)
 
@@ -233,21 +234,12 @@ def candidate_pairs(pool: DataFrame, cfg: CopyGroupConfig, seed: int, centre: np
     # a bucket of one language or without a grouped sample cannot hold a pair: skip it
     # before shipping any embedding
     members = (
-        members.withColumn("_size", F.count(F.lit(1)).over(bucket))
-        .withColumn("_mixed", F.min(S.LANG).over(bucket) != F.max(S.LANG).over(bucket))
+        members.withColumn("_mixed", F.min(S.LANG).over(bucket) != F.max(S.LANG).over(bucket))
         .withColumn("_any", F.max(F.col(GROUPED).cast("int")).over(bucket))
         .where(F.col("_mixed") & (F.col("_any") == 1))
     )
-    pos = F.row_number().over(bucket.orderBy(_ORDER, S.SAMPLE_ID)) - 1
-    n_blocks = F.ceil(F.col("_size") / F.lit(cfg.max_block_size))
-    blocked = members.select(
-        S.SAMPLE_ID,
-        S.LANG,
-        GROUPED,
-        _BAND,
-        _BUCKET,
-        F.floor(pos * n_blocks / F.col("_size")).cast("long").alias(_BLOCK),
-    )
+    block = balanced_block([_BAND, _BUCKET], [_ORDER, S.SAMPLE_ID], cfg.max_block_size)
+    blocked = members.select(S.SAMPLE_ID, S.LANG, GROUPED, _BAND, _BUCKET, block.alias(_BLOCK))
     blocked = blocked.join(pool.select(S.SAMPLE_ID, S.EMBEDDING), on=S.SAMPLE_ID)
 
     def per_block(pdf: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -73,13 +73,23 @@ def greedy_dedup(ids: list[str], scores: np.ndarray, embeddings: np.ndarray, thr
     )
 
 
+def balanced_block(group: list[str], order: list[str], max_size: int) -> Column:
+    """A row's block within its group: ceil(size / max_size) blocks of equal size, contiguous in `order`.
+
+    Pairwise work inside a group costs size^2; cutting it into blocks bounds that, and keeping
+    each block contiguous in a similarity-bearing order keeps close pairs together.
+    """
+    window = Window.partitionBy(*group)
+    pos = F.row_number().over(window.orderBy(*order)) - 1
+    size = F.count(F.lit(1)).over(window)
+    n_blocks = F.ceil(size / F.lit(max_size))
+    return F.floor(pos * n_blocks / size).cast("long")
+
+
 def _blocks(df: DataFrame, cfg: NearDupConfig) -> DataFrame:
     """Balanced blocks of at most max_block_size rows per cluster, contiguous in centroid distance."""
-    cluster = Window.partitionBy(S.LANG, S.CLUSTER_ID)
-    pos = F.row_number().over(cluster.orderBy(F.col(S.CENTROID_DISTANCE), F.col(S.SAMPLE_ID))) - 1
-    size = F.count(F.lit(1)).over(cluster)
-    n_blocks = F.ceil(size / F.lit(cfg.max_block_size))
-    return df.withColumn(_BLOCK, F.floor(pos * n_blocks / size).cast("long"))
+    block = balanced_block([S.LANG, S.CLUSTER_ID], [S.CENTROID_DISTANCE, S.SAMPLE_ID], cfg.max_block_size)
+    return df.withColumn(_BLOCK, block)
 
 
 def near_duplicates(df: DataFrame, cfg: NearDupConfig) -> DataFrame:

@@ -97,14 +97,19 @@ class ModelStore:
             raise FileNotFoundError(f"nothing stored at {self.path} for fingerprint {fingerprint}")
         return stored.join(ids.select(S.SAMPLE_ID), on=S.SAMPLE_ID, how="left_semi")
 
-    def commit(self, df: DataFrame, partition_by: tuple[str, ...] = (S.LANG,)) -> int:
-        """Write `df` as the next batch; returns its number. The rename is the commit."""
-        number = max(self.batches(), default=-1) + 1
+    def _write_uncommitted(self, df: DataFrame, partition_by: tuple[str, ...]) -> str:
+        """Write `df` under a `_tmp_` name, invisible to readers until renamed; returns the path."""
         tmp = f"{self.path}/_tmp_{uuid.uuid4().hex[:8]}"
         writer = df.write.mode("overwrite").format("parquet")
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.save(tmp)
+        return tmp
+
+    def commit(self, df: DataFrame, partition_by: tuple[str, ...] = (S.LANG,)) -> int:
+        """Write `df` as the next batch; returns its number. The rename is the commit."""
+        number = max(self.batches(), default=-1) + 1
+        tmp = self._write_uncommitted(df, partition_by)
         writers.rename(self.spark, tmp, self._batch_path(number))
         log.debug("committed batch %d to %s", number, self.path)
         return number
@@ -121,11 +126,7 @@ class ModelStore:
             return {"batches_before": 0, "rows_before": 0, "rows_after": 0}
         rows_before = self.read_all().count()
         into = max(self._listed_batches()) + 1
-        tmp = f"{self.path}/_tmp_{uuid.uuid4().hex[:8]}"
-        writer = keep.write.mode("overwrite").format("parquet")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.save(tmp)
+        tmp = self._write_uncommitted(keep, partition_by)
         writers.write_text(
             self.spark, f"{self.path}/{COMPACTION_PLAN}", json.dumps({"replaces": replaced, "into": into})
         )
