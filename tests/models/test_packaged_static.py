@@ -48,3 +48,14 @@ def test_truncates_to_the_configured_tokens(static_encoder):
     np.testing.assert_allclose(a, b, atol=1e-6)  # what differs lies past the cut
     c, d = static_encoder.encode(["alpha beta one two three", "alpha beta seven eight nine"])
     assert float(c @ d) < 0.99
+
+
+def test_encoder_counts_the_cpu_it_spends_in_the_model(static_encoder):
+    """The UDF-overhead bench splits a worker's CPU with this counter; an empty call adds nothing."""
+    from mdaq_spark.models.encoder import encode_cpu_in_this_process
+
+    before = encode_cpu_in_this_process()
+    static_encoder.encode([])
+    assert encode_cpu_in_this_process() == before
+    static_encoder.encode(["Wie viele Einwohner hat Hamburg?"] * 2000, "query: ")
+    assert encode_cpu_in_this_process() > before
