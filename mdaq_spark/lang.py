@@ -52,8 +52,14 @@ def _identifier(languages: tuple[str, ...] | None, probabilities: bool = False):
     return ident
 
 
+def rank_languages(texts: pd.Series, languages: tuple[str, ...] | None, max_chars: int) -> list[dict | None]:
+    """Each text's probability per language (None for an empty text)."""
+    ident = _identifier(languages, True)
+    return [dict(ident.rank(t[:max_chars])) if isinstance(t, str) and t.strip() else None for t in texts]
+
+
 def identify_expecting(
-    texts: pd.Series, expected: pd.Series, languages: tuple[str, ...] | None, max_chars: int, min_prob: float
+    ranked: list[dict | None], expected: pd.Series, min_prob: float, support: list[dict | None] | None = None
 ) -> pd.Series:
     """Each text's language, where the expected one wins whenever the detector finds it plausible.
 
@@ -63,21 +69,22 @@ def identify_expecting(
     it when the detector gives it at least `min_prob` for this text. A text in a language the
     expectation does not resemble keeps its own: a German question answered in English is still
     a German question, and a long text is never ambiguous (its probabilities are near 0 or 1),
-    so real defects stay visible.
+    so real defects stay visible. When the expectation is itself a detection (`support`: the
+    response's probabilities), it must also win on the evidence of both texts together: a
+    Chinese question whose answer came out Wu (0.55) before Chinese (0.45) stays Chinese.
     """
-    ident = _identifier(languages, True)
     out = []
-    for text, hoped in zip(texts, expected, strict=True):
-        if not isinstance(text, str) or not text.strip():
+    for i, (probs, hoped) in enumerate(zip(ranked, expected, strict=True)):
+        if probs is None:
             out.append(UNKNOWN)
             continue
-        ranked = ident.rank(text[:max_chars])
-        best = ranked[0][0]
-        if isinstance(hoped, str) and hoped not in (best, UNKNOWN):
-            if next((prob for lang, prob in ranked if lang == hoped), 0.0) >= min_prob:
+        best = max(probs, key=probs.get)
+        if isinstance(hoped, str) and hoped not in (best, UNKNOWN) and probs.get(hoped, 0.0) >= min_prob:
+            other = support[i] if support is not None else None
+            if other is None or probs[hoped] * other.get(hoped, 0.0) > probs[best] * other.get(best, 0.0):
                 best = hoped
         out.append(best)
-    return pd.Series(out, index=texts.index, dtype=object)
+    return pd.Series(out, index=expected.index, dtype=object)
 
 
 def identify(texts: pd.Series, languages: tuple[str, ...] | None, max_chars: int) -> pd.Series:
@@ -103,11 +110,16 @@ def _language_pair_udf(cfg: LanguageConfig):
     def language_pair(batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         for prompts, responses, hints in batches:
             hints = hints if cfg.use_hint else pd.Series([None] * len(hints), index=hints.index, dtype=object)
-            response_langs = identify_expecting(responses, hints, languages, cfg.max_chars, min_prob)
+            response_probs = rank_languages(responses, languages, cfg.max_chars)
+            response_langs = identify_expecting(response_probs, hints, min_prob)
             expected = hints.where(hints.notna(), response_langs)  # no hint: the response's language
+            # a detected expectation must also win on both texts' evidence; a hint needs no support
+            support = [None if isinstance(h, str) else r for h, r in zip(hints, response_probs, strict=True)]
             yield pd.DataFrame(
                 {
-                    S.LANG_INSTRUCTION: identify_expecting(prompts, expected, languages, cfg.max_chars, min_prob),
+                    S.LANG_INSTRUCTION: identify_expecting(
+                        rank_languages(prompts, languages, cfg.max_chars), expected, min_prob, support
+                    ),
                     S.LANG_RESPONSE: response_langs,
                 }
             )

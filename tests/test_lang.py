@@ -6,7 +6,7 @@ import pandas as pd
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import LanguageConfig
-from mdaq_spark.lang import add_languages, identify_expecting, language_code
+from mdaq_spark.lang import add_languages, identify_expecting, language_code, rank_languages
 
 MANSA = "Who was Mansa Musa?"  # py3langid: Hausa 0.14 before English 0.11
 MOROCCO = "ما عاصمة المغرب؟"  # Moroccan Arabic 0.54 before Standard Arabic 0.39
@@ -18,7 +18,8 @@ DE_QUESTION = "Was sind die Vorteile von Fahrradfahren in der Stadt?"  # German,
 
 
 def _ids(texts, expected, min_prob=0.05):
-    return identify_expecting(pd.Series(texts), pd.Series(expected, dtype=object), None, 1000, min_prob).tolist()
+    ranked = rank_languages(pd.Series(texts), None, 1000)
+    return identify_expecting(ranked, pd.Series(expected, dtype=object), min_prob).tolist()
 
 
 def test_an_ambiguous_text_takes_its_expected_language():
@@ -32,6 +33,14 @@ def test_a_clear_text_keeps_its_own_language():
     assert _ids([DE_QUESTION], ["en"]) == ["de"]  # a German question answered in English stays German
     assert _ids([EN_ANSWER], ["fr"]) == ["en"]  # a long text is never ambiguous
     assert _ids(["", None], ["en", "en"]) == ["und", "und"]
+
+
+def test_a_detected_expectation_must_also_win_on_both_texts():
+    question, answer = "请解释一下地球为什么有四季。", "因为地球转。"  # the demo's answer: Wu 0.50, Chinese 0.48
+    probs = rank_languages(pd.Series([question, answer]), None, 1000)
+    assert max(probs[1], key=probs[1].get) == "wuu" and probs[0]["wuu"] >= 0.05
+    assert identify_expecting(probs[:1], pd.Series(["wuu"]), 0.05).tolist() == ["wuu"]  # as a hint, it would win
+    assert identify_expecting(probs[:1], pd.Series(["wuu"]), 0.05, support=probs[1:]).tolist() == ["zh"]
 
 
 def test_add_languages_uses_the_response_when_there_is_no_hint(spark):
