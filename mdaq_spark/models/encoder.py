@@ -136,3 +136,34 @@ class TextEncoder:
             finally:
                 with _LOCK:
                     _ENCODE_CPU += time.process_time() - cpu
+
+    def encode_layers(self, texts: list[str], prefix: str = "", batch_size: int | None = None) -> np.ndarray:
+        """Mean-pooled hidden states of every layer, (n_texts, n_layers + 1, dim) float32, in input order.
+
+        One forward pass gives all of them: lower layers carry fluency and syntax that the
+        last layer's pooled vector has largely abstracted away, which is what a QSM head
+        needs to tell a fluent revision from a literal machine translation. Index 0 is the
+        token-embedding output; the last index pooled and normalised equals `encode`.
+        """
+        import torch
+
+        first = self.model[0]
+        bert = getattr(first, "auto_model", None)
+        if bert is None:
+            raise ModelLoadError(f"model '{self.cfg.name}' has no transformer module: layer states need one")
+        texts = [prefix + t for t in texts] if prefix else list(texts)
+        if not texts:
+            return np.zeros((0, bert.config.num_hidden_layers + 1, self.dim), dtype=np.float32)
+        size = batch_size or self.batch_size
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), bert.config.num_hidden_layers + 1, self.dim), dtype=np.float32)
+        with torch.no_grad():
+            for start in range(0, len(texts), size):
+                idx = order[start : start + size]
+                features = first.tokenize([texts[i] for i in idx])
+                features = {k: v.to(self.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
+                states = bert(**features, output_hidden_states=True).hidden_states
+                mask = features["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+                pooled = torch.stack([(h * mask).sum(1) / mask.sum(1).clamp(min=1e-9) for h in states], dim=1)
+                out[idx] = pooled.float().cpu().numpy()
+        return out

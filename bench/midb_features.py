@@ -1,0 +1,81 @@
+"""Encode every MIDB text once with the frozen encoder, keeping every layer's pooled state.
+
+QSM experiments (heads on the last layer, heads on several layers, cross-validation, the
+sanity contrasts) all read these features instead of running the encoder again: on 2 CPU
+cores the encoder pass over MIDB takes over an hour, a head trains in seconds. The output
+is a folder of chunks (`part-NNNNN.npz`: keys, last-layer embedding float32, all layers'
+mean-pooled states float16), resumable: keys already written are skipped.
+
+    python bench/midb_features.py --out /path/to/features            # all MIDB texts, then the sanity texts
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mdaq_spark.config import ModelConfig
+from mdaq_spark.train.encodings import text_key
+from mdaq_spark.train.features import FeatureStore
+from mdaq_spark.train.midb import load_midb
+from mdaq_spark.train.sanity import sanity_texts
+
+log = logging.getLogger("midb_features")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--midb", default=str(Path(__file__).resolve().parents[2] / "shared/data/midb_train"))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--chunk", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from mdaq_spark.models.encoder import TextEncoder
+
+    cfg = ModelConfig(device="cpu", qsm_head="none")
+    records = load_midb(args.midb)
+    ip, rp = cfg.instruction_prefix, cfg.response_prefix
+    wanted: dict[str, tuple[str, str]] = {}
+    for r in records.itertuples():
+        for prefix, text in (
+            (ip, r.revised_prompt),
+            (ip, r.raw_prompt),
+            (rp, r.revised_response),
+            (rp, r.raw_response),
+        ):
+            wanted.setdefault(text_key(prefix, text), (prefix, text))
+    for prefix, text in sanity_texts(records, ip, rp):
+        wanted.setdefault(text_key(prefix, text), (prefix, text))
+    store = FeatureStore(Path(args.out))
+    todo = [k for k in wanted if k not in store]
+    log.info("%d texts wanted, %d already encoded, %d to do", len(wanted), len(wanted) - len(todo), len(todo))
+    encoder = TextEncoder(cfg)
+    started = time.perf_counter()
+    for i in range(0, len(todo), args.chunk):
+        keys = todo[i : i + args.chunk]
+        by_prefix: dict[str, list[int]] = {}
+        for j, k in enumerate(keys):
+            by_prefix.setdefault(wanted[k][0], []).append(j)
+        layers = np.zeros((len(keys), 13, encoder.dim), dtype=np.float32)
+        for prefix, idx in by_prefix.items():
+            layers[idx] = encoder.encode_layers([wanted[keys[j]][1] for j in idx], prefix)
+        store.add(keys, layers)
+        done = i + len(keys)
+        rate = done / (time.perf_counter() - started)
+        log.info(
+            "%d/%d texts (%.1f texts/s, about %.0f min left)", done, len(todo), rate, (len(todo) - done) / rate / 60
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Pooled hidden states of every encoder layer for QSM training, cached on disk by text key.
+
+A head over several layers needs the states of one encoder pass kept, not just the final
+embedding. They are written in chunks (`part-NNNNN.npz`): keys, the last layer's embedding
+(pooled and normalised, exactly what the pipeline stores) in float32, and every layer's
+mean-pooled state in float16 (half the disk; heads train on float32 copies). A chunk is
+written under a temporary name and renamed, so a killed encode loses at most one chunk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class FeatureStore:
+    def __init__(self, root: Path) -> None:
+        self.dir = Path(root)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._index: dict[str, tuple[int, int]] = {}
+        self._parts: list[Path] = sorted(self.dir.glob("part-*.npz"))
+        for p, part in enumerate(self._parts):
+            with np.load(part) as z:
+                for j, k in enumerate(z["keys"].tolist()):
+                    self._index.setdefault(k, (p, j))
+        self._loaded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, keys: list[str], layers: np.ndarray) -> None:
+        """layers: (n, n_layers + 1, dim) mean-pooled states, the last one the encoder's output layer."""
+        last = layers[:, -1, :]
+        embedding = (last / np.maximum(np.linalg.norm(last, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        n = len(self._parts)
+        final = self.dir / f"part-{n:05d}.npz"
+        tmp = self.dir / f"tmp-{n:05d}.npz"
+        np.savez(tmp, keys=np.array(keys), embedding=embedding, layers=layers.astype(np.float16))
+        tmp.rename(final)
+        self._parts.append(final)
+        for j, k in enumerate(keys):
+            self._index.setdefault(k, (n, j))
+
+    def _part(self, p: int) -> tuple[np.ndarray, np.ndarray]:
+        if p not in self._loaded:
+            with np.load(self._parts[p]) as z:
+                self._loaded[p] = (z["embedding"], z["layers"])
+        return self._loaded[p]
+
+    def embeddings(self, keys: list[str]) -> np.ndarray:
+        return np.stack([self._part(self._index[k][0])[0][self._index[k][1]] for k in keys])
+
+    def layers(self, keys: list[str], which: list[int] | None = None) -> np.ndarray:
+        """(n, len(which), dim) float32 states of the chosen layers (all by default)."""
+        out = []
+        for k in keys:
+            p, j = self._index[k]
+            states = self._part(p)[1][j]
+            out.append(states if which is None else states[which])
+        return np.stack(out).astype(np.float32)
