@@ -197,7 +197,16 @@ def cmd_eval_qsm(args: argparse.Namespace) -> int:
     from mdaq_spark.train.qsm_training import eval_qsm
 
     model = ModelConfig(name=args.model, qsm_head=args.qsm)
-    result = eval_qsm(args.data, model, args.encoding_cache, args.reuse_run, args.seed, args.max_records_per_file)
+    result = eval_qsm(
+        args.data,
+        model,
+        args.encoding_cache,
+        args.reuse_run,
+        args.seed,
+        args.max_records_per_file,
+        include_trained=args.include_trained,
+    )
+    print(f"evaluated {result['evaluated']} triplets; left out {result['excluded_trained']} the head was trained on")
     _print_metrics(result["metrics"])
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -375,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding-cache", help="where frozen-encoder embeddings are cached")
     p.add_argument("--reuse-run", help="a pipeline run dir over the same data: reuse its stored encodings")
     p.add_argument("--max-records-per-file", type=int, help="read only the first N records of each file")
+    p.add_argument(
+        "--include-trained",
+        action="store_true",
+        help="also score triplets whose source record the head was trained on (left out by default)",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_eval_qsm)
 

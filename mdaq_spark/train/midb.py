@@ -48,8 +48,14 @@ def _signature(record: dict) -> tuple | None:
     return numbers if len(numbers) >= _MIN_NUMBERS else None
 
 
-def align(records: list[dict], reference: list[dict]) -> tuple[list[int | None], dict]:
-    """Reference index for each record index (None: inside an ambiguous gap), and how it was found."""
+def align(records: list, reference: list) -> tuple[list[int | None], dict]:
+    """Reference index for each record index (None: inside an ambiguous gap), and how it was found.
+
+    A file as long as the reference sits at offset 0. A shorter one (a file missing a record,
+    or the first records of a file) has at most one gap: records before it keep their index,
+    records from it on sit one further. The gap goes where the most number signatures agree;
+    where several places agree equally, the records between them get no source.
+    """
     sig = [_signature(r) if isinstance(r, dict) else None for r in records]
     ref = [_signature(r) if isinstance(r, dict) else None for r in reference]
     n = len(records)
@@ -65,15 +71,40 @@ def align(records: list[dict], reference: list[dict]) -> tuple[list[int | None],
         if a0 <= a1:
             raise InputError(f"equal-length MIDB files do not align at offset 0 ({a0} vs {a1} matches)")
         return list(range(n)), {"gap": None, "matches_at_offset_0": int(a0)}
-    if n != len(reference) - 1:
-        raise InputError(f"a MIDB file of {n} records against {len(reference)}: only one missing record is handled")
+    if n > len(reference):
+        raise InputError(f"a MIDB file of {n} records is longer than its reference ({len(reference)})")
     a0, a1 = agree(0), agree(1)
-    # gap at m: records before m sit at their own index, from m on one further
+    # gap at m: records before m sit at their own index, from m on one further (m = n: no gap)
     score = np.concatenate([[0], np.cumsum(a0)]) + (a1.sum() - np.concatenate([[0], np.cumsum(a1)]))
     best = np.flatnonzero(score == score.max())
     lo, hi = int(best.min()), int(best.max())
     mapping = [i if i < lo else (i + 1 if i >= hi else None) for i in range(n)]
     return mapping, {"gap": [lo, hi], "matches": int(score.max()), "uncertain_records": hi - lo}
+
+
+def is_midb(records: list) -> bool:
+    return any(isinstance(r, dict) and ("Raw Response" in r or "Revised Response" in r) for r in records[:20])
+
+
+def sources_beside(path: Path, records: list, _reference: dict[Path, list] | None = None) -> list[int | None]:
+    """Source index of each record of one MIDB file, aligned to the longest MIDB file in its folder.
+
+    Training and evaluation files are usually one folder of language files, so the folder
+    gives the same reference (and the same sources) whichever file is read.
+    """
+    folder = Path(path).resolve().parent
+    cache = _reference if _reference is not None else {}
+    if folder not in cache:
+        longest: list = []
+        for f in sorted(folder.glob("*.json")):
+            try:
+                data = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError):
+                continue
+            if isinstance(data, list) and is_midb(data) and len(data) > len(longest):
+                longest = data
+        cache[folder] = longest or records
+    return align(records, cache[folder])[0]
 
 
 def read_midb_files(midb_dir: str | Path) -> dict[str, list]:
@@ -90,7 +121,11 @@ def read_midb_files(midb_dir: str | Path) -> dict[str, list]:
 
 
 def prompt(instruction: str, input_text: str | None) -> str:
-    """The text the pipeline encodes for a sample's prompt (instruction, newline, input)."""
+    """The text the pipeline encodes for a sample's prompt: instruction, newline, input.
+
+    An empty input adds nothing (the pipeline's trailing newline tokenises to nothing), so a
+    text has one cache key whichever way it was read.
+    """
     return instruction if not input_text else f"{instruction}\n{input_text}"
 
 

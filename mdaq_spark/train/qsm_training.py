@@ -24,7 +24,7 @@ from mdaq_spark.models import registry
 from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS, QsmHead, score_and_embed
 from mdaq_spark.train import evaluate as ev
 from mdaq_spark.train.encodings import EncodingCache, encode_texts, seed_from_run, text_key
-from mdaq_spark.train.triplets import _bucket, load_triplets, split
+from mdaq_spark.train.triplets import bucket, load_triplets, split
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _gap(a: np.ndarray, p: np.ndarray, n: np.ndarray, head: QsmHead | None) -> n
 def _cap_per_language(df: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
     if cap is None:
         return df
-    order = df["prompt"].map(lambda p: _bucket(p, seed + 1))
+    order = df["group"].map(lambda g: bucket(g, seed + 1))
     return df.assign(_o=order).sort_values(["lang", "_o"]).groupby("lang").head(cap).drop(columns="_o")
 
 
@@ -116,10 +116,12 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
     train, eval_seen, eval_unseen = split(data.triplets, cfg.eval_fraction, cfg.holdout_langs, cfg.seed)
     train = _cap_per_language(train, cfg.max_per_lang, cfg.seed)
     log.info(
-        "triplets: %d usable (%d identical skipped, %d malformed); train %d, eval seen %d, eval unseen %d",
+        "triplets: %d usable (%d identical skipped, %d malformed, %d without a source record); "
+        "train %d, eval seen %d, eval unseen %d",
         len(data.triplets),
         data.skipped_identical,
         data.skipped_malformed,
+        data.no_group,
         len(train),
         len(eval_seen),
         len(eval_unseen),
@@ -161,7 +163,10 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
             "eval_fraction": cfg.eval_fraction,
             "max_per_lang": cfg.max_per_lang,
             "max_records_per_file": cfg.max_records_per_file,
-            "split": "by prompt hash",
+            "no_source_record": data.no_group,
+            "split": "by source record across languages (MIDB) or by group",
+            # every group trained on: eval-qsm leaves them out, so a later evaluation cannot reuse them
+            "train_groups": sorted(set(train["group"])),
         },
         "hyperparameters": {**cfg.head.model_dump(), "seed": cfg.seed, "mode": "head"},
         "train_losses": [round(x, 6) for x in trained.losses],
@@ -173,6 +178,16 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
     return {"output": str(out), "manifest": manifest, "metrics": metrics}
 
 
+def trained_groups(head_dir: str | None) -> set[str]:
+    """The groups (MIDB source records) a head's manifest says it was trained on; empty for none."""
+    if not head_dir:
+        return set()
+    manifest = Path(head_dir) / HEAD_MANIFEST
+    if not manifest.is_file():
+        return set()
+    return set(json.loads(manifest.read_text()).get("data", {}).get("train_groups") or [])
+
+
 def eval_qsm(
     data_paths: list[str],
     model_cfg: ModelConfig,
@@ -180,15 +195,29 @@ def eval_qsm(
     reuse_run: str | None,
     seed: int,
     max_records_per_file: int | None = None,
+    include_trained: bool = False,
 ) -> dict:
-    """Metrics of one QSM (encoder + head, or the bare encoder) on all usable triplets, with the baselines."""
+    """Metrics of one QSM (encoder + head, or the bare encoder) on usable triplets, with the baselines.
+
+    Triplets of a group the head was trained on (a MIDB source record in any language) are left
+    out unless `include_trained`: they would measure memory, not quality.
+    """
     data = load_triplets(data_paths, max_records_per_file)
     embedder = _Embedder(model_cfg, cache_root, reuse_run)
     head_dir = registry.resolve_head(model_cfg.qsm_head, model_cfg.name)
     head = QsmHead.load(head_dir) if head_dir else None
     t = data.triplets
+    trained = set() if include_trained else trained_groups(head_dir)
+    seen = t["group"].isin(trained)
+    if seen.any():
+        log.warning("left out %d triplets whose source record the head was trained on", int(seen.sum()))
+    t = t[~seen].reset_index(drop=True)
+    if t.empty:
+        raise ConfigError("every triplet shares a source record with the head's training data: nothing to evaluate")
     return {
         "qsm_head": head_dir,
         "encoder_fingerprint": embedder.fingerprint,
+        "excluded_trained": int(seen.sum()),
+        "evaluated": len(t),
         "metrics": _evaluate_splits({"all": (t, *embedder.triplet_embeddings(t))}, head, seed),
     }

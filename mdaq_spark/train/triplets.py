@@ -6,8 +6,12 @@ negative. A generic JSONL shape (instruction, input, chosen, rejected, lang) let
 bring their own preference pairs. Pairs whose two responses are the same carry no signal
 and are skipped (and counted).
 
-The split is by prompt, never by row: the same instruction must not teach the head in
-training and then be "predicted" in evaluation.
+The split is by group, never by row or by a language's own prompt text. A MIDB record's
+group is its source record (train/midb.py aligns the language files), so no translation of
+an evaluation record is trained on: the multilingual encoder aligns translations by design,
+and a split that let them across would report memory as accuracy. Triplet JSONL may carry a
+`group` column for the same purpose (records sharing a group are translations or variants
+of each other); without one, the group is the prompt text.
 """
 
 from __future__ import annotations
@@ -22,13 +26,10 @@ import pandas as pd
 
 from mdaq_spark.errors import InputError
 from mdaq_spark.lang import language_code
+from mdaq_spark.train import midb
+from mdaq_spark.train.midb import prompt as prompt_of
 
-COLUMNS = ["lang", "prompt", "chosen", "rejected", "distance", "source"]
-
-
-def prompt_of(instruction: str, input_text: str | None) -> str:
-    """The same text the pipeline encodes for a sample's prompt (instruction, newline, input)."""
-    return instruction if input_text is None else f"{instruction}\n{input_text}"
+COLUMNS = ["lang", "prompt", "chosen", "rejected", "distance", "source", "group"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class TripletSet:
     triplets: pd.DataFrame  # COLUMNS
     skipped_identical: int
     skipped_malformed: int
+    no_group: int = 0  # MIDB records inside an alignment gap: no source, so in no split
 
 
 def _files(paths: Iterable[str]) -> list[Path]:
@@ -60,15 +62,18 @@ def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _triplet(record: dict, file_lang: str) -> dict | None:
+def _triplet(record: dict, file_lang: str, source: int | None) -> dict | None:
     if "Revised Response" in record and "Raw Response" in record:
         prompt = prompt_of(record.get("Revised Instruction") or "", record.get("Revised Input"))
         chosen, rejected = record.get("Revised Response"), record.get("Raw Response")
         lang, distance = file_lang, record.get("Distance")
+        group = None if source is None else f"midb:{source}"
     elif "chosen" in record and "rejected" in record:
         prompt = prompt_of(record.get("instruction") or "", record.get("input") or None)
         chosen, rejected = record["chosen"], record["rejected"]
         lang, distance = language_code(str(record.get("lang") or file_lang)), record.get("distance")
+        given = record.get("group")
+        group = f"group:{given}" if given is not None and str(given).strip() else f"prompt:{_hash(prompt)}"
     else:
         return None
     if not all(isinstance(x, str) and x.strip() for x in (prompt, chosen, rejected)):
@@ -79,37 +84,55 @@ def _triplet(record: dict, file_lang: str) -> dict | None:
         "chosen": chosen,
         "rejected": rejected,
         "distance": float(distance) if isinstance(distance, (int, float)) else None,
+        "group": group,
     }
 
 
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def load_triplets(paths: Iterable[str], max_records_per_file: int | None = None) -> TripletSet:
-    rows, identical, malformed = [], 0, 0
+    rows, identical, malformed, no_group = [], 0, 0, 0
+    references: dict = {}
     for path in _files(paths):
         file_lang = language_code(path.stem)
-        for record in _records(path)[:max_records_per_file]:
-            t = _triplet(record, file_lang) if isinstance(record, dict) else None
+        records = _records(path)
+        sources = midb.sources_beside(path, records, references) if midb.is_midb(records) else [None] * len(records)
+        for record, source in list(zip(records, sources, strict=True))[:max_records_per_file]:
+            t = _triplet(record, file_lang, source) if isinstance(record, dict) else None
             if t is None:
                 malformed += 1
             elif t["chosen"].strip() == t["rejected"].strip():
                 identical += 1
+            elif t["group"] is None:
+                no_group += 1
             else:
                 rows.append({**t, "source": path.name})
     if not rows:
         raise InputError("no usable triplets: every record was malformed or had identical responses")
-    return TripletSet(pd.DataFrame(rows, columns=COLUMNS), identical, malformed)
+    return TripletSet(pd.DataFrame(rows, columns=COLUMNS), identical, malformed, no_group)
 
 
-def _bucket(prompt: str, seed: int) -> float:
-    digest = hashlib.sha256(f"{seed}\x1f{prompt}".encode()).digest()
+def bucket(key: str, seed: int) -> float:
+    """A seeded uniform [0, 1) value per key: the same key falls on the same side on every run."""
+    digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def split(
     triplets: pd.DataFrame, eval_fraction: float, holdout_langs: Iterable[str], seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(train, eval on seen languages, eval on held-out languages), split by prompt."""
+    """(train, eval on seen languages, eval on held-out languages), disjoint by group.
+
+    A group is in evaluation or in training, in every language at once. Held-out languages
+    are evaluated on the evaluation groups only: their other records would share a source
+    with a training record, so they are in no split at all.
+    """
     holdout = {language_code(x) for x in holdout_langs}
-    unseen = triplets[triplets["lang"].isin(holdout)]
-    seen = triplets[~triplets["lang"].isin(holdout)]
-    in_eval = seen["prompt"].map(lambda p: _bucket(p, seed) < eval_fraction)
-    return seen[~in_eval].reset_index(drop=True), seen[in_eval].reset_index(drop=True), unseen.reset_index(drop=True)
+    in_eval = triplets["group"].map(lambda g: bucket(g, seed) < eval_fraction).astype(bool)
+    unseen_lang = triplets["lang"].isin(holdout)
+    train = triplets[~in_eval & ~unseen_lang]
+    eval_seen = triplets[in_eval & ~unseen_lang]
+    eval_unseen = triplets[in_eval & unseen_lang]
+    return tuple(x.reset_index(drop=True) for x in (train, eval_seen, eval_unseen))

@@ -22,14 +22,20 @@ def small_midb(tmp_path_factory) -> Path:
     return write_midb_subset(tmp_path_factory.mktemp("midb_small"), {"German": 150, "Spanish": 150, "Korean": 60})
 
 
-def test_triplets_skip_identical_and_split_by_prompt(small_midb):
+def test_triplets_skip_identical_and_split_by_source_record(small_midb):
     data = load_triplets([str(small_midb)])
     assert data.skipped_identical > 0  # MIDB has records the experts left unchanged
     assert (data.triplets["chosen"].str.strip() != data.triplets["rejected"].str.strip()).all()
+    assert data.triplets["group"].str.startswith("midb:").all()
     train, seen, unseen = split(data.triplets, 0.2, ["ko"], seed=7)
     assert set(unseen["lang"]) == {"ko"} and "ko" not in set(train["lang"])
-    assert not set(train["prompt"]) & set(seen["prompt"])
-    assert len(train) + len(seen) + len(unseen) == len(data.triplets)
+    # no source record (in any language) is both trained on and evaluated
+    assert not set(train["group"]) & (set(seen["group"]) | set(unseen["group"]))
+    assert set(unseen["group"]) <= set(seen["group"]) | set(unseen["group"]) - set(train["group"])
+    # Korean records whose source is trained on in German or Spanish are in no split
+    ko = data.triplets[data.triplets["lang"] == "ko"]
+    assert len(unseen) < len(ko) and len(unseen) > 0
+    assert len(train) + len(seen) + len(unseen) + (len(ko) - len(unseen)) == len(data.triplets)
 
 
 def test_head_training_is_deterministic_and_learns_a_separable_signal():
@@ -98,6 +104,7 @@ def test_evaluate_counts_ties_half_and_length_match():
             "rejected": ["w" * 95, "v" * 50, "q"],
             "distance": [1.0, 5.0, 2.0],
             "source": ["f"] * 3,
+            "group": ["g1", "g2", "g3"],
         }
     )
     assert length_matched(t).tolist() == [True, False, True]
