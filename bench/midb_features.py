@@ -22,7 +22,7 @@ from mdaq_spark.config import ModelConfig
 from mdaq_spark.train.encodings import text_key
 from mdaq_spark.train.features import FeatureStore
 from mdaq_spark.train.midb import load_midb
-from mdaq_spark.train.sanity import sanity_texts
+from mdaq_spark.train.sanity import sanity_order, sanity_texts
 
 log = logging.getLogger("midb_features")
 
@@ -45,6 +45,12 @@ def main() -> int:
     records = load_midb(args.midb)
     ip, rp = cfg.instruction_prefix, cfg.response_prefix
     wanted: dict[str, tuple[str, str]] = {}
+    # sources in a seeded order (the sanity sources first), all languages of a source together:
+    # any prefix of the work is a sample of source records in every language, usable on its own
+    rank = {s: i for i, s in enumerate(sanity_order(records))}
+    records = records.assign(_rank=records["source"].map(rank).fillna(len(rank))).sort_values(["_rank", "lang"])
+    for prefix, text in sanity_texts(records, ip, rp):
+        wanted.setdefault(text_key(prefix, text), (prefix, text))
     for r in records.itertuples():
         for prefix, text in (
             (ip, r.revised_prompt),
@@ -53,8 +59,6 @@ def main() -> int:
             (rp, r.raw_response),
         ):
             wanted.setdefault(text_key(prefix, text), (prefix, text))
-    for prefix, text in sanity_texts(records, ip, rp):
-        wanted.setdefault(text_key(prefix, text), (prefix, text))
     store = FeatureStore(Path(args.out))
     todo = [k for k in wanted if k not in store]
     log.info("%d texts wanted, %d already encoded, %d to do", len(wanted), len(wanted) - len(todo), len(todo))

@@ -101,6 +101,9 @@ class ModelConfig(_Section):
     # QSM head: "auto" = the head shipped in the package for this encoder (the untrained
     # cosine if none ships for it), "none" = the untrained cosine, or a `mdaq train-qsm` output dir
     qsm_head: str = "auto"
+    # a head trained under other encoder settings (model, max_seq_length, prefixes, precision) than
+    # the run's is a warning in the log, stats.json and report.html; true makes it an error (exit 2)
+    qsm_head_strict: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     batch_size: int = Field(default=32, ge=1)

@@ -30,12 +30,14 @@ from mdaq_spark.config import JobConfig
 from mdaq_spark.copies import COPY_COUNT, COPY_GROUP
 from mdaq_spark.crosslingual import CROSSLINGUAL, CROSSLINGUAL_GROUP, GROUP, MONOLINGUAL_GROUP
 from mdaq_spark.domains import DOMAIN, GENERAL, domain_tag
+from mdaq_spark.errors import ConfigError
 from mdaq_spark.heuristics import FLAGS, RULES_VERSION, add_flags
 from mdaq_spark.io import delta, writers
 from mdaq_spark.io.readers import read_corpus
 from mdaq_spark.io.store import ModelStore
 from mdaq_spark.lang import add_languages, prompt_text
 from mdaq_spark.models import registry
+from mdaq_spark.models.qsm import QsmHead, head_mismatches
 from mdaq_spark.neardup import NEAR_DUP_COUNT
 from mdaq_spark.prune import PRUNE_REASON, prune
 from mdaq_spark.select import select
@@ -414,6 +416,12 @@ class Run:
         from mdaq_spark.report import write_stats
 
         cfg = self.cfg
+        head_dir = registry.resolve_head(cfg.model.qsm_head, cfg.model.name)
+        mismatches = head_mismatches(QsmHead.load(head_dir).manifest, cfg.model) if head_dir else []
+        if mismatches and cfg.model.qsm_head_strict:
+            raise ConfigError(f"QSM head {head_dir} does not match the run's encoder: " + "; ".join(mismatches))
+        for line in mismatches:
+            log.warning("QSM head %s was trained under other encoder settings: %s", head_dir, line)
         ingest_key = _digest(_section(cfg.input), _section(cfg.language), _input_signature(cfg.input.paths))
         self.stage("ingest", ingest_key, self.ingest)
 
@@ -424,10 +432,9 @@ class Run:
         encode_key = _digest(content, encoder_fp)
         self.stage("encode", encode_key, lambda: self.encode(encoder_location, encoder_fp))
 
-        head_dir = registry.resolve_head(cfg.model.qsm_head, cfg.model.name)
         qsm_fp = registry.fingerprint(head_dir, encoder_fp) if head_dir else encoder_fp
         score_key = _digest(encode_key, qsm_fp)
-        self.stage("score", score_key, lambda: self.score(head_dir, qsm_fp))
+        self.stage("score", score_key, lambda: {**self.score(head_dir, qsm_fp), "qsm_head_mismatch": mismatches})
 
         upstream = score_key
         if cfg.embedding.source == "model":

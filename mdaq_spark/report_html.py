@@ -189,6 +189,13 @@ def render(stats: dict) -> str:
             f"share in {escape('; '.join(skewed))}. Diversity selection has little to pick from there; "
             "consider a larger k or a different embedding.</div>"
         )
+    mismatch = stats.get("stage_info", {}).get("score", {}).get("qsm_head_mismatch")
+    if mismatch:
+        parts.append(
+            "<div class='warn'>The QSM head was trained under other encoder settings than this run's: "
+            f"{escape('; '.join(mismatch))}. Its scores may rank samples worse than the untrained encoder; "
+            "retrain the head for these settings or set model.qsm_head_strict to refuse such runs.</div>"
+        )
     pruning = stats.get("pruning")
     if pruning:
         from mdaq_spark.prune import PRUNE_REASONS

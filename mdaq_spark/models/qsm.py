@@ -62,6 +62,40 @@ class QsmHead:
         return normalise_rows(p), normalise_rows(r)
 
 
+def precision_class(dtype: str, device: str) -> str | None:
+    """'float32' or 'half' as the encoder will run; None when it depends on the executors' device."""
+    if dtype in ("float16", "bfloat16"):
+        return "half"
+    if dtype == "float32" or device == "cpu":
+        return "float32"
+    return "half" if device == "cuda" else None
+
+
+def head_mismatches(manifest: dict, model_cfg) -> list[str]:
+    """How the encoder settings a head was trained under differ from a run's, one line per setting.
+
+    A head learns the geometry of one encoder at one truncation length, prefix pair and
+    precision; under other settings its scores are off in ways nobody is told about. Heads
+    trained before the manifest recorded precision were trained in float32 on CPU.
+    """
+    out = []
+    trained_model = manifest.get("base_model")
+    if trained_model and trained_model != model_cfg.name:
+        out.append(f"encoder: head trained on {trained_model}, run uses {model_cfg.name}")
+    trained_len = manifest.get("max_seq_length")
+    if trained_len and trained_len != model_cfg.max_seq_length:
+        out.append(f"max_seq_length: head trained at {trained_len}, run uses {model_cfg.max_seq_length}")
+    prefixes = manifest.get("prefixes") or {}
+    for side, configured in (("instruction", model_cfg.instruction_prefix), ("response", model_cfg.response_prefix)):
+        if side in prefixes and prefixes[side] != configured:
+            out.append(f"{side} prefix: head trained with {prefixes[side]!r}, run uses {configured!r}")
+    trained_precision = manifest.get("precision_class", "float32")
+    run_precision = precision_class(model_cfg.dtype, model_cfg.device)
+    if run_precision is not None and run_precision != trained_precision:
+        out.append(f"precision: head trained in {trained_precision}, run encodes in {run_precision}")
+    return out
+
+
 def normalise_rows(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)

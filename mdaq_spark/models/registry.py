@@ -146,7 +146,9 @@ def resolve_head(head: str, encoder_name: str) -> str | None:
 def encoder_fingerprint(location: str, model_cfg) -> str:
     """Fingerprint of what the frozen encoder outputs: weights and the settings that change them
     (the QSM head and batch size do not, so they are left out: a new head reuses encodings)."""
-    settings = model_cfg.model_copy(update={"qsm_head": "", "batch_size": 1}).model_dump_json()
+    settings = model_cfg.model_copy(update={"qsm_head": "", "batch_size": 1}).model_dump_json(
+        exclude={"qsm_head_strict"}
+    )
     return fingerprint(location, settings)
 
 

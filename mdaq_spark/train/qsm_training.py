@@ -21,7 +21,8 @@ from mdaq_spark.config import ModelConfig, TrainQsmConfig
 from mdaq_spark.errors import ConfigError
 from mdaq_spark.io.local_dirs import publish_dir
 from mdaq_spark.models import registry
-from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS, QsmHead, score_and_embed
+from mdaq_spark.models.encoder import pick_device
+from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS, QsmHead, precision_class, score_and_embed
 from mdaq_spark.train import evaluate as ev
 from mdaq_spark.train.encodings import EncodingCache, encode_texts, seed_from_run, text_key
 from mdaq_spark.train.triplets import bucket, load_triplets, split
@@ -150,6 +151,7 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
         "encoder_fingerprint": embedder.fingerprint,
         "prefixes": {"instruction": cfg.model.instruction_prefix, "response": cfg.model.response_prefix},
         "max_seq_length": cfg.model.max_seq_length,
+        "precision_class": precision_class(cfg.model.dtype, pick_device(cfg.model.device)),
         "data": {
             "files": sorted({str(x) for x in cfg.data}),
             "usable_triplets": len(data.triplets),

@@ -55,11 +55,15 @@ def shuffled(text: str) -> str:
     return sep.join(order)
 
 
+def sanity_order(records: pd.DataFrame, seed: int = 7) -> list[int]:
+    """Every source record in a seeded order; its head is the sanity set."""
+    sources = sorted({int(s) for s in records["source"].dropna()})
+    return sorted(sources, key=lambda s: _seed(f"{seed}:{s}"))
+
+
 def sanity_sources(records: pd.DataFrame, per_language: int = 200, seed: int = 7) -> set[int]:
     """A fixed set of source records (the same in every language), chosen by a seeded hash."""
-    sources = sorted({int(s) for s in records["source"].dropna()})
-    ranked = sorted(sources, key=lambda s: _seed(f"{seed}:{s}"))
-    return set(ranked[:per_language])
+    return set(sanity_order(records, seed)[:per_language])
 
 
 def sanity_texts(records: pd.DataFrame, instruction_prefix: str, response_prefix: str) -> list[tuple[str, str]]:

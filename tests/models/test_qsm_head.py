@@ -32,3 +32,45 @@ def test_head_changes_scores_but_not_sample_embeddings():
     assert not np.allclose(trained, plain)
     assert np.array_equal(emb_a, emb_b)  # clustering uses the frozen embeddings either way
     assert np.all(np.abs(trained) <= 1 + 1e-6)
+
+
+def test_head_mismatches_name_each_setting_that_differs():
+    from mdaq_spark.models.qsm import head_mismatches
+
+    manifest = QsmHead.load(registry.resolve_head("auto", "multilingual-e5-small")).manifest
+    assert head_mismatches(manifest, ModelConfig()) == []
+    assert head_mismatches(manifest, ModelConfig(device="cpu", dtype="float32")) == []
+    lines = head_mismatches(
+        manifest, ModelConfig(max_seq_length=512, dtype="float16", response_prefix="", name="other/model")
+    )
+    assert len(lines) == 4
+    assert any("max_seq_length" in x and "256" in x and "512" in x for x in lines)
+    assert any(x.startswith("precision") for x in lines) and any(x.startswith("response prefix") for x in lines)
+    assert any(x.startswith("encoder") for x in lines)
+
+
+def test_a_mismatched_head_warns_in_stats_and_report_and_strict_refuses(spark, model_cache, tmp_path):
+    import json
+    import shutil
+
+    import pytest
+
+    from mdaq_spark.config import load_config
+    from mdaq_spark.errors import ConfigError
+    from mdaq_spark.pipeline import run_pipeline
+    from tests.conftest import DEMO_CORPUS
+
+    head = tmp_path / "head128"
+    shutil.copytree(registry.resolve_head("auto", "multilingual-e5-small"), head)
+    manifest = json.loads((head / "qsm_head.json").read_text())
+    (head / "qsm_head.json").write_text(json.dumps({**manifest, "max_seq_length": 128}))
+    overrides = [f"model.cache_dir={model_cache}", f"model.qsm_head={head}", "spark.shuffle_partitions=2"]
+    fields = {"input.paths": [str(DEMO_CORPUS / "openai.jsonl")], "output.path": str(tmp_path / "run")}
+    with pytest.raises(ConfigError, match="max_seq_length"):
+        run_pipeline(spark, load_config(None, [*overrides, "model.qsm_head_strict=true"], **fields))
+    assert not (tmp_path / "run" / "normalized").exists()  # refused before any stage ran
+    stats = run_pipeline(spark, load_config(None, overrides, **fields))
+    warning = stats["stage_info"]["score"]["qsm_head_mismatch"]
+    assert warning == ["max_seq_length: head trained at 128, run uses 256"]
+    html = (tmp_path / "run" / "report" / "report.html").read_text()
+    assert "trained under other encoder settings" in html and "head trained at 128" in html
