@@ -1,0 +1,246 @@
+"""QSM designs under leave-languages-out, source-disjoint cross-validation, with every baseline.
+
+Reads the features of bench/midb_features.py (one encoder pass over MIDB). Each fold holds out
+languages and source records; every scorer is fitted on the fold's training records only and
+judged on the held-out languages' translations of the held-out records:
+
+- pairwise: revised response above the raw machine translation (all pairs, length-matched pairs);
+- selection: share of expert revisions in the top 20% of each language's samples (raw and
+  revised samples of the held-out records, each scored with its own prompt);
+- sanity: the true response above another instruction's response (same language), its first
+  30%, the instruction itself, its shuffled sentences, its translation into another language.
+
+Records 0-400 of every file trained the head shipped before source-disjoint splits; they are
+never evaluated, so that head can be judged beside the others.
+
+    python bench/qsm_cv.py --features /path/to/features --out bench/results/qsm_cv.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mdaq_spark.config import HeadTrainConfig, ModelConfig
+from mdaq_spark.models import registry
+from mdaq_spark.models.qsm import QsmHead, score_and_embed
+from mdaq_spark.train import crossval as cv
+from mdaq_spark.train import sanity
+from mdaq_spark.train.encodings import text_key
+from mdaq_spark.train.features import FeatureStore
+from mdaq_spark.train.head import train_head
+from mdaq_spark.train.layer_head import LayerHeadParams, train_layer_head
+from mdaq_spark.train.midb import load_midb
+
+log = logging.getLogger("qsm_cv")
+SHIPPED_TRAINED_UP_TO = 400  # the old shipped head read the first 400 records of each file
+IP, RP = ModelConfig().instruction_prefix, ModelConfig().response_prefix
+
+
+class Texts:
+    """Texts with their feature keys; a scorer sees both (length needs text, heads need features)."""
+
+    def __init__(self, prompts: list[str], responses: list[str], store: FeatureStore) -> None:
+        self.prompts, self.responses, self.store = prompts, responses, store
+        self.pk = [text_key(IP, x) for x in prompts]
+        self.rk = [text_key(RP, x) for x in responses]
+
+    def emb(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.store.embeddings(self.pk), self.store.embeddings(self.rk)
+
+
+def scorers(train: pd.DataFrame, store: FeatureStore, seed: int, which: set[str]) -> dict:
+    """name -> function(Texts) -> scores, each fitted on `train` records only."""
+    out = {
+        "length": lambda t: np.array([len(x) for x in t.responses], dtype=float),
+        "random": lambda t: np.random.default_rng(seed).uniform(size=len(t.responses)),
+        "untrained_cosine": lambda t: score_and_embed(*t.emb(), None)[0],
+    }
+    shipped = QsmHead.load(registry.resolve_head("auto", "multilingual-e5-small"))
+    out["shipped_head_before"] = lambda t: score_and_embed(*t.emb(), shipped)[0]
+    changed = train[train["revised_response"].str.strip() != train["raw_response"].str.strip()]
+    a = store.embeddings([text_key(IP, x) for x in changed["revised_prompt"]])
+    pk = [text_key(RP, x) for x in changed["revised_response"]]
+    nk = [text_key(RP, x) for x in changed["raw_response"]]
+    p, n = store.embeddings(pk), store.embeddings(nk)
+    params = HeadTrainConfig()
+    if "affine" in which:
+        h = train_head(a, p, n, params, seed)
+        head = QsmHead(h.prompt_weight, h.prompt_bias, h.response_weight, h.response_bias, {})
+        out["affine"] = lambda t, head=head: score_and_embed(*t.emb(), head)[0]
+    if "affine_relevance" in which:
+        other = np.roll(np.arange(len(a)), 1)
+        h = train_head(np.concatenate([a, a]), np.concatenate([p, p]), np.concatenate([n, p[other]]), params, seed)
+        head = QsmHead(h.prompt_weight, h.prompt_bias, h.response_weight, h.response_bias, {})
+        out["affine_relevance"] = lambda t, head=head: score_and_embed(*t.emb(), head)[0]
+    for name, layers in (("layers", (2, 4, 6, 8, 10, 12)), ("layers_low", (1, 2, 3, 4, 5, 6))):
+        if name not in which:
+            continue
+        lp = LayerHeadParams(layers=layers)
+        lh = train_layer_head(a, p, n, store.layers(pk, list(layers)), store.layers(nk, list(layers)), lp, seed)
+        out[name] = lambda t, lh=lh, layers=layers: lh.score(*t.emb(), store.layers(t.rk, list(layers)))
+    return out
+
+
+def evaluate_fold(test: pd.DataFrame, all_records: pd.DataFrame, fns: dict, store: FeatureStore) -> dict:
+    changed = test[test["revised_response"].str.strip() != test["raw_response"].str.strip()].reset_index(drop=True)
+    pos = Texts(list(changed["revised_prompt"]), list(changed["revised_response"]), store)
+    neg = Texts(list(changed["revised_prompt"]), list(changed["raw_response"]), store)
+    raw_samples = Texts(list(changed["raw_prompt"]), list(changed["raw_response"]), store)
+    # another instruction's response, same language: the next record of the language in a fixed order
+    order = changed.sort_values(["lang", "source"]).index.to_numpy()
+    other_idx = np.empty(len(changed), dtype=int)
+    for lang in changed["lang"].unique():
+        idx = order[changed.loc[order, "lang"].to_numpy() == lang]
+        other_idx[idx] = np.roll(idx, 1)
+    other = Texts(list(changed["revised_prompt"]), [changed["revised_response"][i] for i in other_idx], store)
+    contrasts = {"other_instruction": (other, np.ones(len(changed), dtype=bool))}
+    chosen = sanity.sanity_sources(all_records)
+    in_sanity = changed["source"].isin(chosen).to_numpy()
+    sub = changed[in_sanity]
+    contrasts["truncated"] = (
+        Texts(list(sub["revised_prompt"]), [sanity.truncated(x) for x in sub["revised_response"]], store),
+        in_sanity,
+    )
+    contrasts["instruction_copy"] = (Texts(list(sub["revised_prompt"]), list(sub["revised_prompt"]), store), in_sanity)
+    contrasts["shuffled"] = (
+        Texts(list(sub["revised_prompt"]), [sanity.shuffled(x) for x in sub["revised_response"]], store),
+        in_sanity,
+    )
+    # the same source's revised response in another language (the next language that has it)
+    by_source = all_records.dropna(subset=["source"]).set_index(["source", "lang"])["revised_response"]
+    langs = sorted(all_records["lang"].unique())
+    translated, has = [], []
+    for r in changed.itertuples():
+        alt = [
+            x
+            for x in langs[langs.index(r.lang) + 1 :] + langs[: langs.index(r.lang)]
+            if (r.source, x) in by_source.index
+        ]
+        text = by_source[(r.source, alt[0])] if alt and r.source in chosen else None
+        translated.append(text)
+        has.append(text is not None and text_key(RP, text) in store)
+    has = np.array(has)
+    contrasts["other_language"] = (
+        Texts(list(changed["revised_prompt"][has]), [x for x, h in zip(translated, has, strict=True) if h], store),
+        has,
+    )
+    for name, (texts, _) in contrasts.items():
+        keep = np.array([k in store for k in texts.rk])
+        if not keep.all():
+            raise RuntimeError(f"{name}: {int((~keep).sum())} texts were never encoded")
+    clusters = changed["source"].to_numpy(dtype=int)
+    matched = cv.length_matched(changed["revised_response"], changed["raw_response"])
+    langs_arr = changed["lang"].to_numpy()
+    result = {}
+    for name, fn in fns.items():
+        s_pos = fn(pos)
+        gap = s_pos - fn(neg)
+        entry = {"gap": gap, "matched": matched, "clusters": clusters, "langs": langs_arr}
+        for cname, (texts, mask) in contrasts.items():
+            entry[f"sanity_{cname}"] = (s_pos[mask] - fn(texts), clusters[mask])
+        both = np.concatenate([s_pos, fn(raw_samples)])
+        is_rev = np.concatenate([np.ones(len(s_pos), bool), np.zeros(len(s_pos), bool)])
+        entry["selection"] = cv.top_fraction_revised(both, is_rev, np.concatenate([langs_arr, langs_arr]))
+        result[name] = entry
+    return result
+
+
+def pooled(per_fold: list[dict], names: list[str]) -> dict:
+    out = {}
+    for name in names:
+        gap = np.concatenate([f[name]["gap"] for f in per_fold])
+        matched = np.concatenate([f[name]["matched"] for f in per_fold])
+        clusters = np.concatenate([f[name]["clusters"] for f in per_fold])
+        langs = np.concatenate([f[name]["langs"] for f in per_fold])
+        entry = {
+            "pairwise": cv.summarise(gap, clusters),
+            "pairwise_length_matched": cv.summarise(gap, clusters, matched),
+            "per_language": {
+                lang: {
+                    "pairwise": cv.summarise(gap, clusters, langs == lang),
+                    "pairwise_length_matched": cv.summarise(gap, clusters, (langs == lang) & matched),
+                }
+                for lang in sorted(set(langs))
+            },
+        }
+        sel = {}
+        for f in per_fold:
+            sel.update(f[name]["selection"])
+        tops = sum(v["top"] for v in sel.values())
+        entry["selection_top20_revised_share"] = {
+            "pooled": sum(v["revised_share"] * v["top"] for v in sel.values()) / tops,
+            "per_language": {k: v["revised_share"] for k, v in sorted(sel.items())},
+        }
+        entry["sanity"] = {}
+        for key in [k for k in per_fold[0][name] if k.startswith("sanity_")]:
+            g = np.concatenate([f[name][key][0] for f in per_fold])
+            c = np.concatenate([f[name][key][1] for f in per_fold])
+            entry["sanity"][key[len("sanity_") :]] = cv.summarise(g, c)
+        out[name] = entry
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--midb", default=str(Path(__file__).resolve().parents[2] / "shared/data/midb_train"))
+    ap.add_argument("--features", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--designs", default="affine,affine_relevance,layers,layers_low")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    store = FeatureStore(Path(args.features))
+    records = load_midb(args.midb)
+    keys = ("revised_prompt", IP), ("raw_prompt", IP), ("revised_response", RP), ("raw_response", RP)
+    encoded = np.logical_and.reduce([records[c].map(lambda x, p=p: text_key(p, x) in store) for c, p in keys])
+    usable = records[encoded & records["source"].notna()].reset_index(drop=True)
+    log.info("%d of %d records fully encoded", len(usable), len(records))
+    folds = cv.make_folds(usable, args.folds, args.seed)
+    per_fold, fold_info = [], []
+    for fold in folds:
+        train, test = cv.fold_split(usable, fold)
+        test = test[test["source"] > SHIPPED_TRAINED_UP_TO]
+        t0 = time.perf_counter()
+        fns = scorers(train, store, args.seed, set(args.designs.split(",")))
+        fit = time.perf_counter() - t0
+        per_fold.append(evaluate_fold(test, usable, fns, store))
+        fold_info.append(
+            {
+                "test_langs": fold.test_langs,
+                "train_records": len(train),
+                "test_records": len(test),
+                "fit_seconds": round(fit, 1),
+            }
+        )
+        log.info("fold %d: %s", fold.index, fold_info[-1])
+    names = list(per_fold[0])
+    result = {
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "records_used": len(usable),
+        "records_total": len(records),
+        "folds": fold_info,
+        "scorers": pooled(per_fold, names),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    for name, e in result["scorers"].items():
+        pair, matched = e["pairwise"], e["pairwise_length_matched"]
+        sel = e["selection_top20_revised_share"]["pooled"]
+        checks = " ".join(f"{k}={v['accuracy']:.3f}" for k, v in e["sanity"].items())
+        print(f"{name:20s} pairwise {pair['accuracy']:.3f} matched {matched['accuracy']:.3f} top20 {sel:.3f} {checks}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
