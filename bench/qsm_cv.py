@@ -80,10 +80,15 @@ def scorers(train: pd.DataFrame, store: FeatureStore, seed: int, which: set[str]
         h = train_head(np.concatenate([a, a]), np.concatenate([p, p]), np.concatenate([n, p[other]]), params, seed)
         head = QsmHead(h.prompt_weight, h.prompt_bias, h.response_weight, h.response_bias, {})
         out["affine_relevance"] = lambda t, head=head: score_and_embed(*t.emb(), head)[0]
-    for name, layers in (("layers", (2, 4, 6, 8, 10, 12)), ("layers_low", (1, 2, 3, 4, 5, 6))):
+    variants = (
+        ("layers", (2, 4, 6, 8, 10, 12), True),
+        ("layers_low", (1, 2, 3, 4, 5, 6), True),
+        ("layers_fixed_relevance", (2, 4, 6, 8, 10, 12), False),
+    )
+    for name, layers, train_relevance in variants:
         if name not in which:
             continue
-        lp = LayerHeadParams(layers=layers)
+        lp = LayerHeadParams(layers=layers, train_relevance=train_relevance)
         lh = train_layer_head(a, p, n, store.layers(pk, list(layers)), store.layers(nk, list(layers)), lp, seed)
         out[name] = lambda t, lh=lh, layers=layers: lh.score(*t.emb(), store.layers(t.rk, list(layers)))
     return out
@@ -100,42 +105,34 @@ def evaluate_fold(test: pd.DataFrame, all_records: pd.DataFrame, fns: dict, stor
     for lang in changed["lang"].unique():
         idx = order[changed.loc[order, "lang"].to_numpy() == lang]
         other_idx[idx] = np.roll(idx, 1)
-    other = Texts(list(changed["revised_prompt"]), [changed["revised_response"][i] for i in other_idx], store)
-    contrasts = {"other_instruction": (other, np.ones(len(changed), dtype=bool))}
     chosen = sanity.sanity_sources(all_records)
     in_sanity = changed["source"].isin(chosen).to_numpy()
-    sub = changed[in_sanity]
-    contrasts["truncated"] = (
-        Texts(list(sub["revised_prompt"]), [sanity.truncated(x) for x in sub["revised_response"]], store),
-        in_sanity,
-    )
-    contrasts["instruction_copy"] = (Texts(list(sub["revised_prompt"]), list(sub["revised_prompt"]), store), in_sanity)
-    contrasts["shuffled"] = (
-        Texts(list(sub["revised_prompt"]), [sanity.shuffled(x) for x in sub["revised_response"]], store),
-        in_sanity,
-    )
+    responses, prompts = changed["revised_response"].tolist(), changed["revised_prompt"].tolist()
     # the same source's revised response in another language (the next language that has it)
     by_source = all_records.dropna(subset=["source"]).set_index(["source", "lang"])["revised_response"]
     langs = sorted(all_records["lang"].unique())
-    translated, has = [], []
-    for r in changed.itertuples():
-        alt = [
-            x
-            for x in langs[langs.index(r.lang) + 1 :] + langs[: langs.index(r.lang)]
-            if (r.source, x) in by_source.index
-        ]
-        text = by_source[(r.source, alt[0])] if alt and r.source in chosen else None
-        translated.append(text)
-        has.append(text is not None and text_key(RP, text) in store)
-    has = np.array(has)
-    contrasts["other_language"] = (
-        Texts(list(changed["revised_prompt"][has]), [x for x, h in zip(translated, has, strict=True) if h], store),
-        has,
-    )
-    for name, (texts, _) in contrasts.items():
-        keep = np.array([k in store for k in texts.rk])
-        if not keep.all():
-            raise RuntimeError(f"{name}: {int((~keep).sum())} texts were never encoded")
+
+    def translation(source: int, lang: str) -> str | None:
+        for x in langs[langs.index(lang) + 1 :] + langs[: langs.index(lang)]:
+            if (source, x) in by_source.index:
+                return by_source[(source, x)]
+        return None
+
+    negatives = {
+        "other_instruction": [responses[i] for i in other_idx],
+        "truncated": [sanity.truncated(x) if m else None for x, m in zip(responses, in_sanity, strict=True)],
+        "instruction_copy": [x if m else None for x, m in zip(prompts, in_sanity, strict=True)],
+        "shuffled": [sanity.shuffled(x) if m else None for x, m in zip(responses, in_sanity, strict=True)],
+        "other_language": [
+            translation(r.source, r.lang) if m else None for r, m in zip(changed.itertuples(), in_sanity, strict=True)
+        ],
+    }
+    contrasts = {}
+    for name, texts in negatives.items():
+        # a partial encode covers a prefix of the source records: a contrast uses those it has
+        mask = np.array([x is not None and text_key(RP, x) in store for x in texts], dtype=bool)
+        picked = [x for x, m in zip(texts, mask, strict=True) if m]
+        contrasts[name] = (Texts([p for p, m in zip(prompts, mask, strict=True) if m], picked, store), mask)
     clusters = changed["source"].to_numpy(dtype=int)
     matched = cv.length_matched(changed["revised_response"], changed["raw_response"])
     langs_arr = changed["lang"].to_numpy()
@@ -195,8 +192,12 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--designs", default="affine,affine_relevance,layers,layers_low")
+    ap.add_argument("--designs", default="affine,affine_relevance,layers,layers_fixed_relevance")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for head training")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.perf_counter()
     store = FeatureStore(Path(args.features))

@@ -41,9 +41,7 @@ def make_folds(records: pd.DataFrame, n_folds: int, seed: int) -> list[Fold]:
     for s in sources:
         by_fold[_rank(str(s), seed + 1) % n_folds].add(s)
     return [
-        Fold(i, tuple(sorted(langs[i::n_folds])), frozenset(by_fold[i]))
-        for i in range(n_folds)
-        if langs[i::n_folds]
+        Fold(i, tuple(sorted(langs[i::n_folds])), frozenset(by_fold[i])) for i in range(n_folds) if langs[i::n_folds]
     ]
 
 

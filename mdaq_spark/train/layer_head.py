@@ -35,6 +35,9 @@ class LayerHeadParams:
     margin: float = 0.05
     identity_penalty: float = 0.1
     relevance_weight: float = 1.0
+    # False: the relevance term stays the untrained encoder's cosine (identity maps), which
+    # already ranks the true response above another instruction's ~99% of the time; only q learns
+    train_relevance: bool = True
 
 
 class LayerHead:
@@ -97,7 +100,11 @@ def train_layer_head(
         q2.bias.zero_()
     act = nn.GELU(approximate="tanh")
     modules = nn.ModuleList([p_map, r_map, q1, q2])
-    optim = torch.optim.AdamW(modules.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    if not params.train_relevance:
+        for m in (p_map, r_map):
+            m.requires_grad_(False)
+    trainable = [x for x in modules.parameters() if x.requires_grad]
+    optim = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
     eye = torch.eye(d)
 
     def t(x: np.ndarray) -> torch.Tensor:
