@@ -135,7 +135,7 @@ def train_layer_head(
             optim.zero_grad()
             (loss + params.identity_penalty * reg).backward()
             optim.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         log.info("layer head epoch %d/%d: loss %.5f", epoch + 1, params.epochs, total / len(a))
     state = {name: v.detach().numpy().astype(np.float32).copy() for name, v in modules.state_dict().items()}
     rename = {"0.weight": "p.weight", "0.bias": "p.bias", "1.weight": "r.weight", "1.bias": "r.bias",

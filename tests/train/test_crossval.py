@@ -1,0 +1,68 @@
+"""Cross-validation folds, intervals and the layer head, on constructed data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mdaq_spark.train import crossval as cv
+from mdaq_spark.train.layer_head import LayerHeadParams, train_layer_head
+
+
+def _records(langs=("de", "es", "fr", "ko", "tr"), sources=60) -> pd.DataFrame:
+    rows = [{"lang": lang, "source": s} for lang in langs for s in range(sources)]
+    rows.append({"lang": "de", "source": None})  # inside an alignment gap
+    df = pd.DataFrame(rows)
+    df["source"] = df["source"].astype("Int64")
+    return df
+
+
+def test_folds_hold_out_languages_and_sources_together():
+    records = _records()
+    folds = cv.make_folds(records, 3, seed=1)
+    assert sorted(x for f in folds for x in f.test_langs) == sorted(records["lang"].unique())
+    assert set().union(*(f.test_sources for f in folds)) == set(range(60))
+    for fold in folds:
+        train, test = cv.fold_split(records, fold)
+        assert len(test) > 0 and len(train) > 0
+        assert not set(train["lang"]) & set(fold.test_langs)
+        assert not set(train["source"]) & set(test["source"])
+        assert train["source"].notna().all() and test["source"].notna().all()
+    assert cv.make_folds(records, 3, seed=1) == folds and cv.make_folds(records, 3, seed=2) != folds
+
+
+def test_accuracy_counts_ties_half_and_the_interval_brackets_it():
+    assert cv.accuracy(np.array([1.0, -1.0, 0.0, 1.0])) == 0.625
+    rng = np.random.default_rng(0)
+    gap = rng.normal(0.3, 1.0, 2000)
+    clusters = np.repeat(np.arange(500), 4)
+    lo, hi = cv.bootstrap_interval(gap, clusters, cv.accuracy, n=300)
+    assert lo < cv.accuracy(gap) < hi and hi - lo < 0.1
+
+
+def test_top_fraction_revised_per_language():
+    scores = np.array([5, 4, 3, 2, 1, 0, 9, 8, 7, 6], dtype=float)
+    revised = np.array([1, 1, 0, 0, 0, 0, 0, 1, 1, 1], dtype=bool)
+    langs = np.array(["a"] * 5 + ["b"] * 5)
+    out = cv.top_fraction_revised(scores, revised, langs)
+    assert out["a"] == {"samples": 5, "top": 1, "revised_share": 1.0}
+    assert out["b"]["revised_share"] == 0.0  # the top "b" sample (score 9) is a raw one
+
+
+def test_layer_head_learns_a_fluency_direction_without_losing_relevance():
+    rng = np.random.default_rng(0)
+    n, d, layers = 600, 16, 3
+    anchor = rng.normal(size=(n, d)).astype(np.float32)
+    pos = anchor + 0.3 * rng.normal(size=(n, d)).astype(np.float32)
+    neg = pos + 0.05 * rng.normal(size=(n, d)).astype(np.float32)  # nearly the same meaning
+    flu = rng.normal(size=d).astype(np.float32)
+    pos_layers = rng.normal(size=(n, layers, d)).astype(np.float32) + flu  # revisions share a surface trait
+    neg_layers = rng.normal(size=(n, layers, d)).astype(np.float32)
+    params = LayerHeadParams(layers=(0, 1, 2), hidden=32, epochs=8, batch_size=64, train_relevance=False)
+    head = train_layer_head(anchor, pos, neg, pos_layers, neg_layers, params, seed=0)
+    again = train_layer_head(anchor, pos, neg, pos_layers, neg_layers, params, seed=0)
+    assert all(np.array_equal(head.state[k], again.state[k]) for k in head.state)
+    s_pos = head.score(anchor, pos, pos_layers)
+    assert (s_pos > head.score(anchor, neg, neg_layers)).mean() > 0.9
+    other = np.roll(np.arange(n), 1)
+    assert (s_pos > head.score(anchor, pos[other], pos_layers[other])).mean() > 0.9
