@@ -1,7 +1,8 @@
 """Golden outputs: the selected rows and stats counts of two reference runs, pinned bit for bit.
 
 A refactoring must not change what the job selects. Each reference run's `selected/` table
-(every row sorted by sample_id, every column, as canonical JSON) is reduced to a sha256 and
+(every row sorted by sample_id, every column, as canonical JSON; `source` as
+the file's name, since the tests' folders differ per run) is reduced to a sha256 and
 a row count per language, and its stats.json counts are kept whole, in a small committed
 file. The end-to-end tests compare against these files; a changed row or count fails them.
 
@@ -46,6 +47,8 @@ def _counts_only(value):
 def summary(selected_df, stats: dict) -> dict:
     """What a golden file holds for one run: the selected table's digest and the run's counts."""
     rows = [row.asDict(recursive=True) for row in selected_df.orderBy(S.SAMPLE_ID).collect()]
+    for row in rows:  # the input file's name, not where the test put it
+        row[S.SOURCE] = row[S.SOURCE].rsplit("/", 1)[-1]
     digest = hashlib.sha256()
     per_lang: dict[str, int] = {}
     for row in rows:
