@@ -1,6 +1,6 @@
 """A realistic multilingual instruction corpus of any size, grown from the real MIDB records.
 
-    python bench/make_corpus.py --rows 1000000 --out /work/runs/corpus_1m [--seed 7] [--shard-rows 50000]
+    python bench/make_corpus.py --rows 1000000 --out runs/corpus_1m [--seed 7] [--shard-rows 50000]
 
 Why not just repeat MIDB: repeated rows are exact duplicates (the job quarantines them) and
 would not exercise the encoder, clustering or selection at scale. Each generated row takes
@@ -52,9 +52,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
 
 def _lang_code(stem: str) -> str:
-    from mdaq_spark.lang import language_code
+    from mdaq_spark import schema as S
 
-    return language_code(stem)
+    return S.language_code(stem)
 
 
 def load_pool(midb_dir: Path) -> dict[str, list[tuple[str, str, str]]]:

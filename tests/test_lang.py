@@ -6,7 +6,7 @@ import pandas as pd
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import LanguageConfig
-from mdaq_spark.lang import add_languages, identify_expecting, language_code, rank_languages
+from mdaq_spark.stages.language import add_languages, identify_expecting, rank_languages
 
 MANSA = "Who was Mansa Musa?"  # py3langid: Hausa 0.14 before English 0.11
 MOROCCO = "ما عاصمة المغرب؟"  # Moroccan Arabic 0.54 before Standard Arabic 0.39
@@ -60,4 +60,4 @@ def test_add_languages_uses_the_response_when_there_is_no_hint(spark):
 
 
 def test_language_code_normalises_names():
-    assert language_code("German") == "de" and language_code("pt-BR") == "pt" and language_code("KO") == "ko"
+    assert S.language_code("German") == "de" and S.language_code("pt-BR") == "pt" and S.language_code("KO") == "ko"

@@ -10,7 +10,8 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import load_config
-from mdaq_spark.pipeline import CANDIDATES, NORMALIZED, QUARANTINE, SCORES, SELECTED, run_pipeline
+from mdaq_spark.pipeline.runner import run_pipeline
+from mdaq_spark.rundir import CANDIDATES, NORMALIZED, QUARANTINE, SCORES, SELECTED
 from tests import golden
 from tests.conftest import DEMO_CORPUS, write_midb_subset
 

@@ -25,7 +25,6 @@ from mdaq_spark import validate as v
 from mdaq_spark.config import InputConfig
 from mdaq_spark.errors import InputError
 from mdaq_spark.io import records
-from mdaq_spark.lang import language_code
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +250,9 @@ def _parse_record(
 def _lang_hint(record: dict[str, Any], source: str, fmt: str, cfg: InputConfig) -> str | None:
     given = record.get(cfg.columns.lang)
     if isinstance(given, str) and given.strip():
-        return language_code(given)
+        return S.language_code(given)
     if fmt == "midb" and cfg.midb_lang_from_filename:
-        return language_code(Path(source).stem)
+        return S.language_code(Path(source).stem)
     return None
 
 

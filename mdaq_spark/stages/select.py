@@ -19,6 +19,8 @@ the samples already taken, over a capped pool of the best-scored samples (see `m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
@@ -26,7 +28,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mdaq_spark import schema as S
-from mdaq_spark.config import SelectionConfig
+from mdaq_spark.config import JobConfig, SelectionConfig
+from mdaq_spark.io import writers
+from mdaq_spark.rundir import CANDIDATES, CLUSTERS, FLAGGED, NORMALIZED, SCORES, SELECTED
+from mdaq_spark.stages.base import Stage, StageContext, Table, digest, section
+from mdaq_spark.stages.prune.pool import prune
+from mdaq_spark.stages.tag.heuristics import RULES_VERSION
+from mdaq_spark.stages.tag.notes import NOTE_COLUMNS, annotate, notable, with_defaults
+from mdaq_spark.stages.write import CANDIDATE_NOTES, LEAD_COLUMNS, assemble, write_selected
 
 REQUIRED_COLUMNS = (S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.CLUSTER_ID)
 OUTPUT_COLUMNS = (S.SAMPLE_ID, S.LANG, S.CLUSTER_ID, S.QSM_SCORE, S.QUALITY_RANK, S.SELECTION_REASON)
@@ -36,8 +45,9 @@ _BUDGET = "_budget"
 _N_QUALITY = "_n_quality"
 
 
-def _by_score() -> list[Column]:
-    return [F.col(S.QSM_SCORE).desc(), F.col(S.SAMPLE_ID).asc()]
+# in MMR's objective a demoted sample's quality sits this far below its score: under every
+# clean sample's, since scores lie in [-1, 1] (the sort key's order, as a number)
+DEMOTE_OFFSET = 10.0
 
 
 def _budget(cfg: SelectionConfig) -> Column:
@@ -61,11 +71,12 @@ def _with_budget(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"selection needs columns {missing}")
+    columns = [*REQUIRED_COLUMNS, *([S.DEMOTED] if S.DEMOTED in df.columns else [])]
     return (
-        df.select(*REQUIRED_COLUMNS)
+        df.select(*columns)
         .withColumn(_N_LANG, F.count(F.lit(1)).over(Window.partitionBy(S.LANG)))
         .withColumn(_BUDGET, _budget(cfg))
-        .withColumn(S.QUALITY_RANK, F.row_number().over(Window.partitionBy(S.LANG).orderBy(*_by_score())))
+        .withColumn(S.QUALITY_RANK, F.row_number().over(Window.partitionBy(S.LANG).orderBy(*S.best_first(columns))))
     )
 
 
@@ -104,7 +115,7 @@ def cluster_top_k(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
     budget exactly and never exceed a cluster's size.
     """
     ranked = _with_budget(df, cfg).withColumn(
-        "_pos", F.row_number().over(Window.partitionBy(S.LANG, S.CLUSTER_ID).orderBy(*_by_score()))
+        "_pos", F.row_number().over(Window.partitionBy(S.LANG, S.CLUSTER_ID).orderBy(*S.best_first(df.columns)))
     )
     if cfg.top_k_per_cluster is not None:
         kept = ranked.where(F.col("_pos") <= cfg.top_k_per_cluster)
@@ -170,15 +181,19 @@ def mmr(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
 
     def walk(pdf: pd.DataFrame) -> pd.DataFrame:
         pdf = pdf.sort_values(S.QUALITY_RANK, kind="mergesort")
+        quality = pdf[S.QSM_SCORE].to_numpy(np.float64)
+        if S.DEMOTED in pdf.columns:
+            quality = np.where(pdf[S.DEMOTED].to_numpy(bool), quality - DEMOTE_OFFSET, quality)
         picked = mmr_walk(
-            pdf[S.QSM_SCORE].to_numpy(np.float64),
+            quality,
             np.stack(pdf[S.EMBEDDING].to_numpy()),
             int(pdf[_BUDGET].iloc[0]),
             lam,
         )
         return pd.DataFrame({S.SAMPLE_ID: pdf[S.SAMPLE_ID].to_numpy()[picked]})
 
-    chosen = pool.select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.QUALITY_RANK, _BUDGET, S.EMBEDDING)
+    demoted = [S.DEMOTED] if S.DEMOTED in df.columns else []
+    chosen = pool.select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE, *demoted, S.QUALITY_RANK, _BUDGET, S.EMBEDDING)
     chosen = chosen.groupBy(S.LANG).applyInPandas(walk, _MMR_SCHEMA)
     return (
         ranked.join(chosen, on=S.SAMPLE_ID).withColumn(S.SELECTION_REASON, F.lit(S.REASON_MMR)).select(*OUTPUT_COLUMNS)
@@ -190,3 +205,91 @@ STRATEGIES = {"das": das, "cluster_top_k": cluster_top_k, "mmr": mmr}
 
 def select(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
     return STRATEGIES[cfg.strategy](df, cfg)
+
+
+# ------------------------------------------------------------------ the select stage
+
+
+def select_key(cfg: JobConfig, cluster_key: str, score_key: str) -> str:
+    """Everything the selection depends on: upstream stages, every section it reads, the rules' version."""
+    sections = (cfg.selection, cfg.filters, cfg.translation, cfg.crosslingual, cfg.near_dup, cfg.copies, cfg.domains)
+    return digest(cluster_key, score_key, *map(section, sections), RULES_VERSION)
+
+
+@dataclass(frozen=True)
+class SelectStage(Stage):
+    """Tag, prune, select and write: one stage, so one key covers every decision the selection makes.
+
+    Tags (flags, cross-lingual, domain) go to flagged/; every clustered sample with its
+    pruning decision to candidates/ (candidates = survivors + pruned, per reason); the
+    chosen samples to selected/. Under filters.action: demote a flagged candidate carries
+    `demoted`, which every ranking puts first (S.best_first): its qsm_score stays the model's.
+    """
+
+    name = "select"
+    cfg: JobConfig
+    score_fingerprint: str
+    embedding_table: str  # scores (embedding.source: qsm) or embeddings (model)
+    embedding_fingerprint: str
+    cluster_key: str
+    score_key: str
+
+    @property
+    def requires(self) -> tuple[Table, ...]:
+        return (
+            Table(NORMALIZED, (S.SAMPLE_ID, S.LANG, S.INSTRUCTION, S.INPUT, S.RESPONSE)),
+            Table(CLUSTERS, (S.SAMPLE_ID, S.LANG, S.CLUSTER_ID, S.CENTROID_DISTANCE)),
+            Table(SCORES, (S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT), self.score_fingerprint),
+            Table(self.embedding_table, (S.SAMPLE_ID, S.EMBEDDING), self.embedding_fingerprint),
+        )
+
+    @property
+    def produces(self) -> tuple[Table, ...]:
+        return (
+            Table(FLAGGED, (S.SAMPLE_ID, S.LANG, *NOTE_COLUMNS)),
+            Table(CANDIDATES, (S.SAMPLE_ID, S.LANG, S.GROUP, S.DEMOTED, S.PRUNE_REASON, *NOTE_COLUMNS)),
+            Table(SELECTED, (*LEAD_COLUMNS, *CANDIDATE_NOTES)),
+        )
+
+    def key(self) -> str:
+        return select_key(self.cfg, self.cluster_key, self.score_key)
+
+    def run(self, ctx: StageContext) -> dict:
+        cfg, rundir = self.cfg, ctx.rundir
+        scores = rundir.model_table(SCORES, self.score_fingerprint).select(
+            S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT
+        )
+        content = rundir.table(NORMALIZED)
+        embeddings = rundir.model_table(self.embedding_table, self.embedding_fingerprint).select(
+            S.SAMPLE_ID, S.EMBEDDING
+        )
+        notes = annotate(content, cfg)
+        writers.write_table(notes.where(notable()).repartition(1), rundir.path(FLAGGED))
+        notes = rundir.table(FLAGGED).select(S.SAMPLE_ID, *NOTE_COLUMNS)
+        candidates = with_defaults(
+            rundir.table(CLUSTERS)
+            .join(scores.drop(S.MODEL_FINGERPRINT), on=S.SAMPLE_ID)
+            .join(notes, on=S.SAMPLE_ID, how="left")
+        )
+        demote = cfg.filters.action == "demote"
+        candidates = candidates.withColumn(S.DEMOTED, F.lit(demote) & (F.size(S.FLAGS) > 0))
+        separate = cfg.crosslingual.enabled and cfg.crosslingual.separate_budget
+        group = F.when(F.col(S.CROSSLINGUAL) & F.lit(separate), F.lit(S.CROSSLINGUAL_GROUP))
+        candidates = candidates.withColumn(S.GROUP, group.otherwise(F.lit(S.MONOLINGUAL_GROUP)))
+        writers.write_table(prune(candidates, embeddings, cfg), rundir.path(CANDIDATES), partition_by=(S.LANG,))
+        pool = rundir.table(CANDIDATES).where(F.col(S.PRUNE_REASON).isNull())
+        if cfg.selection.strategy == "mmr":
+            pool = pool.join(embeddings, on=S.SAMPLE_ID)
+        chosen = select(pool.where(F.col(S.GROUP) == S.MONOLINGUAL_GROUP), cfg.selection)
+        if separate:
+            xl = cfg.selection.model_copy(
+                update={
+                    "budget_fraction": cfg.crosslingual.budget_fraction,
+                    "budget_count": cfg.crosslingual.budget_count,
+                    "budget_per_lang": {},
+                }
+            )
+            chosen = chosen.unionByName(select(pool.where(F.col(S.GROUP) == S.CROSSLINGUAL_GROUP), xl))
+        out = assemble(chosen, content, rundir.table(CANDIDATES), scores)
+        info: dict[str, object] = {"filters_action": cfg.filters.action, "strategy": cfg.selection.strategy}
+        return {**info, **write_selected(ctx.spark, rundir, out, cfg.output.format)}

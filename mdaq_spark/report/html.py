@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from html import escape
 
+from mdaq_spark import schema as S
+
 PALETTE = [
     "#4269d0",
     "#efb118",
@@ -166,10 +168,10 @@ def render(stats: dict) -> str:
                     e.get("lang_mismatch", 0),
                     e.get("clusters", 0),
                     f"{100 * e.get('largest_cluster_share', 0):.1f}%",
-                    e.get("selected", {}).get("quality", 0),
-                    e.get("selected", {}).get("diversity", 0),
-                    e.get("selected", {}).get("cluster_top_k", 0),
-                    e.get("selected", {}).get("mmr", 0),
+                    e.get("selected", {}).get(S.REASON_QUALITY, 0),
+                    e.get("selected", {}).get(S.REASON_DIVERSITY, 0),
+                    e.get("selected", {}).get(S.REASON_CLUSTER_TOP_K, 0),
+                    e.get("selected", {}).get(S.REASON_MMR, 0),
                     e.get("selected_total", 0),
                     e.get("score_mean", float("nan")),
                     ", ".join(f"{k}: {v}" for k, v in sorted(e.get("flags", {}).items())),
@@ -191,9 +193,9 @@ def render(stats: dict) -> str:
         )
     pruning = stats.get("pruning")
     if pruning:
-        from mdaq_spark.prune import PRUNE_REASONS
+        from mdaq_spark import schema as S
 
-        reasons = list(PRUNE_REASONS)
+        reasons = list(S.PRUNE_REASONS)
         copies = pruning.get("copy_groups")
         copies_line = (
             f" Translated copies: {copies['groups']} groups holding {copies['grouped_samples']} samples "
@@ -228,10 +230,10 @@ def render(stats: dict) -> str:
                         *[e.get("pruned", {}).get(r, 0) for r in reasons],
                         e.get("largest_near_dup_group", 1),
                         e.get("crosslingual", 0),
-                        e.get("domains", {}).get("math", 0),
-                        e.get("domains", {}).get("code", 0),
-                        e.get("selected_by_group", {}).get("monolingual", 0),
-                        e.get("selected_by_group", {}).get("crosslingual", 0),
+                        e.get("domains", {}).get(S.MATH, 0),
+                        e.get("domains", {}).get(S.CODE, 0),
+                        e.get("selected_by_group", {}).get(S.MONOLINGUAL_GROUP, 0),
+                        e.get("selected_by_group", {}).get(S.CROSSLINGUAL_GROUP, 0),
                     ]
                     for lang, e in per_lang.items()
                 ],
@@ -299,7 +301,7 @@ def _model_rows(stats: dict) -> list[tuple[str, str]]:
     cfg = stats.get("config", {}).get("model", {})
     return [
         ("encoder", cfg.get("name", "")),
-        ("encoder fingerprint", info.get("encode", {}).get("encoder_fingerprint", "")),
+        ("encoder fingerprint", info.get("encode", {}).get(S.ENCODER_FINGERPRINT, "")),
         ("QSM head", info.get("score", {}).get("qsm_head", "")),
-        ("QSM fingerprint", info.get("score", {}).get("model_fingerprint", "")),
+        ("QSM fingerprint", info.get("score", {}).get(S.MODEL_FINGERPRINT, "")),
     ]

@@ -6,38 +6,33 @@ Spark may apply twice on task retries), so the numbers a user reads are the rows
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from mdaq_spark import __version__
 from mdaq_spark import schema as S
-
-if TYPE_CHECKING:
-    from mdaq_spark.pipeline import Run
+from mdaq_spark.config import JobConfig
+from mdaq_spark.report.figures import collect_report_data
+from mdaq_spark.report.html import render
+from mdaq_spark.rundir import CANDIDATES, CLUSTERS, FLAGGED, NORMALIZED, QUARANTINE, SCORES, RunDir, RunLog
 
 log = logging.getLogger(__name__)
-
-STATS_FILE = "stats.json"
 
 
 def _rows(df, *keys: str) -> list[dict]:
     return [row.asDict() for row in df.orderBy(*keys).collect()]
 
 
-def collect_stats(run: Run) -> dict:
-    from mdaq_spark import pipeline as P
-
-    normalized = run.table(P.NORMALIZED)
-    quarantine = run.table(P.QUARANTINE)
-    selected = run.selected_table()
-    scores = run.model_table(P.SCORES)
-    clusters = run.table(P.CLUSTERS)
+def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog, score_fingerprint: str) -> dict:
+    normalized = rundir.table(NORMALIZED)
+    quarantine = rundir.table(QUARANTINE)
+    selected = rundir.selected_table(cfg.output.format)
+    scores = rundir.model_table(SCORES, score_fingerprint)
+    clusters = rundir.table(CLUSTERS)
 
     by_reason = {
         r[S.QUARANTINE_REASON]: r["count"]
@@ -81,16 +76,16 @@ def collect_stats(run: Run) -> dict:
         entry.setdefault("selected", {})[r[S.SELECTION_REASON]] = r["count"]
     for entry in per_lang.values():
         entry["selected_total"] = sum(entry.get("selected", {}).values())
-    if Path(run.path(P.FLAGGED)).exists():
-        exploded = run.table(P.FLAGGED).select(S.LANG, F.explode("flags").alias("flag"))
+    if rundir.exists(FLAGGED):
+        exploded = rundir.table(FLAGGED).select(S.LANG, F.explode(S.FLAGS).alias("flag"))
         for r in _rows(exploded.groupBy(S.LANG, "flag").count(), S.LANG, "flag"):
             per_lang.setdefault(r[S.LANG], {}).setdefault("flags", {})[r["flag"]] = r["count"]
 
-    pruning = _pruning(run, per_lang)
+    pruning = _pruning(rundir, selected, per_lang)
 
     kept = sum(e.get("samples", 0) for e in per_lang.values())
     # rows the reader produced, counted independently in the ingest stage before any split
-    read = run.info.get("ingest", {}).get("parsed_rows", -1)
+    read = runlog.info.get("ingest", {}).get("parsed_rows", -1)
     return {
         "mdaq_spark_version": __version__,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -105,66 +100,57 @@ def collect_stats(run: Run) -> dict:
         "quarantine_by_reason": by_reason,
         "pruning": pruning,
         "per_language": per_lang,
-        "stage_seconds": dict(run.timings),
-        "stages_skipped": list(run.skipped),
-        "stage_keys": dict(run.keys),
-        "stage_info": run.info,
+        "stage_seconds": dict(runlog.timings),
+        "stages_skipped": list(runlog.skipped),
+        "stage_keys": dict(runlog.keys),
+        "stage_info": runlog.info,
         "environment": {
             "python": platform.python_version(),
-            "spark": run.spark.version,
-            "spark_master": run.spark.sparkContext.master,
+            "spark": spark.version,
+            "spark_master": spark.sparkContext.master,
         },
-        "config": run.cfg.model_dump(mode="json"),
+        "config": cfg.model_dump(mode="json"),
     }
 
 
-def _pruning(run: Run, per_lang: dict[str, dict]) -> dict:
+def _pruning(rundir: RunDir, selected, per_lang: dict[str, dict]) -> dict:
     """Candidates, what left the pool before selection (per reason), tags and selection groups, per language."""
-    from mdaq_spark import pipeline as P
-    from mdaq_spark.copies import COPY_GROUP
-    from mdaq_spark.crosslingual import CROSSLINGUAL, GROUP
-    from mdaq_spark.domains import DOMAIN
-    from mdaq_spark.neardup import NEAR_DUP_COUNT
-    from mdaq_spark.prune import PRUNE_REASON
-
-    candidates = run.table(P.CANDIDATES)
+    candidates = rundir.table(CANDIDATES)
     totals: dict[str, int] = {}
-    for r in _rows(candidates.groupBy(S.LANG, PRUNE_REASON).count(), S.LANG, PRUNE_REASON):
+    for r in _rows(candidates.groupBy(S.LANG, S.PRUNE_REASON).count(), S.LANG, S.PRUNE_REASON):
         entry = per_lang.setdefault(r[S.LANG], {})
         entry["candidates"] = entry.get("candidates", 0) + r["count"]
-        if r[PRUNE_REASON] is not None:
-            entry.setdefault("pruned", {})[r[PRUNE_REASON]] = r["count"]
-            totals[r[PRUNE_REASON]] = totals.get(r[PRUNE_REASON], 0) + r["count"]
-    for r in _rows(candidates.groupBy(S.LANG, DOMAIN).count(), S.LANG, DOMAIN):
-        per_lang[r[S.LANG]].setdefault("domains", {})[r[DOMAIN]] = r["count"]
+        if r[S.PRUNE_REASON] is not None:
+            entry.setdefault("pruned", {})[r[S.PRUNE_REASON]] = r["count"]
+            totals[r[S.PRUNE_REASON]] = totals.get(r[S.PRUNE_REASON], 0) + r["count"]
+    for r in _rows(candidates.groupBy(S.LANG, S.DOMAIN).count(), S.LANG, S.DOMAIN):
+        per_lang[r[S.LANG]].setdefault("domains", {})[r[S.DOMAIN]] = r["count"]
     for r in _rows(
         candidates.groupBy(S.LANG).agg(
-            F.sum(F.col(CROSSLINGUAL).cast("int")).alias("xl"), F.max(NEAR_DUP_COUNT).alias("most_dups")
+            F.sum(F.col(S.CROSSLINGUAL).cast("int")).alias("xl"), F.max(S.NEAR_DUP_COUNT).alias("most_dups")
         ),
         S.LANG,
     ):
         per_lang[r[S.LANG]].update(crosslingual=r["xl"] or 0, largest_near_dup_group=(r["most_dups"] or 0) + 1)
-    for r in _rows(run.selected_table().groupBy(S.LANG, GROUP).count(), S.LANG, GROUP):
-        per_lang[r[S.LANG]].setdefault("selected_by_group", {})[r[GROUP]] = r["count"]
+    for r in _rows(selected.groupBy(S.LANG, S.GROUP).count(), S.LANG, S.GROUP):
+        per_lang[r[S.LANG]].setdefault("selected_by_group", {})[r[S.GROUP]] = r["count"]
     n = sum(e.get("candidates", 0) for e in per_lang.values())
     out = {
         "candidates": n,
         "pruned_by_reason": totals,
         "to_selection": n - sum(totals.values()),
-        "candidates_are_all_clustered": n == run.table(P.CLUSTERS).count(),
+        "candidates_are_all_clustered": n == rundir.table(CLUSTERS).count(),
     }
-    if COPY_GROUP in candidates.columns:  # runs from before translated-copy grouping lack the column
+    if S.COPY_GROUP in candidates.columns:  # runs from before translated-copy grouping lack the column
         out["copy_groups"] = _copy_groups(candidates)
     return out
 
 
 def _copy_groups(candidates) -> dict:
     """How many groups of translated copies, how large (members and languages), how many samples they hold."""
-    from mdaq_spark.copies import COPY_GROUP
-
     groups = (
-        candidates.where(F.col(COPY_GROUP).isNotNull())
-        .groupBy(COPY_GROUP)
+        candidates.where(F.col(S.COPY_GROUP).isNotNull())
+        .groupBy(S.COPY_GROUP)
         .agg(F.count(F.lit(1)).alias("size"), F.countDistinct(S.LANG).alias("langs"))
     )
     sizes = {r["size"]: r["count"] for r in _rows(groups.groupBy("size").count(), "size")}
@@ -178,19 +164,14 @@ def _copy_groups(candidates) -> dict:
     }
 
 
-def write_stats(run: Run) -> dict:
-    from mdaq_spark import pipeline as P
-    from mdaq_spark.report_data import collect_report_data
-
-    stats = collect_stats(run)
-    stats["run_dir"] = str(run.cfg.output.path)
-    run.spark.sparkContext.setJobGroup("mdaq-report", "mdaq stage: report", interruptOnCancel=True)
-    stats["report"] = collect_report_data(run, run.cfg.report)
-    out = Path(run.path(P.REPORT))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False, sort_keys=False))
-    if run.cfg.report.html:
-        write_html(out)
+def write_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog, score_fingerprint: str) -> dict:
+    """Count what the run wrote, draw the report's figures; write report/stats.json (and report.html)."""
+    stats = collect_stats(spark, rundir, cfg, runlog, score_fingerprint)
+    stats["run_dir"] = str(cfg.output.path)
+    stats["report"] = collect_report_data(rundir, cfg, score_fingerprint)
+    rundir.write_stats(stats)
+    if cfg.report.html:
+        write_html(rundir)
     c = stats["counts"]
     log.info(
         "read %d = kept %d + quarantined %d + duplicates %d; selected %d",
@@ -199,16 +180,6 @@ def write_stats(run: Run) -> dict:
     return stats
 
 
-HTML_FILE = "report.html"
-
-
-def write_html(report_dir: Path) -> Path:
+def write_html(rundir: RunDir) -> str:
     """(Re)build report.html from the stats.json beside it; no Spark needed."""
-    from mdaq_spark.report_html import render
-
-    stats = json.loads((report_dir / STATS_FILE).read_text())
-    path = report_dir / HTML_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(render(stats), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return rundir.write_html(render(rundir.read_stats()))

@@ -25,8 +25,8 @@ from pyspark.sql import types as T
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import TranslationConfig
-from mdaq_spark.crosslingual import CROSSLINGUAL, identified_other_language, is_neighbour
-from mdaq_spark.lang import _identifier, identify, prompt_text
+from mdaq_spark.stages.language import identifier, identify
+from mdaq_spark.stages.tag.crosslingual import identified_other_language, is_neighbour
 
 _CODE_BLOCK = re.compile(r"```.*?(```|$)", re.S)
 _URL = re.compile(r"(https?://|www\.)\S+")
@@ -58,7 +58,7 @@ def longest_source_run(text: str | None, lang: str | None, source: str, min_segm
     """
     if not text or not lang or lang == source:
         return 0
-    if lang not in _identifier(None).nb_classes or source not in _identifier(None).nb_classes:
+    if lang not in identifier(None).nb_classes or source not in identifier(None).nb_classes:
         return 0
     text = strip_code(text)
     common = _COMMON_WORDS.get(source)
@@ -122,11 +122,11 @@ def rules(cfg: TranslationConfig) -> dict[str, Column]:
     """Flag name -> boolean column; needs lang, lang_instruction, lang_response, the texts and `crosslingual`."""
     if not cfg.enabled:
         return {}
-    prompt = prompt_text()
+    prompt = S.prompt_text()
     text = F.concat_ws("\n", prompt, F.col(S.RESPONSE))
     instruction_letters = F.length(F.regexp_replace(prompt, r"[^\p{L}]", ""))
     untranslated = _untranslated_udf(cfg)
-    asked_for = F.coalesce(F.col(CROSSLINGUAL), F.lit(False))  # the prompt asked for the other language
+    asked_for = F.coalesce(F.col(S.CROSSLINGUAL), F.lit(False))  # the prompt asked for the other language
     # only samples whose response was identified as another language at ingest are looked at again
     recheck = _response_language_udf(cfg)(F.col(S.RESPONSE), identified_other_language(cfg, cfg.min_letters))
     out = {

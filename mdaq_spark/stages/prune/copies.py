@@ -30,7 +30,7 @@ Three steps, none of them all-pairs:
    pyspark.ml's BucketedRandomProjectionLSH is not used: each of its hash tables is one
    projection cut into intervals, tables are ORed, nothing is ANDed; on MIDB a bucket length
    that keeps 85% of the pairs above cosine 0.9 together (0.02, 4 tables) also compares 70%
-   of all cross-language pairs (BENCHMARKS.md, section 5).
+   of all cross-language pairs (docs/benchmarks.md, section 5).
    Centring matters because E5 embeddings share one dominant direction (unrelated samples
    sit at cosine ~0.75): without it most hyperplanes cut far from the data and split it
    into lopsided halves, so buckets are huge and say little. The mean comes from a fixed,
@@ -67,14 +67,10 @@ from pyspark.sql import types as T
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import CopyGroupConfig
-from mdaq_spark.domains import DOMAIN
-from mdaq_spark.neardup import balanced_block
+from mdaq_spark.stages.prune.neardup import balanced_block
 
 log = logging.getLogger(__name__)
 
-COPY_GROUP = "copy_group"  # smallest sample_id of the sample's group of translated copies (null: none found)
-COPY_COUNT = "copy_count"  # on a kept sample of a group: how many copies the group pruned
-TRANSLATED_COPY = "translated_copy"  # true: a copy in a language its group does not keep
 REQUIRED_COLUMNS = (S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING)
 
 # rows projected at once: the (rows, planes, dim) product array stays a few MB
@@ -326,28 +322,31 @@ def components(pairs: DataFrame, max_iterations: int) -> DataFrame:
         )
     else:
         log.info("copies: connected components converged in %d rounds", rounds)
-    return labels.select(F.col(_NODE).alias(S.SAMPLE_ID), F.col(_LABEL).alias(COPY_GROUP))
+    return labels.select(F.col(_NODE).alias(S.SAMPLE_ID), F.col(_LABEL).alias(S.COPY_GROUP))
 
 
 def keep_languages(members: DataFrame, cfg: CopyGroupConfig, seed: int) -> DataFrame:
     """sample_id, copy_group, copy_count, translated_copy of grouped samples.
 
-    `members` has sample_id, lang, qsm_score and copy_group.
+    `members` has sample_id, lang, qsm_score, copy_group and, optionally, demoted.
     """
-    per_lang = members.groupBy(COPY_GROUP, S.LANG).agg(F.max(S.QSM_SCORE).alias("_best"))
+    # a language's best sample, clean before demoted (S.best_first): a struct orders field by field
+    clean = ~F.col(S.DEMOTED) if S.DEMOTED in members.columns else F.lit(True)
+    best = F.max(F.struct(clean.alias("clean"), F.col(S.QSM_SCORE).alias("score")))
+    per_lang = members.groupBy(S.COPY_GROUP, S.LANG).agg(best.alias("_best"))
     if cfg.keep == "spread":
-        order = [F.xxhash64(COPY_GROUP, S.LANG, F.lit(seed)), F.col(S.LANG)]
+        order = [F.xxhash64(S.COPY_GROUP, S.LANG, F.lit(seed)), F.col(S.LANG)]
     else:
         order = [F.col("_best").desc(), F.col(S.LANG)]
-    rank = F.row_number().over(Window.partitionBy(COPY_GROUP).orderBy(*order))
-    per_lang = per_lang.select(COPY_GROUP, S.LANG, (rank > cfg.max_langs_per_group).alias(TRANSLATED_COPY))
-    marked = members.join(per_lang, on=[COPY_GROUP, S.LANG])
-    pruned = F.sum(F.col(TRANSLATED_COPY).cast("long")).over(Window.partitionBy(COPY_GROUP))
+    rank = F.row_number().over(Window.partitionBy(S.COPY_GROUP).orderBy(*order))
+    per_lang = per_lang.select(S.COPY_GROUP, S.LANG, (rank > cfg.max_langs_per_group).alias(S.TRANSLATED_COPY))
+    marked = members.join(per_lang, on=[S.COPY_GROUP, S.LANG])
+    pruned = F.sum(F.col(S.TRANSLATED_COPY).cast("long")).over(Window.partitionBy(S.COPY_GROUP))
     return marked.select(
         S.SAMPLE_ID,
-        COPY_GROUP,
-        F.when(F.col(TRANSLATED_COPY), F.lit(0).cast("long")).otherwise(pruned).alias(COPY_COUNT),
-        TRANSLATED_COPY,
+        S.COPY_GROUP,
+        F.when(F.col(S.TRANSLATED_COPY), F.lit(0).cast("long")).otherwise(pruned).alias(S.COPY_COUNT),
+        S.TRANSLATED_COPY,
     )
 
 
@@ -358,7 +357,7 @@ def translated_copies(pool: DataFrame, cfg: CopyGroupConfig, seed: int) -> DataF
     (when cfg.domains is not empty) domain; only samples of those domains are grouped, every
     sample is a neighbour for the margin.
     """
-    needed = REQUIRED_COLUMNS + ((DOMAIN,) if cfg.domains else ())
+    needed = REQUIRED_COLUMNS + ((S.DOMAIN,) if cfg.domains else ())
     missing = [c for c in needed if c not in pool.columns]
     if missing:
         raise ValueError(f"grouping translated copies needs columns {missing}")
@@ -366,9 +365,10 @@ def translated_copies(pool: DataFrame, cfg: CopyGroupConfig, seed: int) -> DataF
     # to remove is the encoder's, and a small domain made of a few sources' copies would
     # otherwise have its copies' shared direction removed with it
     centre = pool_mean(pool, cfg, seed)
-    grouped = F.col(DOMAIN).isin(*cfg.domains) if cfg.domains else F.lit(True)
-    pool = pool.select(*REQUIRED_COLUMNS, grouped.alias(GROUPED))
+    grouped = F.col(S.DOMAIN).isin(*cfg.domains) if cfg.domains else F.lit(True)
+    demoted = [S.DEMOTED] if S.DEMOTED in pool.columns else []
+    pool = pool.select(*REQUIRED_COLUMNS, *demoted, grouped.alias(GROUPED))
     pairs = candidate_pairs(pool, cfg, seed, centre).localCheckpoint()
     groups = components(pairs, cfg.max_iterations)
-    members = groups.join(pool.select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE), on=S.SAMPLE_ID)
+    members = groups.join(pool.select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE, *demoted), on=S.SAMPLE_ID)
     return keep_languages(members, cfg, seed)

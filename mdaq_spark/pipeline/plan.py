@@ -16,6 +16,7 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import JobConfig
 from mdaq_spark.io import readers
 from mdaq_spark.models import registry
+from mdaq_spark.rundir import RunDir, is_local
 
 STAGES = ("ingest", "encode", "score", "embed", "cluster", "select")
 
@@ -49,12 +50,13 @@ def _inputs(cfg: JobConfig, peek: int, max_files: int) -> list[dict]:
 
 def _stages(cfg: JobConfig) -> dict[str, str]:
     """Stages a finished run in output.path already holds (their marker exists); keys are checked at run time."""
-    markers = Path(cfg.output.path) / "_stages"
     wanted = [s for s in STAGES if s != "embed" or cfg.embedding.source == "model"]
+    if not is_local(cfg.output.path):
+        return dict.fromkeys(wanted, "a remote run directory: its markers are read when the job runs")
+    rundir = RunDir(cfg.output.path)
     state = {}
     for stage in wanted:
-        marker = markers / f"{stage}.json"
-        if cfg.output.overwrite or not marker.is_file():
+        if cfg.output.overwrite or not rundir.files.exists(rundir.marker_path(stage)):
             state[stage] = "runs"
         else:
             state[stage] = "finished earlier: skipped if its inputs and config are unchanged"

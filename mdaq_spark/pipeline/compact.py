@@ -10,24 +10,19 @@ rewritten through `ModelStore.compact`, which a killed job can never leave half 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
 from mdaq_spark.errors import InputError
 from mdaq_spark.io.store import ModelStore
-from mdaq_spark.pipeline import NORMALIZED, STAGE_MARKERS, STAGE_OF, STORE_FINGERPRINT
+from mdaq_spark.rundir import NORMALIZED, STAGE_OF, STORE_FINGERPRINT, RunDir
 
 
-def current_fingerprint(run_dir: str, name: str) -> str | None:
+def current_fingerprint(rundir: RunDir, name: str) -> str | None:
     """The fingerprint a run's last finished model stage wrote to store `name`, from its marker."""
-    marker = Path(run_dir) / STAGE_MARKERS / f"{STAGE_OF[name]}.json"
-    if not marker.is_file():
-        return None
-    return json.loads(marker.read_text()).get("info", {}).get(STORE_FINGERPRINT[name])
+    marker = rundir.marker(STAGE_OF[name])
+    return None if marker is None else marker.get("info", {}).get(STORE_FINGERPRINT[name])
 
 
 def compact_run(
@@ -44,22 +39,21 @@ def compact_run(
     without re-scoring); `keep_absent` keeps samples that are no longer in the run's corpus
     (e.g. when several corpora share one store).
     """
-    run_dir = run_dir.rstrip("/")
-    root = (store_root or run_dir).rstrip("/")
+    rundir = RunDir(run_dir, store_root, spark)
     corpus = None
     if not keep_absent:
-        if not (Path(run_dir) / NORMALIZED).is_dir():
+        if not rundir.exists(NORMALIZED):
             raise InputError(f"{run_dir} has no {NORMALIZED}/ table: pass --keep-absent or a finished run directory")
-        corpus = spark.read.parquet(f"{run_dir}/{NORMALIZED}").select(S.SAMPLE_ID)
+        corpus = rundir.table(NORMALIZED).select(S.SAMPLE_ID)
     out: dict[str, dict] = {}
     for name, column in STORE_FINGERPRINT.items():
-        store = ModelStore(spark, f"{root}/{name}", column)
+        store = ModelStore(spark, rundir.store_path(name), column)
         store.sweep()
         keep = store.read_all()
         if keep is None:
             continue
         if not all_fingerprints:
-            fingerprint = current_fingerprint(run_dir, name)
+            fingerprint = current_fingerprint(rundir, name)
             if fingerprint is None:
                 raise InputError(
                     f"{run_dir} has no finished {STAGE_OF[name]} stage to say which {column} is current; "

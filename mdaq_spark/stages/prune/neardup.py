@@ -26,25 +26,26 @@ from pyspark.sql import types as T
 from mdaq_spark import schema as S
 from mdaq_spark.config import NearDupConfig
 
-DUPLICATE_OF = "duplicate_of"  # the kept sample this one duplicates (null: kept)
-DUP_SIMILARITY = "dup_similarity"  # cosine to that sample
-NEAR_DUP_COUNT = "near_dup_count"  # on a kept sample: how many removed near-duplicates it stands for
 REQUIRED_COLUMNS = (S.SAMPLE_ID, S.LANG, S.CLUSTER_ID, S.CENTROID_DISTANCE, S.QSM_SCORE, S.EMBEDDING)
 
 _BLOCK = "_block"
 RESULT_SCHEMA = T.StructType(
     [
         T.StructField(S.SAMPLE_ID, T.StringType(), False),
-        T.StructField(DUPLICATE_OF, T.StringType(), True),
-        T.StructField(DUP_SIMILARITY, T.DoubleType(), True),
-        T.StructField(NEAR_DUP_COUNT, T.LongType(), False),
+        T.StructField(S.DUPLICATE_OF, T.StringType(), True),
+        T.StructField(S.DUP_SIMILARITY, T.DoubleType(), True),
+        T.StructField(S.NEAR_DUP_COUNT, T.LongType(), False),
     ]
 )
 
 
-def greedy_dedup(ids: list[str], scores: np.ndarray, embeddings: np.ndarray, threshold: float) -> pd.DataFrame:
-    """One block: visit by score (desc), then id (asc); drop what is too close to something kept."""
-    order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
+def greedy_dedup(
+    ids: list[str], scores: np.ndarray, embeddings: np.ndarray, threshold: float, demoted: np.ndarray | None = None
+) -> pd.DataFrame:
+    """One block: visit clean before demoted, then by score (desc), then id (asc); drop what is too close
+    to something kept."""
+    late = demoted if demoted is not None else np.zeros(len(ids), dtype=bool)
+    order = sorted(range(len(ids)), key=lambda i: (bool(late[i]), -scores[i], ids[i]))
     x = embeddings[order].astype(np.float32)
     sims = x @ x.T
     n = len(order)
@@ -66,9 +67,9 @@ def greedy_dedup(ids: list[str], scores: np.ndarray, embeddings: np.ndarray, thr
     return pd.DataFrame(
         {
             S.SAMPLE_ID: sorted_ids,
-            DUPLICATE_OF: [sorted_ids[j] if j >= 0 else None for j in dup_of],
-            DUP_SIMILARITY: dup_sim,
-            NEAR_DUP_COUNT: np.where(kept, counts, 0).astype(np.int64),
+            S.DUPLICATE_OF: [sorted_ids[j] if j >= 0 else None for j in dup_of],
+            S.DUP_SIMILARITY: dup_sim,
+            S.NEAR_DUP_COUNT: np.where(kept, counts, 0).astype(np.int64),
         }
     )
 
@@ -101,7 +102,8 @@ def near_duplicates(df: DataFrame, cfg: NearDupConfig) -> DataFrame:
 
     def per_block(pdf: pd.DataFrame) -> pd.DataFrame:
         embeddings = np.stack(pdf[S.EMBEDDING].to_numpy()) if len(pdf) else np.zeros((0, 1))
-        return greedy_dedup(pdf[S.SAMPLE_ID].tolist(), pdf[S.QSM_SCORE].to_numpy(), embeddings, threshold)
+        demoted = pdf[S.DEMOTED].to_numpy(bool) if S.DEMOTED in pdf.columns else None
+        return greedy_dedup(pdf[S.SAMPLE_ID].tolist(), pdf[S.QSM_SCORE].to_numpy(), embeddings, threshold, demoted)
 
-    blocked = _blocks(df.select(*REQUIRED_COLUMNS), cfg)
+    blocked = _blocks(df.select(*REQUIRED_COLUMNS, *([S.DEMOTED] if S.DEMOTED in df.columns else [])), cfg)
     return blocked.groupBy(S.LANG, S.CLUSTER_ID, _BLOCK).applyInPandas(per_block, RESULT_SCHEMA)

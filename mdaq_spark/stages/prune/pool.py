@@ -19,17 +19,9 @@ from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import JobConfig
-from mdaq_spark.copies import COPY_COUNT, COPY_GROUP, TRANSLATED_COPY, translated_copies
-from mdaq_spark.domains import over_cap
-from mdaq_spark.heuristics import FLAGS
-from mdaq_spark.neardup import DUP_SIMILARITY, DUPLICATE_OF, NEAR_DUP_COUNT, near_duplicates
-
-PRUNE_REASON = "prune_reason"
-REASON_FLAGGED = "flagged"
-REASON_NEAR_DUPLICATE = "near_duplicate"
-REASON_TRANSLATED_COPY = "translated_copy"
-REASON_DOMAIN_CAP = "domain_cap"
-PRUNE_REASONS = (REASON_FLAGGED, REASON_NEAR_DUPLICATE, REASON_TRANSLATED_COPY, REASON_DOMAIN_CAP)
+from mdaq_spark.stages.prune.copies import translated_copies
+from mdaq_spark.stages.prune.neardup import near_duplicates
+from mdaq_spark.stages.tag.domains import over_cap
 
 
 def prune(candidates: DataFrame, embeddings: DataFrame, cfg: JobConfig) -> DataFrame:
@@ -43,51 +35,51 @@ def prune(candidates: DataFrame, embeddings: DataFrame, cfg: JobConfig) -> DataF
     """
     none = F.lit(None).cast("string")
     out = candidates.withColumn(
-        PRUNE_REASON,
-        F.when(F.size(F.col(FLAGS)) > 0, F.lit(REASON_FLAGGED)).otherwise(none)
+        S.PRUNE_REASON,
+        F.when(F.size(F.col(S.FLAGS)) > 0, F.lit(S.REASON_FLAGGED)).otherwise(none)
         if cfg.filters.action == "drop"
         else none,
     )
     if cfg.near_dup.enabled:
-        pool = out.where(F.col(PRUNE_REASON).isNull()).join(embeddings, on=S.SAMPLE_ID)
+        pool = out.where(F.col(S.PRUNE_REASON).isNull()).join(embeddings, on=S.SAMPLE_ID)
         found = near_duplicates(pool, cfg.near_dup)
         out = out.join(found, on=S.SAMPLE_ID, how="left").withColumn(
-            PRUNE_REASON,
+            S.PRUNE_REASON,
             F.when(
-                F.col(PRUNE_REASON).isNull() & F.col(DUPLICATE_OF).isNotNull(), F.lit(REASON_NEAR_DUPLICATE)
-            ).otherwise(F.col(PRUNE_REASON)),
+                F.col(S.PRUNE_REASON).isNull() & F.col(S.DUPLICATE_OF).isNotNull(), F.lit(S.REASON_NEAR_DUPLICATE)
+            ).otherwise(F.col(S.PRUNE_REASON)),
         )
     else:
-        out = out.withColumn(DUPLICATE_OF, none).withColumn(DUP_SIMILARITY, F.lit(None).cast("double"))
-        out = out.withColumn(NEAR_DUP_COUNT, F.lit(0).cast("long"))
-    out = out.withColumn(NEAR_DUP_COUNT, F.coalesce(F.col(NEAR_DUP_COUNT), F.lit(0).cast("long")))
+        out = out.withColumn(S.DUPLICATE_OF, none).withColumn(S.DUP_SIMILARITY, F.lit(None).cast("double"))
+        out = out.withColumn(S.NEAR_DUP_COUNT, F.lit(0).cast("long"))
+    out = out.withColumn(S.NEAR_DUP_COUNT, F.coalesce(F.col(S.NEAR_DUP_COUNT), F.lit(0).cast("long")))
     if cfg.copies.enabled:
         out = out.localCheckpoint()
-        pool = out.where(F.col(PRUNE_REASON).isNull()).join(embeddings, on=S.SAMPLE_ID)
+        pool = out.where(F.col(S.PRUNE_REASON).isNull()).join(embeddings, on=S.SAMPLE_ID)
         found = translated_copies(pool, cfg.copies, cfg.seed)
         out = (
             out.join(found, on=S.SAMPLE_ID, how="left")
             .withColumn(
-                PRUNE_REASON,
+                S.PRUNE_REASON,
                 F.when(
-                    F.col(PRUNE_REASON).isNull() & F.coalesce(F.col(TRANSLATED_COPY), F.lit(False)),
-                    F.lit(REASON_TRANSLATED_COPY),
-                ).otherwise(F.col(PRUNE_REASON)),
+                    F.col(S.PRUNE_REASON).isNull() & F.coalesce(F.col(S.TRANSLATED_COPY), F.lit(False)),
+                    F.lit(S.REASON_TRANSLATED_COPY),
+                ).otherwise(F.col(S.PRUNE_REASON)),
             )
-            .drop(TRANSLATED_COPY)
+            .drop(S.TRANSLATED_COPY)
         )
     else:
-        out = out.withColumn(COPY_GROUP, none).withColumn(COPY_COUNT, F.lit(0).cast("long"))
-    out = out.withColumn(COPY_COUNT, F.coalesce(F.col(COPY_COUNT), F.lit(0).cast("long")))
+        out = out.withColumn(S.COPY_GROUP, none).withColumn(S.COPY_COUNT, F.lit(0).cast("long"))
+    out = out.withColumn(S.COPY_COUNT, F.coalesce(F.col(S.COPY_COUNT), F.lit(0).cast("long")))
     if cfg.domains.enabled and cfg.domains.max_per_lang:
-        alive = out.where(F.col(PRUNE_REASON).isNull())
+        alive = out.where(F.col(S.PRUNE_REASON).isNull())
         capped = alive.select(S.SAMPLE_ID, over_cap(alive, cfg.domains).alias("_over_cap"))
         out = (
             out.join(capped, on=S.SAMPLE_ID, how="left")
             .withColumn(
-                PRUNE_REASON,
-                F.when(F.coalesce(F.col("_over_cap"), F.lit(False)), F.lit(REASON_DOMAIN_CAP)).otherwise(
-                    F.col(PRUNE_REASON)
+                S.PRUNE_REASON,
+                F.when(F.coalesce(F.col("_over_cap"), F.lit(False)), F.lit(S.REASON_DOMAIN_CAP)).otherwise(
+                    F.col(S.PRUNE_REASON)
                 ),
             )
             .drop("_over_cap")

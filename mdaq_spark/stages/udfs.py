@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import pandas as pd
 from pyspark import Accumulator
-from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -115,8 +114,3 @@ def embed_udf(cfg: ModelConfig, location: str, prefix: str, counter: Accumulator
             yield pd.Series(list(encoder.encode(_texts(texts), prefix)))
 
     return embed
-
-
-def sample_text() -> Column:
-    """The whole sample as one text, for a separate diversity encoder."""
-    return F.concat_ws("\n", F.col(S.INSTRUCTION), F.col(S.INPUT), F.col(S.RESPONSE))

@@ -8,17 +8,13 @@ grows with the corpus.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
-
-if TYPE_CHECKING:
-    from mdaq_spark.config import ReportConfig
-    from mdaq_spark.pipeline import Run
+from mdaq_spark.config import JobConfig
+from mdaq_spark.rundir import CLUSTERS, NORMALIZED, SCORES, RunDir
 
 _SNIPPET = 280  # characters of instruction/response shown per example
 
@@ -116,20 +112,19 @@ def projection(scored_flagged, sample: int, seed: int) -> list[dict]:
     ]
 
 
-def collect_report_data(run: Run, cfg: ReportConfig) -> dict:
-    from mdaq_spark import pipeline as P
-
-    selected_ids = run.selected_table().select(S.SAMPLE_ID, F.lit(True).alias("_selected"))
+def collect_report_data(rundir: RunDir, cfg: JobConfig, score_fingerprint: str) -> dict:
+    report = cfg.report
+    selected_ids = rundir.selected_table(cfg.output.format).select(S.SAMPLE_ID, F.lit(True).alias("_selected"))
     scored = (
-        run.model_table(P.SCORES)
+        rundir.model_table(SCORES, score_fingerprint)
         .select(S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING)
         .join(selected_ids, on=S.SAMPLE_ID, how="left")
         .withColumn("_selected", F.coalesce(F.col("_selected"), F.lit(False)))
     )
-    content = run.table(P.NORMALIZED).select(S.SAMPLE_ID, S.INSTRUCTION, S.RESPONSE)
+    content = rundir.table(NORMALIZED).select(S.SAMPLE_ID, S.INSTRUCTION, S.RESPONSE)
     return {
-        "score_histograms": score_histograms(scored.drop(S.EMBEDDING), cfg.histogram_bins),
-        "cluster_sizes": cluster_sizes(run.table(P.CLUSTERS)),
-        "examples": extreme_examples(scored.drop(S.EMBEDDING).join(content, on=S.SAMPLE_ID), cfg.examples_per_lang),
-        "projection": projection(scored, cfg.projection_sample, run.cfg.seed),
+        "score_histograms": score_histograms(scored.drop(S.EMBEDDING), report.histogram_bins),
+        "cluster_sizes": cluster_sizes(rundir.table(CLUSTERS)),
+        "examples": extreme_examples(scored.drop(S.EMBEDDING).join(content, on=S.SAMPLE_ID), report.examples_per_lang),
+        "projection": projection(scored, report.projection_sample, cfg.seed),
     }

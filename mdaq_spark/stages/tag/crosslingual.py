@@ -17,12 +17,6 @@ from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import CrossLingualConfig, TranslationConfig
-from mdaq_spark.lang import prompt_text
-
-CROSSLINGUAL = "crosslingual"  # boolean column
-GROUP = "sample_group"  # monolingual | crosslingual: selection budgets are per (language, group)
-MONOLINGUAL_GROUP = "monolingual"
-CROSSLINGUAL_GROUP = "crosslingual"
 
 # lower-case stems by which a prompt names a language, in English, the language itself and
 # the MIDB languages (a stem matches its inflections: "anglick" -> "anglickém"). Country
@@ -94,7 +88,7 @@ def is_crosslingual(cfg: CrossLingualConfig, tcfg: TranslationConfig) -> Column:
     """The response is in language X (identified) and the prompt names X."""
     if not cfg.enabled:
         return F.lit(False)
-    prompt = F.lower(prompt_text())
+    prompt = F.lower(S.prompt_text())
     named = F.lit(False)
     for lang, stems in sorted(names(cfg).items()):
         pattern = "|".join(re.escape(stem) for stem in stems)

@@ -15,10 +15,6 @@ from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import DomainCapConfig
-from mdaq_spark.lang import prompt_text
-
-DOMAIN = "domain"
-CODE, MATH, GENERAL = "code", "math", "general"
 
 # a line that starts like code in the languages instruction sets are full of
 _CODE_LINE = (
@@ -33,22 +29,20 @@ _LATEX = r"\\(frac|sqrt|sum|int|cdot|times)\b|\$[^$\n]+\$"
 
 def domain_tag(cfg: DomainCapConfig) -> Column:
     response = F.col(S.RESPONSE)
-    text = F.concat_ws("\n", prompt_text(), response)
+    text = F.concat_ws("\n", S.prompt_text(), response)
     code = F.contains(response, F.lit("```")) | response.rlike(_CODE_LINE)
     expressions = F.regexp_count(text, F.lit(_ARITHMETIC))
     math = (expressions >= cfg.math_min_expressions) | text.rlike(_LATEX)
-    return F.when(code, F.lit(CODE)).when(math, F.lit(MATH)).otherwise(F.lit(GENERAL))
+    return F.when(code, F.lit(S.CODE)).when(math, F.lit(S.MATH)).otherwise(F.lit(S.GENERAL))
 
 
 def over_cap(df: DataFrame, cfg: DomainCapConfig) -> Column:
-    """True for the rows beyond their (language, domain) cap, best QSM score (then sample_id) kept first.
+    """True for the rows beyond their (language, domain) cap, best first (S.best_first).
 
     Needs `lang`, `domain`, `qsm_score` and `sample_id`; rank only the rows you mean to cap.
     """
     caps = F.create_map(*[x for d, n in sorted(cfg.max_per_lang.items()) for x in (F.lit(d), F.lit(n))])
-    cap = F.try_element_at(caps, F.col(DOMAIN))
-    rank = F.row_number().over(
-        Window.partitionBy(S.LANG, DOMAIN).orderBy(F.col(S.QSM_SCORE).desc(), F.col(S.SAMPLE_ID).asc())
-    )
+    cap = F.try_element_at(caps, F.col(S.DOMAIN))
+    rank = F.row_number().over(Window.partitionBy(S.LANG, S.DOMAIN).orderBy(*S.best_first(df.columns)))
     exempt = F.col(S.LANG).isin(*cfg.exempt_langs) if cfg.exempt_langs else F.lit(False)
     return cap.isNotNull() & ~exempt & (rank > cap)

@@ -18,10 +18,9 @@ from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import CrossLingualConfig, FiltersConfig, TranslationConfig
-from mdaq_spark.crosslingual import CROSSLINGUAL, is_crosslingual
-from mdaq_spark.translation import rules as translation_rules
+from mdaq_spark.stages.tag.crosslingual import is_crosslingual
+from mdaq_spark.stages.tag.translation import rules as translation_rules
 
-FLAGS = "flags"  # array<string> of the rules a sample breaks, empty when clean
 RULES_VERSION = "3"  # part of the select stage's key: changing a rule redoes the selection
 
 # sentence-final characters of the scripts in the corpora we see, closing quotes/brackets,
@@ -78,11 +77,11 @@ def add_flags(
     checks = rules(cfg)
     if translation is not None:
         xl_cfg = crosslingual or CrossLingualConfig(enabled=False)
-        df = df.withColumn(CROSSLINGUAL, is_crosslingual(xl_cfg, translation))
+        df = df.withColumn(S.CROSSLINGUAL, is_crosslingual(xl_cfg, translation))
         checks.update(translation_rules(translation))
     if cfg.lang_mismatch and S.LANG_MISMATCH in df.columns:
         checks["lang_mismatch"] = F.coalesce(F.col(S.LANG_MISMATCH), F.lit(False))
     if not checks:
-        return df.withColumn(FLAGS, F.array().cast("array<string>"))
+        return df.withColumn(S.FLAGS, F.array().cast("array<string>"))
     flagged = [F.when(expr, F.lit(name)) for name, expr in checks.items()]
-    return df.withColumn(FLAGS, F.filter(F.array(*flagged), lambda x: x.isNotNull()))
+    return df.withColumn(S.FLAGS, F.filter(F.array(*flagged), lambda x: x.isNotNull()))

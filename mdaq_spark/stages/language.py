@@ -12,7 +12,7 @@ import functools
 from collections.abc import Iterator
 
 import pandas as pd
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -21,28 +21,9 @@ from mdaq_spark.config import LanguageConfig
 
 UNKNOWN = "und"
 
-# English names (as in MIDB file names) and a few common spellings -> ISO 639-1
-LANGUAGE_NAMES = {
-    "arabic": "ar", "bengali": "bn", "chinese": "zh", "czech": "cs", "danish": "da", "dutch": "nl",
-    "english": "en", "finnish": "fi", "french": "fr", "german": "de", "greek": "el", "hebrew": "he",
-    "hindi": "hi", "hungarian": "hu", "indonesian": "id", "italian": "it", "japanese": "ja",
-    "korean": "ko", "malay": "ms", "norwegian": "no", "persian": "fa", "polish": "pl",
-    "portuguese": "pt", "romanian": "ro", "russian": "ru", "spanish": "es", "swahili": "sw",
-    "swedish": "sv", "thai": "th", "turkish": "tr", "ukrainian": "uk", "urdu": "ur",
-    "vietnamese": "vi",
-}  # fmt: skip
-
-
-def language_code(name: str) -> str:
-    """'German', 'de', 'DE', 'de-AT' -> 'de'; anything unknown is kept lower-cased."""
-    key = name.strip().lower()
-    if key in LANGUAGE_NAMES:
-        return LANGUAGE_NAMES[key]
-    return key.split("-")[0].split("_")[0]
-
 
 @functools.lru_cache(maxsize=4)
-def _identifier(languages: tuple[str, ...] | None, probabilities: bool = False):
+def identifier(languages: tuple[str, ...] | None, probabilities: bool = False):
     """One identifier per Python worker (worker reuse keeps it across tasks)."""
     from py3langid import langid
 
@@ -54,7 +35,7 @@ def _identifier(languages: tuple[str, ...] | None, probabilities: bool = False):
 
 def rank_languages(texts: pd.Series, languages: tuple[str, ...] | None, max_chars: int) -> list[dict | None]:
     """Each text's probability per language (None for an empty text)."""
-    ident = _identifier(languages, True)
+    ident = identifier(languages, True)
     return [dict(ident.rank(t[:max_chars])) if isinstance(t, str) and t.strip() else None for t in texts]
 
 
@@ -88,7 +69,7 @@ def identify_expecting(
 
 
 def identify(texts: pd.Series, languages: tuple[str, ...] | None, max_chars: int) -> pd.Series:
-    ident = _identifier(languages)
+    ident = identifier(languages)
     return pd.Series(
         [ident.classify(t[:max_chars])[0] if isinstance(t, str) and t.strip() else UNKNOWN for t in texts],
         index=texts.index,
@@ -127,18 +108,13 @@ def _language_pair_udf(cfg: LanguageConfig):
     return language_pair
 
 
-def prompt_text() -> Column:
-    """Instruction and input together: the input often carries most of the prompt's words."""
-    return F.concat_ws("\n", F.col(S.INSTRUCTION), F.col(S.INPUT))
-
-
 def add_languages(df: DataFrame, cfg: LanguageConfig) -> DataFrame:
     """Adds lang_instruction, lang_response, lang_mismatch and lang (the partition key).
 
     `lang` is the record's own language hint when it has one (and use_hint is on), else the
     instruction's detected language: the instruction says which language the sample is for.
     """
-    pair = _language_pair_udf(cfg)(prompt_text(), F.col(S.RESPONSE), F.col(S.LANG_HINT))
+    pair = _language_pair_udf(cfg)(S.prompt_text(), F.col(S.RESPONSE), F.col(S.LANG_HINT))
     df = df.select("*", pair.alias("_lang_pair")).select("*", "_lang_pair.*").drop("_lang_pair")
     detected = F.col(S.LANG_INSTRUCTION)
     lang = F.coalesce(F.col(S.LANG_HINT), detected) if cfg.use_hint else detected

@@ -31,18 +31,19 @@ from pyspark.sql import types as T
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import ClusteringConfig
+from mdaq_spark.io import writers
+from mdaq_spark.rundir import CENTROIDS, CLUSTERS
+from mdaq_spark.stages.base import Stage, StageContext, Table, digest, section
 
 log = logging.getLogger(__name__)
 
 _FEATURES = "_features"
-CENTROID = "centroid"
-CLUSTER_SIZE = "cluster_size"
 
 CENTROID_SCHEMA = T.StructType(
     [
         T.StructField(S.LANG, T.StringType(), False),
         T.StructField(S.CLUSTER_ID, T.IntegerType(), False),
-        T.StructField(CENTROID, T.ArrayType(T.FloatType(), False), False),
+        T.StructField(S.CENTROID, T.ArrayType(T.FloatType(), False), False),
     ]
 )
 
@@ -130,7 +131,7 @@ def _with_centroid_distance(assigned: DataFrame, centroids: DataFrame) -> DataFr
         F.broadcast(centroids), on=[S.LANG, S.CLUSTER_ID], how="left"
     )
     squared = F.aggregate(
-        F.zip_with(S.EMBEDDING, CENTROID, lambda x, c: (x - c) * (x - c)), F.lit(0.0), lambda acc, d: acc + d
+        F.zip_with(S.EMBEDDING, S.CENTROID, lambda x, c: (x - c) * (x - c)), F.lit(0.0), lambda acc, d: acc + d
     )
     return joined.select(S.SAMPLE_ID, S.LANG, S.CLUSTER_ID, F.sqrt(squared).alias(S.CENTROID_DISTANCE))
 
@@ -192,14 +193,14 @@ def _cluster_with_faiss(
         k = min(k_wanted[lang], len(pdf))
         centers = faiss_kmeans(x, k, cfg, seed)
         return pd.DataFrame(
-            {S.LANG: lang, S.CLUSTER_ID: np.arange(len(centers), dtype=np.int32), CENTROID: list(centers)}
+            {S.LANG: lang, S.CLUSTER_ID: np.arange(len(centers), dtype=np.int32), S.CENTROID: list(centers)}
         )
 
     sample = _fit_sample(embeddings.select(S.SAMPLE_ID, S.LANG, S.EMBEDDING), sizes, cfg, seed)
     rows = sample.groupBy(S.LANG).applyInPandas(fit, CENTROID_SCHEMA).collect()  # k x dim per language
     centers = {}
     for row in rows:
-        centers.setdefault(row[S.LANG], []).append((row[S.CLUSTER_ID], row[CENTROID]))
+        centers.setdefault(row[S.LANG], []).append((row[S.CLUSTER_ID], row[S.CENTROID]))
     centroid_matrix = {
         lang: np.asarray([c for _, c in sorted(parts)], dtype=np.float32) for lang, parts in centers.items()
     }
@@ -267,3 +268,36 @@ def _assign_nearest(shared):
             )
 
     return assign
+
+
+@dataclass(frozen=True)
+class ClusterStage(Stage):
+    """Per-language k-means on the embeddings: clusters/ (assignments) and centroids/."""
+
+    name = "cluster"
+    clustering: ClusteringConfig
+    seed: int
+    embedding_table: str  # scores (embedding.source: qsm) or embeddings (model)
+    embedding_fingerprint: str
+    upstream: str  # the key of the stage that wrote the embeddings
+
+    @property
+    def requires(self) -> tuple[Table, ...]:
+        return (Table(self.embedding_table, (S.SAMPLE_ID, S.LANG, S.EMBEDDING), self.embedding_fingerprint),)
+
+    @property
+    def produces(self) -> tuple[Table, ...]:
+        return (
+            Table(CLUSTERS, (S.SAMPLE_ID, S.LANG, S.CLUSTER_ID, S.CENTROID_DISTANCE)),
+            Table(CENTROIDS, (S.LANG, S.CLUSTER_ID, S.CENTROID)),
+        )
+
+    def key(self) -> str:
+        return digest(self.upstream, section(self.clustering), str(self.seed))
+
+    def run(self, ctx: StageContext) -> dict:
+        embeddings = ctx.rundir.model_table(self.embedding_table, self.embedding_fingerprint)
+        result = cluster_by_language(ctx.spark, embeddings, self.clustering, self.seed)
+        writers.write_table(result.assignments, ctx.rundir.path(CLUSTERS), partition_by=(S.LANG,))
+        writers.write_table(result.centroids.coalesce(1), ctx.rundir.path(CENTROIDS))
+        return {"k_per_lang": result.k_per_lang}
