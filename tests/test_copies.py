@@ -109,7 +109,7 @@ def test_chain_is_one_component_and_iterations_are_bounded(spark, caplog):
     assert set(out) == {f"n{k}" for k in range(9)}
     assert {r[S.COPY_GROUP] for r in out.values()} == {"n0"}
     assert not any(r[S.TRANSLATED_COPY] for r in out.values())  # two languages, both kept
-    with caplog.at_level(logging.WARNING, logger="mdaq_spark.copies"):
+    with caplog.at_level(logging.WARNING, logger="mdaq_spark.stages.prune.copies"):
         cut = _run(spark, rows, max_iterations=1)
     assert len({r[S.COPY_GROUP] for r in cut.values()}) > 1
     assert "stopped after 1 rounds" in caplog.text

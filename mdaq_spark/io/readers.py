@@ -21,10 +21,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
-from mdaq_spark import validate as v
 from mdaq_spark.config import InputConfig
 from mdaq_spark.errors import InputError
 from mdaq_spark.io import records
+from mdaq_spark.io import validate as v
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mdaq_spark import validate as v
 from mdaq_spark.config import ColumnsConfig
+from mdaq_spark.io import validate as v
 
 USER_ROLES = frozenset({"human", "user"})
 ASSISTANT_ROLES = frozenset({"gpt", "assistant", "bot", "model", "chatgpt"})
