@@ -87,6 +87,14 @@ def _file_units(spark: SparkSession, files: list[str], file_type: str, spark_pat
     raise InputError(f"unsupported file type: {file_type}")
 
 
+def check_inputs(cfg: InputConfig) -> None:
+    """Before Spark starts: every input path lists, and every local Parquet file has a readable footer."""
+    for path in cfg.paths:
+        parquet = inputs.discover(path, cfg.file_type).files.get("parquet")
+        if parquet:
+            parquet_schema_groups(parquet)
+
+
 def parquet_schema_groups(files: list[str]) -> list[list[str]]:
     """Parquet files grouped by their own schema, so each is read with its own columns and types.
 
