@@ -60,24 +60,31 @@ def files_of_type(path: str, file_type: str) -> list[Path]:
     return [Path(f) for f in inputs.discover(path).files.get(file_type, [])]
 
 
+# a folder on a cluster file system is listed by Spark: it keeps to the files of the type it reads
+_GLOBS = {"jsonl": "*.{jsonl,ndjson,JSONL,NDJSON}", "json": "*.{json,JSON}", "parquet": "*.{parquet,PARQUET}"}
+
+
 def _file_units(spark: SparkSession, files: list[str], file_type: str, spark_paths: list[str]) -> DataFrame:
     """(source, unit, payload bytes) for the files of one type; `source` is always the file itself."""
+    reader = spark.read
+    if not files and file_type in _GLOBS:
+        reader = reader.option("recursiveFileLookup", "true").option("pathGlobFilter", _GLOBS[file_type])
     if file_type == "jsonl":
         # "\n" only: a CR, U+0085 or U+2028 inside a record is not a record boundary
-        df = spark.read.option("lineSep", "\n").text(spark_paths)
+        df = reader.option("lineSep", "\n").text(spark_paths)
         return df.where(~F.col("value").rlike(_BLANK_LINE)).select(
             F.col("_metadata.file_path").alias(S.SOURCE),
             F.lit(UNIT_LINE).alias(_UNIT),
             F.col("value").cast("binary").alias(_PAYLOAD),
         )
     if file_type == "json":
-        df = spark.read.format("binaryFile").load(spark_paths)
+        df = reader.format("binaryFile").load(spark_paths)
         return df.select(
             F.col("path").alias(S.SOURCE), F.lit(UNIT_FILE).alias(_UNIT), F.col("content").alias(_PAYLOAD)
         )
     if file_type == "parquet":
         groups = parquet_schema_groups(files) if files else [spark_paths]
-        frames = [_rows_as_json(spark.read.parquet(*group), F.col("_metadata.file_path")) for group in groups]
+        frames = [_rows_as_json(reader.parquet(*group), F.col("_metadata.file_path")) for group in groups]
         return functools.reduce(DataFrame.unionByName, frames)
     if file_type == "delta":
         from mdaq_spark.io.delta import read_delta
