@@ -106,6 +106,10 @@ def _json_lines_cases(c: Corpus) -> None:
     lines.append(json.dumps({"instruction": f"ᏣᎳᎩ ᎦᏬᏂᎯᏍᏗ ᎠᏍᎦᏯ ᏥᏍᏕᏥ {t}", "output": "ᎣᏏᏲ ᏙᎯᏧ ᏣᎳᎩ ᎦᏬᏂᎯᏍᏗ"}))
     c.expect(name, t, KEPT, lang="und")
 
+    t = c.tag()  # a formula: no language the detector could name ("zxx" is ISO 639's "no linguistic content")
+    lines.append(json.dumps({"instruction": f"\\int_0^1 x^2 \\, dx = \\frac{{1}}{{3}} {t}", "output": "\\frac{1}{3}"}))
+    c.expect(name, t, KEPT, lang_in={"und", "zxx"})
+
     t = c.tag()  # duplicate keys: the last one wins, as in JSON.parse and Python
     lines.append(f'{{"instruction": "first", "instruction": "{t} Describe this scene: {EN}", "output": "{EN}"}}')
     c.expect(name, t, KEPT, instruction=f"{t} Describe this scene: {EN}")

@@ -61,6 +61,8 @@ def test_hostile_corpus_every_row_accounted_for(model_cache, tmp_path):
             for column, value in e.checks.items():
                 if column == "source_file":
                     assert row[S.SOURCE].endswith("/" + value), where
+                elif column == "lang_in":
+                    assert row[S.LANG] in value, f"{where}: lang {row[S.LANG]!r}"
                 elif column == "history_has":
                     assert value in json.loads(row[S.HISTORY])[0], where
                 else:
@@ -86,7 +88,7 @@ def test_hostile_corpus_every_row_accounted_for(model_cache, tmp_path):
     lines = next(v for f, v in files.items() if f.endswith("/lines.jsonl"))
     # one record per non-blank line on disk (blank, tab and form-feed lines are not records)
     assert lines["records_read"] == lines["records_parsed"] == sum(e.file == "lines.jsonl" for e in corpus.expected)
-    assert set(normalized[S.LANG]) <= {"en", "de", "und"}
+    assert set(normalized[S.LANG]) <= {"en", "de", "und", "zxx"}
 
     # the dry run reads the same files, cuts the same units and gives the same reasons
     plan = _mdaq("run", "-i", str(corpus.root), "-o", str(tmp_path / "plan"), "--dry-run", timeout=300)
