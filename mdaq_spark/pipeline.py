@@ -33,7 +33,7 @@ from mdaq_spark.domains import DOMAIN, GENERAL, domain_tag
 from mdaq_spark.heuristics import FLAGS, RULES_VERSION, add_flags
 from mdaq_spark.io import delta, writers
 from mdaq_spark.io.accounting import file_accounting, file_identity_holds
-from mdaq_spark.io.readers import parse_units, raw_units
+from mdaq_spark.io.readers import parse_units, raw_units, without_accounting
 from mdaq_spark.io.store import ModelStore
 from mdaq_spark.lang import add_languages, prompt_text
 from mdaq_spark.models import registry
@@ -166,7 +166,7 @@ class Run:
         cfg = self.cfg
         units, skipped = raw_units(self.spark, cfg.input)
         accounted = parse_units(units, cfg.input).persist()
-        parsed = accounted.drop(S.RECORD_START)
+        parsed = without_accounting(accounted)
         try:
             good = parsed.where(F.col(S.QUARANTINE_REASON).isNull())
             first = Window.partitionBy(S.SAMPLE_ID).orderBy(S.SOURCE, S.RECORD_FORMAT, S.VARIANT, S.LANG_HINT)
@@ -181,7 +181,7 @@ class Run:
             writers.write_table(rejected.repartition(1), self.path(QUARANTINE))
             writers.write_table(normalized, self.path(NORMALIZED), partition_by=(S.LANG,))
             parsed_rows = parsed.count()
-            files = file_accounting(units, accounted, [self.table(NORMALIZED), self.table(QUARANTINE)])
+            files = file_accounting(accounted, [self.table(NORMALIZED), self.table(QUARANTINE)])
         finally:
             accounted.unpersist()
         holds = file_identity_holds(files)

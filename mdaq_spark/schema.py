@@ -71,6 +71,9 @@ REASON_NO_ASSISTANT_TURN = "no_assistant_turn"
 # reader-internal column: true on the first row of each input record (MIDB records give two rows), so the
 # records a file gave can be counted after parsing and checked against the units read from it
 RECORD_START = "_record_start"
+# reader-internal column: on a tally row (no sample, no reason), how many line units of its source the
+# reader was handed; counted before parsing, so a record the parser drops still counts as read
+UNITS_READ = "_units_read"
 
 CONTENT_FIELDS = (INSTRUCTION, INPUT, RESPONSE, HISTORY)
 

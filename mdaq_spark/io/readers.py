@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -170,15 +171,29 @@ def raw_units(spark: SparkSession, cfg: InputConfig) -> tuple[DataFrame, list[in
 
 
 def parse_units(units: DataFrame, cfg: InputConfig) -> DataFrame:
-    """Units -> rows in `schema.parsed_schema` plus RECORD_START (true on the first row of each record)."""
-    out_schema = S.parsed_schema(tuple(cfg.passthrough)).add(S.RECORD_START, T.BooleanType(), True)
+    """Units -> rows in `schema.parsed_schema` plus the accounting columns RECORD_START and UNITS_READ.
+
+    Besides the parsed rows, each batch adds one tally row per source: the line units it was
+    handed, counted in the loop that feeds the parser. So the records read are counted in
+    the same pass as the parse (no second scan of the input), yet not by the parser.
+    """
+    out_schema = (
+        S.parsed_schema(tuple(cfg.passthrough))
+        .add(S.RECORD_START, T.BooleanType(), True)
+        .add(S.UNITS_READ, T.LongType(), True)
+    )
     return units.mapInPandas(functools.partial(_parse_batches, cfg=cfg), schema=out_schema)
+
+
+def without_accounting(accounted: DataFrame) -> DataFrame:
+    """The parsed rows of `parse_units` in `schema.parsed_schema`, without tally rows and accounting columns."""
+    return accounted.where(F.col(S.UNITS_READ).isNull()).drop(S.RECORD_START, S.UNITS_READ)
 
 
 def read_corpus(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     """All input paths as one DataFrame in `schema.parsed_schema`: samples and quarantine rows."""
     units, _ = raw_units(spark, cfg)
-    return parse_units(units, cfg).drop(S.RECORD_START)
+    return without_accounting(parse_units(units, cfg))
 
 
 def preview(path: str, file_type: str, cfg: InputConfig, limit: int) -> list[dict[str, Any]]:
@@ -246,14 +261,18 @@ def _arrow_row_json(row: dict[str, Any]) -> bytes:
 
 def _parse_batches(batches: Iterator[pd.DataFrame], cfg: InputConfig) -> Iterator[pd.DataFrame]:
     settings = records.AdapterSettings(columns=cfg.columns, max_field_chars=cfg.max_field_chars)
-    columns = [f.name for f in S.parsed_schema(tuple(cfg.passthrough)).fields] + [S.RECORD_START]
+    columns = [f.name for f in S.parsed_schema(tuple(cfg.passthrough)).fields] + [S.RECORD_START, S.UNITS_READ]
     empty_row = dict.fromkeys(columns)
     for batch in batches:
         rows: list[dict[str, Any]] = []
+        tally: Counter[str] = Counter()
         for source, unit, payload in zip(batch[S.SOURCE], batch[_UNIT], batch[_PAYLOAD], strict=True):
+            if unit == UNIT_LINE:
+                tally[source] += 1
             # every row carries every column: a column missing from a whole batch would come out
             # as float NaN, which Arrow refuses to turn into strings
             rows.extend({**empty_row, **row} for row in _parse_unit(source, unit, bytes(payload), cfg, settings))
+        rows.extend({**empty_row, S.SOURCE: source, S.UNITS_READ: n} for source, n in tally.items())
         yield pd.DataFrame(rows, columns=columns, dtype=object)
 
 
