@@ -32,7 +32,8 @@ from mdaq_spark.crosslingual import CROSSLINGUAL, CROSSLINGUAL_GROUP, GROUP, MON
 from mdaq_spark.domains import DOMAIN, GENERAL, domain_tag
 from mdaq_spark.heuristics import FLAGS, RULES_VERSION, add_flags
 from mdaq_spark.io import delta, writers
-from mdaq_spark.io.readers import read_corpus
+from mdaq_spark.io.accounting import file_accounting, file_identity_holds
+from mdaq_spark.io.readers import parse_units, raw_units, without_accounting
 from mdaq_spark.io.store import ModelStore
 from mdaq_spark.lang import add_languages, prompt_text
 from mdaq_spark.models import registry
@@ -163,7 +164,9 @@ class Run:
 
     def ingest(self) -> dict:
         cfg = self.cfg
-        parsed = read_corpus(self.spark, cfg.input).persist()
+        units, skipped = raw_units(self.spark, cfg.input)
+        accounted = parse_units(units, cfg.input).persist()
+        parsed = without_accounting(accounted)
         try:
             good = parsed.where(F.col(S.QUARANTINE_REASON).isNull())
             first = Window.partitionBy(S.SAMPLE_ID).orderBy(S.SOURCE, S.RECORD_FORMAT, S.VARIANT, S.LANG_HINT)
@@ -178,9 +181,21 @@ class Run:
             writers.write_table(rejected.repartition(1), self.path(QUARANTINE))
             writers.write_table(normalized, self.path(NORMALIZED), partition_by=(S.LANG,))
             parsed_rows = parsed.count()
+            files = file_accounting(accounted, [self.table(NORMALIZED), self.table(QUARANTINE)])
         finally:
-            parsed.unpersist()
-        return {"parsed_rows": parsed_rows, "content_digest": self._content_digest()}
+            accounted.unpersist()
+        holds = file_identity_holds(files)
+        if not holds:
+            log.warning(
+                "per-file count identity broken: %s", {k: v for k, v in files.items() if len(set(v.values())) > 1}
+            )
+        return {
+            "parsed_rows": parsed_rows,
+            "content_digest": self._content_digest(),
+            "files": files,
+            "per_file_identity_holds": holds,
+            "files_skipped": [{"path": x.path, "reason": x.reason} for x in skipped],
+        }
 
     def _content_digest(self) -> str:
         """What the corpus holds, independent of file names and times: (count, XOR of row hashes).

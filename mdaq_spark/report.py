@@ -101,6 +101,12 @@ def collect_stats(run: Run) -> dict:
             "exact_duplicates": duplicates,
             "selected": sum(e["selected_total"] for e in per_lang.values()),
             "identity_holds": read == kept + quarantined,
+            # each input file: records read = records parsed, and its rows all written (see io/accounting)
+            "per_file_identity_holds": run.info.get("ingest", {}).get("per_file_identity_holds"),
+        },
+        "input_files": {
+            "read": len(run.info.get("ingest", {}).get("files", {})),
+            "skipped": run.info.get("ingest", {}).get("files_skipped", []),
         },
         "quarantine_by_reason": by_reason,
         "pruning": pruning,

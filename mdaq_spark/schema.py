@@ -60,6 +60,21 @@ REASON_MMR = "mmr"
 # quarantine reason for an exact duplicate of a sample that was kept
 DUPLICATE_REASON = "exact_duplicate"
 
+# quarantine reasons of the reader beyond the per-field ones (missing_/wrong_type_/empty_/too_long_/invalid_utf8_)
+REASON_UNPARSABLE_JSON = "unparsable_json"  # a line (or a whole .json file) that is not JSON
+REASON_TRUNCATED_JSON_DOCUMENT = "truncated_json_document"  # the broken tail of a .json array, after its good records
+REASON_TOO_DEEP_JSON = "too_deeply_nested_json"  # nested deeper than the parser's recursion allows
+REASON_NOT_AN_OBJECT = "not_an_object"
+REASON_UNKNOWN_RECORD_FORMAT = "unknown_record_format"
+REASON_NO_USER_TURN = "no_user_turn"
+REASON_NO_ASSISTANT_TURN = "no_assistant_turn"
+# reader-internal column: true on the first row of each input record (MIDB records give two rows), so the
+# records a file gave can be counted after parsing and checked against the units read from it
+RECORD_START = "_record_start"
+# reader-internal column: on a tally row (no sample, no reason), how many line units of its source the
+# reader was handed; counted before parsing, so a record the parser drops still counts as read
+UNITS_READ = "_units_read"
+
 CONTENT_FIELDS = (INSTRUCTION, INPUT, RESPONSE, HISTORY)
 
 _PARSED_FIELDS: tuple[tuple[str, T.DataType], ...] = (
