@@ -52,9 +52,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
 
 def _lang_code(stem: str) -> str:
-    from mdaq_spark import schema as S
+    from mdaq_spark.langcodes import language_code
 
-    return S.language_code(stem)
+    return language_code(stem)
 
 
 def load_pool(midb_dir: Path) -> dict[str, list[tuple[str, str, str]]]:

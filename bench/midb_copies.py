@@ -80,9 +80,10 @@ def ground_truth(midb_dir: str = MIDB) -> tuple[dict[str, set[int]], dict]:
     from mdaq_spark import schema as S
     from mdaq_spark.config import InputConfig
     from mdaq_spark.io import records as R
+    from mdaq_spark.langcodes import language_code
 
     files = {
-        S.language_code(Path(f).stem): json.loads(Path(f).read_text()) for f in sorted(glob.glob(f"{midb_dir}/*.json"))
+        language_code(Path(f).stem): json.loads(Path(f).read_text()) for f in sorted(glob.glob(f"{midb_dir}/*.json"))
     }
     reference = max(files.values(), key=len)
     settings = R.AdapterSettings(columns=InputConfig().columns, max_field_chars=InputConfig().max_field_chars)

@@ -59,8 +59,13 @@ def _add_job_options(p: argparse.ArgumentParser, *, need_io: bool = True) -> Non
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mdaq_spark.io.outputs import check_output_path
+    from mdaq_spark.io.readers import check_inputs
+
     cfg = _job_config(args)
     check_runnable(cfg)
+    check_output_path(cfg.output.path)
+    check_inputs(cfg.input)
     if args.dry_run:
         from mdaq_spark.pipeline.plan import build_plan
 

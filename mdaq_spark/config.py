@@ -95,6 +95,10 @@ class LanguageConfig(_Section):
     # response's language) when the detector gives that language at least this probability:
     # short texts are ambiguous, long ones never are. 1: plain detection only
     expected_lang_min_prob: float = Field(default=0.05, ge=0, le=1)
+    # a text with fewer letters than this ("12 + 30 = ?", "OK") has no detectable language: 'und'
+    min_letters: int = Field(default=3, ge=0)
+    # a detection whose probability stays below this is no evidence of any language: 'und'
+    min_confidence: float = Field(default=0.03, ge=0, le=1)
 
 
 class ModelConfig(_Section):

@@ -93,6 +93,21 @@ REASON_MMR = "mmr"
 # quarantine reason for an exact duplicate of a sample that was kept
 DUPLICATE_REASON = "exact_duplicate"
 
+# quarantine reasons of the reader beyond the per-field ones (missing_/wrong_type_/empty_/too_long_/invalid_utf8_)
+REASON_UNPARSABLE_JSON = "unparsable_json"  # a line (or a whole .json file) that is not JSON
+REASON_TRUNCATED_JSON_DOCUMENT = "truncated_json_document"  # the broken tail of a .json array, after its good records
+REASON_TOO_DEEP_JSON = "too_deeply_nested_json"  # nested deeper than the parser's recursion allows
+REASON_NOT_AN_OBJECT = "not_an_object"
+REASON_UNKNOWN_RECORD_FORMAT = "unknown_record_format"
+REASON_NO_USER_TURN = "no_user_turn"
+REASON_NO_ASSISTANT_TURN = "no_assistant_turn"
+# reader-internal column: true on the first row of each input record (MIDB records give two rows), so the
+# records a file gave can be counted after parsing and checked against the units read from it
+RECORD_START = "_record_start"
+# reader-internal column: on a tally row (no sample, no reason), how many line units of its source the
+# reader was handed; counted before parsing, so a record the parser drops still counts as read
+UNITS_READ = "_units_read"
+
 CONTENT_FIELDS = (INSTRUCTION, INPUT, RESPONSE, HISTORY)
 
 _PARSED_FIELDS: tuple[tuple[str, T.DataType], ...] = (
@@ -134,26 +149,6 @@ def compute_sample_id(instruction: str, input_text: str, response: str, history:
     """Stable 128-bit content hash; the same content gives the same id on every run and machine."""
     payload = "\x1f".join(normalise_text(part) for part in (instruction, input_text, response, history))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
-
-
-# English names (as in MIDB file names) and a few common spellings -> ISO 639-1
-LANGUAGE_NAMES = {
-    "arabic": "ar", "bengali": "bn", "chinese": "zh", "czech": "cs", "danish": "da", "dutch": "nl",
-    "english": "en", "finnish": "fi", "french": "fr", "german": "de", "greek": "el", "hebrew": "he",
-    "hindi": "hi", "hungarian": "hu", "indonesian": "id", "italian": "it", "japanese": "ja",
-    "korean": "ko", "malay": "ms", "norwegian": "no", "persian": "fa", "polish": "pl",
-    "portuguese": "pt", "romanian": "ro", "russian": "ru", "spanish": "es", "swahili": "sw",
-    "swedish": "sv", "thai": "th", "turkish": "tr", "ukrainian": "uk", "urdu": "ur",
-    "vietnamese": "vi",
-}  # fmt: skip
-
-
-def language_code(name: str) -> str:
-    """'German', 'de', 'DE', 'de-AT' -> 'de'; anything unknown is kept lower-cased."""
-    key = name.strip().lower()
-    if key in LANGUAGE_NAMES:
-        return LANGUAGE_NAMES[key]
-    return key.split("-")[0].split("_")[0]
 
 
 def best_first(columns) -> list[Column]:

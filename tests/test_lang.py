@@ -6,6 +6,7 @@ import pandas as pd
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import LanguageConfig
+from mdaq_spark.langcodes import language_code
 from mdaq_spark.stages.language import add_languages, identify_expecting, rank_languages
 
 MANSA = "Who was Mansa Musa?"  # py3langid: Hausa 0.14 before English 0.11
@@ -60,4 +61,4 @@ def test_add_languages_uses_the_response_when_there_is_no_hint(spark):
 
 
 def test_language_code_normalises_names():
-    assert S.language_code("German") == "de" and S.language_code("pt-BR") == "pt" and S.language_code("KO") == "ko"
+    assert language_code("German") == "de" and language_code("pt-BR") == "pt" and language_code("KO") == "ko"

@@ -7,17 +7,33 @@ in the report; the field name is part of the reason so a user knows which column
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
-UNPARSABLE_JSON = "unparsable_json"
-NOT_AN_OBJECT = "not_an_object"
-UNKNOWN_RECORD_FORMAT = "unknown_record_format"
-NO_USER_TURN = "no_user_turn"
-NO_ASSISTANT_TURN = "no_assistant_turn"
+from mdaq_spark import schema as S
+
+UNPARSABLE_JSON = S.REASON_UNPARSABLE_JSON
+TRUNCATED_JSON_DOCUMENT = S.REASON_TRUNCATED_JSON_DOCUMENT
+TOO_DEEP_JSON = S.REASON_TOO_DEEP_JSON
+NOT_AN_OBJECT = S.REASON_NOT_AN_OBJECT
+UNKNOWN_RECORD_FORMAT = S.REASON_UNKNOWN_RECORD_FORMAT
+NO_USER_TURN = S.REASON_NO_USER_TURN
+NO_ASSISTANT_TURN = S.REASON_NO_ASSISTANT_TURN
 
 # U+FFFD is what Spark's UTF-8 decoder leaves where the bytes were invalid; lone surrogates
 # come from JSON escapes of broken UTF-16 and cannot be written out as UTF-8
 _UNDECODABLE = re.compile("[\ufffd\ud800-\udfff]")
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})  # controls, format characters, spaces
+
+
+def is_blank(text: str) -> bool:
+    """No visible character: a text of zero-width spaces and direction marks (U+200B, U+200F, U+2060) is empty.
+
+    Stops at the first visible character, which in real text is the first one or nearly.
+    """
+    return all(unicodedata.category(ch) in _INVISIBLE for ch in text)
 
 
 def missing(field: str) -> str:
@@ -38,6 +54,15 @@ def too_long(field: str) -> str:
 
 def invalid_text(field: str) -> str:
     return f"invalid_utf8_{field}"
+
+
+def malformed_part(field: str) -> str:
+    """A content part that is not an object, or a text part whose text is not a string."""
+    return f"malformed_content_part_{field}"
+
+
+def undecodable(text: str) -> bool:
+    return _UNDECODABLE.search(text) is not None
 
 
 class RecordRejected(Exception):
@@ -66,7 +91,7 @@ def optional_text(record: dict[str, Any], key: str, field: str, max_chars: int) 
 def checked_text(value: Any, field: str, max_chars: int, *, allow_empty: bool) -> str:
     if not isinstance(value, str):
         raise RecordRejected(wrong_type(field))
-    if not allow_empty and not value.strip():
+    if not allow_empty and is_blank(value):
         raise RecordRejected(empty(field))
     if len(value) > max_chars:
         raise RecordRejected(too_long(field))

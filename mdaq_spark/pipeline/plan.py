@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import JobConfig
-from mdaq_spark.io import readers
+from mdaq_spark.io import inputs, readers
 from mdaq_spark.models import registry
 from mdaq_spark.rundir import RunDir, is_local
 
@@ -22,15 +22,15 @@ STAGES = ("ingest", "encode", "score", "embed", "cluster", "select")
 
 
 def _inputs(cfg: JobConfig, peek: int, max_files: int) -> list[dict]:
+    """Per input path and file type: the files the job would read, those it skips and why, and a parse of each."""
     out = []
     for path in cfg.input.paths:
-        types = [cfg.input.file_type] if cfg.input.file_type != "auto" else readers.detect_file_types(path)
-        for file_type in types:
-            files = [] if file_type == "delta" else readers.files_of_type(path, file_type)
+        found = inputs.discover(path, cfg.input.file_type)
+        for file_type, files in found.files.items():
             formats: Counter[str] = Counter()
             rejected: Counter[str] = Counter()
             for f in files[:max_files]:
-                for row in readers.preview(str(f), file_type, cfg.input, peek):
+                for row in readers.preview(f, file_type, cfg.input, peek):
                     if row[S.QUARANTINE_REASON]:
                         rejected[row[S.QUARANTINE_REASON]] += 1
                     else:
@@ -39,12 +39,14 @@ def _inputs(cfg: JobConfig, peek: int, max_files: int) -> list[dict]:
                 {
                     "path": path,
                     "file_type": file_type,
-                    "files": len(files) if file_type != "delta" else "delta table",
-                    "bytes": sum(f.stat().st_size for f in files),
+                    "files": len(files) if files else f"{file_type} at the path itself",
+                    "bytes": sum(Path(f).stat().st_size for f in files),
                     "checked_files": min(len(files), max_files),
                     f"first_{peek}_records_per_file": {"record_formats": dict(formats), "rejected": dict(rejected)},
                 }
             )
+        if found.skipped:
+            out.append({"path": path, "skipped": {x.path: x.reason for x in found.skipped}})
     return out
 
 

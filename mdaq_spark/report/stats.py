@@ -96,6 +96,12 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
             "exact_duplicates": duplicates,
             "selected": sum(e["selected_total"] for e in per_lang.values()),
             "identity_holds": read == kept + quarantined,
+            # each input file: records read = records parsed, and its rows all written (see io/accounting)
+            "per_file_identity_holds": runlog.info.get("ingest", {}).get("per_file_identity_holds"),
+        },
+        "input_files": {
+            "read": len(runlog.info.get("ingest", {}).get("files", {})),
+            "skipped": runlog.info.get("ingest", {}).get("files_skipped", []),
         },
         "quarantine_by_reason": by_reason,
         "pruning": pruning,

@@ -8,6 +8,7 @@ that was copied, touched or re-exported with the same samples re-runs ingest onl
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,13 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 from mdaq_spark.config import InputConfig, LanguageConfig
 from mdaq_spark.io import writers
-from mdaq_spark.io.readers import read_corpus
+from mdaq_spark.io.accounting import file_accounting, file_identity_holds
+from mdaq_spark.io.readers import parse_units, raw_units, without_accounting
 from mdaq_spark.rundir import NORMALIZED, QUARANTINE
 from mdaq_spark.stages.base import Stage, StageContext, Table, digest, section
 from mdaq_spark.stages.language import add_languages
+
+log = logging.getLogger(__name__)
 
 NORMALIZED_COLUMNS = (S.SAMPLE_ID, S.LANG, S.INSTRUCTION, S.INPUT, S.RESPONSE, S.LANG_MISMATCH)
 
@@ -54,7 +58,9 @@ class IngestStage(Stage):
         return digest(section(self.input), section(self.language), input_signature(self.input.paths))
 
     def run(self, ctx: StageContext) -> dict:
-        parsed = read_corpus(ctx.spark, self.input).persist()
+        units, skipped = raw_units(ctx.spark, self.input)
+        accounted = parse_units(units, self.input).persist()
+        parsed = without_accounting(accounted)
         try:
             good = parsed.where(F.col(S.QUARANTINE_REASON).isNull())
             first = Window.partitionBy(S.SAMPLE_ID).orderBy(S.SOURCE, S.RECORD_FORMAT, S.VARIANT, S.LANG_HINT)
@@ -69,9 +75,21 @@ class IngestStage(Stage):
             writers.write_table(rejected.repartition(1), ctx.rundir.path(QUARANTINE))
             writers.write_table(normalized, ctx.rundir.path(NORMALIZED), partition_by=(S.LANG,))
             parsed_rows = parsed.count()
+            files = file_accounting(accounted, [ctx.rundir.table(NORMALIZED), ctx.rundir.table(QUARANTINE)])
         finally:
-            parsed.unpersist()
-        return {"parsed_rows": parsed_rows, "content_digest": content_digest(ctx)}
+            accounted.unpersist()
+        holds = file_identity_holds(files)
+        if not holds:
+            log.warning(
+                "per-file count identity broken: %s", {k: v for k, v in files.items() if len(set(v.values())) > 1}
+            )
+        return {
+            "parsed_rows": parsed_rows,
+            "content_digest": content_digest(ctx),
+            "files": files,
+            "per_file_identity_holds": holds,
+            "files_skipped": [{"path": x.path, "reason": x.reason} for x in skipped],
+        }
 
 
 def content_digest(ctx: StageContext) -> str:

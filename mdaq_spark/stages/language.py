@@ -12,14 +12,26 @@ import functools
 from collections.abc import Iterator
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import LanguageConfig
+from mdaq_spark.langcodes import UNKNOWN
 
-UNKNOWN = "und"
+# most of a text's letters must be in a script the detector was trained on: Cherokee or Runic
+# text would otherwise come out as whichever language's byte n-grams it happens to share
+_KNOWN_SCRIPTS = "".join(
+    f"\\p{{Is{name}}}"
+    for name in (
+        "Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Devanagari", "Bengali",
+        "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala", "Thai", "Lao",
+        "Tibetan", "Myanmar", "Georgian", "Hangul", "Ethiopic", "Khmer", "Mongolian", "Han", "Hiragana", "Katakana",
+    )
+)  # fmt: skip
+_LETTER = "\\p{L}"
+_KNOWN_LETTER = f"[{_KNOWN_SCRIPTS}&&{_LETTER}]"
 
 
 @functools.lru_cache(maxsize=4)
@@ -40,7 +52,11 @@ def rank_languages(texts: pd.Series, languages: tuple[str, ...] | None, max_char
 
 
 def identify_expecting(
-    ranked: list[dict | None], expected: pd.Series, min_prob: float, support: list[dict | None] | None = None
+    ranked: list[dict | None],
+    expected: pd.Series,
+    min_prob: float,
+    support: list[dict | None] | None = None,
+    min_confidence: float = 0.0,
 ) -> pd.Series:
     """Each text's language, where the expected one wins whenever the detector finds it plausible.
 
@@ -53,6 +69,8 @@ def identify_expecting(
     so real defects stay visible. When the expectation is itself a detection (`support`: the
     response's probabilities), it must also win on the evidence of both texts together: a
     Chinese question whose answer came out Wu (0.55) before Chinese (0.45) stays Chinese.
+    A language that wins with less than `min_confidence` is a guess among near-equal scores
+    (the detector's answer for "Hola" or a formula): the text's language is then unknown.
     """
     out = []
     for i, (probs, hoped) in enumerate(zip(ranked, expected, strict=True)):
@@ -64,7 +82,7 @@ def identify_expecting(
             other = support[i] if support is not None else None
             if other is None or probs[hoped] * other.get(hoped, 0.0) > probs[best] * other.get(best, 0.0):
                 best = hoped
-        out.append(best)
+        out.append(best if probs[best] >= min_confidence else UNKNOWN)
     return pd.Series(out, index=expected.index, dtype=object)
 
 
@@ -85,21 +103,21 @@ _PAIR_TYPE = T.StructType(
 def _language_pair_udf(cfg: LanguageConfig):
     languages = tuple(cfg.languages) if cfg.languages else None
 
-    min_prob = cfg.expected_lang_min_prob
+    min_prob, min_confidence = cfg.expected_lang_min_prob, cfg.min_confidence
 
     @F.pandas_udf(_PAIR_TYPE)
     def language_pair(batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         for prompts, responses, hints in batches:
             hints = hints if cfg.use_hint else pd.Series([None] * len(hints), index=hints.index, dtype=object)
             response_probs = rank_languages(responses, languages, cfg.max_chars)
-            response_langs = identify_expecting(response_probs, hints, min_prob)
+            response_langs = identify_expecting(response_probs, hints, min_prob, min_confidence=min_confidence)
             expected = hints.where(hints.notna(), response_langs)  # no hint: the response's language
             # a detected expectation must also win on both texts' evidence; a hint needs no support
             support = [None if isinstance(h, str) else r for h, r in zip(hints, response_probs, strict=True)]
             yield pd.DataFrame(
                 {
                     S.LANG_INSTRUCTION: identify_expecting(
-                        rank_languages(prompts, languages, cfg.max_chars), expected, min_prob, support
+                        rank_languages(prompts, languages, cfg.max_chars), expected, min_prob, support, min_confidence
                     ),
                     S.LANG_RESPONSE: response_langs,
                 }
@@ -108,13 +126,26 @@ def _language_pair_udf(cfg: LanguageConfig):
     return language_pair
 
 
+def detectable(text: Column, cfg: LanguageConfig) -> Column:
+    """The text where it holds enough letters in scripts the detector knows, else null (-> 'und').
+
+    Counted by Spark's regex engine, not per row in Python: only texts that pass reach the detector.
+    """
+    head = F.substring(text, 1, cfg.max_chars)
+    letters = F.regexp_count(head, F.lit(_LETTER))
+    known = F.regexp_count(head, F.lit(_KNOWN_LETTER))
+    return F.when((letters >= F.lit(max(cfg.min_letters, 1))) & (known * 2 >= letters), text)
+
+
 def add_languages(df: DataFrame, cfg: LanguageConfig) -> DataFrame:
     """Adds lang_instruction, lang_response, lang_mismatch and lang (the partition key).
 
     `lang` is the record's own language hint when it has one (and use_hint is on), else the
     instruction's detected language: the instruction says which language the sample is for.
     """
-    pair = _language_pair_udf(cfg)(S.prompt_text(), F.col(S.RESPONSE), F.col(S.LANG_HINT))
+    pair = _language_pair_udf(cfg)(
+        detectable(S.prompt_text(), cfg), detectable(F.col(S.RESPONSE), cfg), F.col(S.LANG_HINT)
+    )
     df = df.select("*", pair.alias("_lang_pair")).select("*", "_lang_pair.*").drop("_lang_pair")
     detected = F.col(S.LANG_INSTRUCTION)
     lang = F.coalesce(F.col(S.LANG_HINT), detected) if cfg.use_hint else detected

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdaq_spark import schema as S
 from mdaq_spark.errors import InputError
+from mdaq_spark.langcodes import language_code
 
 _NUMBER = re.compile(r"\d+")
 _MIN_NUMBERS = 2  # a text with fewer numbers says too little about which record it is
@@ -111,7 +111,7 @@ def load_midb(midb_dir: str | Path) -> pd.DataFrame:
     for name, records in files.items():
         mapping, how = align(records, reference)
         alignment[name] = {"records": len(records), **how}
-        lang = S.language_code(Path(name).stem)
+        lang = language_code(Path(name).stem)
         bad = 0
         for i, rec in enumerate(records):
             texts = {

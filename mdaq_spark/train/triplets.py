@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mdaq_spark import schema as S
 from mdaq_spark.errors import InputError
+from mdaq_spark.langcodes import language_code
 
 COLUMNS = ["lang", "prompt", "chosen", "rejected", "distance", "source"]
 
@@ -68,7 +68,7 @@ def _triplet(record: dict, file_lang: str) -> dict | None:
     elif "chosen" in record and "rejected" in record:
         prompt = prompt_of(record.get("instruction") or "", record.get("input") or None)
         chosen, rejected = record["chosen"], record["rejected"]
-        lang, distance = S.language_code(str(record.get("lang") or file_lang)), record.get("distance")
+        lang, distance = language_code(str(record.get("lang") or file_lang)), record.get("distance")
     else:
         return None
     if not all(isinstance(x, str) and x.strip() for x in (prompt, chosen, rejected)):
@@ -85,7 +85,7 @@ def _triplet(record: dict, file_lang: str) -> dict | None:
 def load_triplets(paths: Iterable[str], max_records_per_file: int | None = None) -> TripletSet:
     rows, identical, malformed = [], 0, 0
     for path in _files(paths):
-        file_lang = S.language_code(path.stem)
+        file_lang = language_code(path.stem)
         for record in _records(path)[:max_records_per_file]:
             t = _triplet(record, file_lang) if isinstance(record, dict) else None
             if t is None:
@@ -108,7 +108,7 @@ def split(
     triplets: pd.DataFrame, eval_fraction: float, holdout_langs: Iterable[str], seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(train, eval on seen languages, eval on held-out languages), split by prompt."""
-    holdout = {S.language_code(x) for x in holdout_langs}
+    holdout = {language_code(x) for x in holdout_langs}
     unseen = triplets[triplets["lang"].isin(holdout)]
     seen = triplets[~triplets["lang"].isin(holdout)]
     in_eval = seen["prompt"].map(lambda p: prompt_bucket(p, seed) < eval_fraction)
