@@ -193,8 +193,6 @@ def render(stats: dict) -> str:
         )
     pruning = stats.get("pruning")
     if pruning:
-        from mdaq_spark import schema as S
-
         reasons = list(S.PRUNE_REASONS)
         copies = pruning.get("copy_groups")
         copies_line = (
