@@ -1,6 +1,6 @@
 """k-means at scale: Spark ML KMeans (fit on a sample, assign all) vs faiss on one node, same vectors.
 
-    python bench/kmeans.py --vectors /work/runs/scale_1m/scores --k 100 --fractions 0.01 0.05 0.2 \
+    python bench/kmeans.py --vectors runs/scale_1m/scores --k 100 --fractions 0.01 0.05 0.2 \
         --spark-fractions 0.01 0.05 0.2 --out bench/results/kmeans_1m.json
 
 The vectors are the `embedding` column of a Parquet table (e.g. the job's `scores/`, the

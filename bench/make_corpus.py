@@ -1,6 +1,6 @@
 """A realistic multilingual instruction corpus of any size, grown from the real MIDB records.
 
-    python bench/make_corpus.py --rows 1000000 --out /work/runs/corpus_1m [--seed 7] [--shard-rows 50000]
+    python bench/make_corpus.py --rows 1000000 --out runs/corpus_1m [--seed 7] [--shard-rows 50000]
 
 Why not just repeat MIDB: repeated rows are exact duplicates (the job quarantines them) and
 would not exercise the encoder, clustering or selection at scale. Each generated row takes
@@ -52,7 +52,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
 
 def _lang_code(stem: str) -> str:
-    from mdaq_spark.lang import language_code
+    from mdaq_spark.langcodes import language_code
 
     return language_code(stem)
 

@@ -8,11 +8,11 @@ the numbers its texts contain (numbers survive translation): the gap is where ma
 offset 0 gives way to matching at offset +1; records inside an ambiguous gap get no source.
 
     # a cosine threshold alone, and LSH settings, on the stored embeddings (a subset of sources: n x n in memory)
-    python bench/midb_copies.py calibrate --run-dir /work/runs/midb10_s4 --out bench/results/midb_copies_cosine.json
+    python bench/midb_copies.py calibrate --run-dir runs/midb10_s4 --out bench/results/midb_copies_cosine.json
     # the job's rule (k nearest per language, cosine floor, ratio margin), exact, over every sample
-    python bench/midb_copies.py rule --run-dir /work/runs/midb10_s4 --out bench/results/midb_copies_rule.json
+    python bench/midb_copies.py rule --run-dir runs/midb10_s4 --out bench/results/midb_copies_rule.json
     # what a select run with copies.enabled did (run bench/reselect.py on a copy first)
-    python bench/midb_copies.py evaluate --run-dir /work/runs/midb10_copies --out bench/results/midb_copies_eval.json
+    python bench/midb_copies.py evaluate --run-dir runs/midb10_copies --out bench/results/midb_copies_eval.json
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import glob
 import itertools
 import json
+import os
 import re
 import sys
 import time
@@ -31,7 +32,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
-MIDB = "/work/shared/data/midb_train"
+# the MIDB files: $MDAQ_SHARED_DATA/midb_train, else ../shared/data/midb_train beside the checkout
+_SHARED = os.environ.get("MDAQ_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+MIDB = str(Path(_SHARED) / "midb_train")
 _NUMBER = re.compile(r"\d+")
 _MIN_NUMBERS = 2  # a text with fewer numbers says too little about which record it is
 
@@ -77,7 +80,7 @@ def ground_truth(midb_dir: str = MIDB) -> tuple[dict[str, set[int]], dict]:
     from mdaq_spark import schema as S
     from mdaq_spark.config import InputConfig
     from mdaq_spark.io import records as R
-    from mdaq_spark.lang import language_code
+    from mdaq_spark.langcodes import language_code
 
     files = {
         language_code(Path(f).stem): json.loads(Path(f).read_text()) for f in sorted(glob.glob(f"{midb_dir}/*.json"))
@@ -150,7 +153,7 @@ def _true_pairs(ids: list[str], langs: list[str], sources: dict[str, set[int]]) 
 
 
 def calibrate(args) -> dict:
-    from mdaq_spark.copies import band_keys, hyperplanes, project
+    from mdaq_spark.stages.prune.copies import band_keys, hyperplanes, project
 
     started = time.perf_counter()
     sources, alignment = ground_truth()
@@ -317,7 +320,7 @@ def calibrate_rule(args) -> dict:
 
     Chunked over rows, so the all-pairs reference runs on the whole corpus without an n x n matrix.
     """
-    from mdaq_spark.copies import band_keys, hyperplanes, project
+    from mdaq_spark.stages.prune.copies import band_keys, hyperplanes, project
 
     started = time.perf_counter()
     sources, _ = ground_truth()

@@ -1,6 +1,6 @@
 """Redo only the select stage and the report of a finished run, and summarise what each pre-selection step did.
 
-    python bench/reselect.py --run-dir /work/runs/midb10_copy --out bench/results/midb_issue7.json \
+    python bench/reselect.py --run-dir runs/midb10_copy --out bench/results/midb_preselect.json \
         --set near_dup.enabled=true --set domains.enabled=true [--set selection.strategy=mmr]
 
 For comparing selection settings (DAS vs MMR, near-duplicates on/off) on one corpus without
@@ -23,9 +23,12 @@ from pyspark.sql import functions as F
 def main() -> int:
     from mdaq_spark import schema as S
     from mdaq_spark.config import load_config
-    from mdaq_spark.pipeline import CANDIDATES, SCORES, Run, select_key
-    from mdaq_spark.report import write_stats
+    from mdaq_spark.pipeline.runner import Runner
+    from mdaq_spark.report.stats import write_stats
+    from mdaq_spark.rundir import CANDIDATES, SCORES, RunDir
     from mdaq_spark.session import build_session
+    from mdaq_spark.stages.base import StageContext
+    from mdaq_spark.stages.select import SelectStage
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", required=True)
@@ -40,19 +43,23 @@ def main() -> int:
     for section in ("input", "language", "model", "embedding", "clustering"):
         cfg = cfg.model_copy(update={section: type(getattr(cfg, section)).model_validate(done["config"][section])})
     spark = build_session(cfg.spark)
-    run = Run(spark, cfg)
+    rundir = RunDir.of_job(spark, cfg.output)
+    runner = Runner(StageContext(spark, rundir), cfg.output.format)
     for stage in ("ingest", "encode", "score", "cluster"):
-        marker = json.loads((run_dir / "_stages" / f"{stage}.json").read_text())
-        run.keys[stage], run.info[stage], run.timings[stage] = marker["key"], marker.get("info", {}), 0.0
-        run.skipped.append(stage)
+        marker = rundir.marker(stage)
+        runner.log.keys[stage], runner.log.info[stage] = marker["key"], marker.get("info", {})
+        runner.log.timings[stage] = 0.0
+        runner.log.skipped.append(stage)
+    fingerprint = runner.log.info["score"][S.MODEL_FINGERPRINT]
     started = time.perf_counter()
-    run.stage("select", select_key(cfg, run.keys["cluster"], run.keys["score"]), run.select)
+    keys = runner.log.keys
+    runner.run(SelectStage(cfg, fingerprint, SCORES, fingerprint, keys["cluster"], keys["score"]))
     select_seconds = time.perf_counter() - started
-    stats = write_stats(run)
+    stats = write_stats(spark, rundir, cfg, runner.log, score_fingerprint=fingerprint)
 
     # what the selection looks like: mean score and how similar the selected samples are to each other
-    selected = run.selected_table().select(S.SAMPLE_ID, S.LANG, S.CLUSTER_ID)
-    emb = run.model_table(SCORES).select(S.SAMPLE_ID, S.QSM_SCORE, S.EMBEDDING)
+    selected = rundir.selected_table(cfg.output.format).select(S.SAMPLE_ID, S.LANG, S.CLUSTER_ID)
+    emb = rundir.model_table(SCORES, fingerprint).select(S.SAMPLE_ID, S.QSM_SCORE, S.EMBEDDING)
     quality = {
         r[S.LANG]: {"mean_qsm": r["q"], "clusters_covered": r["c"]}
         for r in selected.join(emb, on=S.SAMPLE_ID)
@@ -61,11 +68,11 @@ def main() -> int:
         .collect()
     }
     removed_examples = (
-        run.table(CANDIDATES)
-        .where(F.col("prune_reason") == "near_duplicate")
+        rundir.table(CANDIDATES)
+        .where(F.col(S.PRUNE_REASON) == S.REASON_NEAR_DUPLICATE)
         .orderBy(F.xxhash64(S.SAMPLE_ID))
         .limit(3)
-        .select(S.SAMPLE_ID, "duplicate_of", "dup_similarity")
+        .select(S.SAMPLE_ID, S.DUPLICATE_OF, S.DUP_SIMILARITY)
         .collect()
     )
     result = {

@@ -1,7 +1,7 @@
 """End-to-end job at growing corpus sizes: wall time and peak memory per stage, and how they grow.
 
-    python bench/make_corpus.py --rows 100000 --out /work/runs/corpus_100k
-    python bench/scaling.py run --corpus /work/runs/corpus_100k --label 100k --run-dir /work/runs/scale_100k \
+    python bench/make_corpus.py --rows 100000 --out runs/corpus_100k
+    python bench/scaling.py run --corpus runs/corpus_100k --label 100k --run-dir runs/scale_100k \
         [--set key=value ...]          # -> bench/results/scaling_100k.json
     python bench/scaling.py summarize [--labels 10k 100k 1m --out scaling_summary.json]  # growth exponents
 

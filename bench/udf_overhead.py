@@ -183,7 +183,7 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
     from mdaq_spark.config import SparkConfig
     from mdaq_spark.models import registry
     from mdaq_spark.session import build_session
-    from mdaq_spark.udfs import encode_udf, score_udf
+    from mdaq_spark.stages.udfs import encode_udf, score_udf
 
     conf = {"spark.executorEnv.OMP_NUM_THREADS": str(threads)}
     spark = build_session(
@@ -276,7 +276,7 @@ def main() -> int:
     from mdaq_spark.config import load_config
     from mdaq_spark.models import registry
 
-    job = load_config(REPO / "conf" / "default.yaml")
+    job = load_config(REPO / "mdaq_spark" / "conf" / "default.yaml")
     updates = {"name": args.model, "device": args.device}
     if args.batch_size:
         updates["batch_size"] = args.batch_size

@@ -7,20 +7,17 @@ Exit codes: 0 success, 2 configuration error, 3 unreadable input, 4 model cannot
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
 
-from mdaq_spark.config import JobConfig, check_runnable, load_config
+from mdaq_spark.config import DEFAULT_CONFIG, JobConfig, check_runnable, load_config
 from mdaq_spark.errors import MdaqError
 
 log = logging.getLogger("mdaq_spark")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_CORPUS = REPO_ROOT / "demo" / "corpus"
-DEFAULT_CONFIG = REPO_ROOT / "conf" / "default.yaml"
+DEMO_CORPUS = Path(__file__).resolve().parent / "demo" / "corpus"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -43,14 +40,11 @@ def _job_config(args: argparse.Namespace) -> JobConfig:
         fields["spark.master"] = args.master
     if getattr(args, "overwrite", False):
         fields["output.overwrite"] = True
-    config = args.config
-    if config is None and DEFAULT_CONFIG.is_file():
-        config = DEFAULT_CONFIG
-    return load_config(config, args.set or [], **fields)
+    return load_config(args.config or DEFAULT_CONFIG, args.set or [], **fields)
 
 
 def _add_job_options(p: argparse.ArgumentParser, *, need_io: bool = True) -> None:
-    p.add_argument("--config", "-c", help="YAML config (default: conf/default.yaml when present)")
+    p.add_argument("--config", "-c", help="YAML config (default: the packaged default.yaml)")
     p.add_argument("--input", "-i", action="append", help="input file or folder (repeatable); overrides input.paths")
     p.add_argument("--output", "-o", help="run directory; overrides output.path")
     p.add_argument(
@@ -64,49 +58,26 @@ def _add_job_options(p: argparse.ArgumentParser, *, need_io: bool = True) -> Non
     p.add_argument("--dry-run", action="store_true", help="validate config and inputs, print the plan, run nothing")
 
 
-@contextlib.contextmanager
-def _progress_bar():
-    """A live bar per model stage on an interactive terminal; log lines alone anywhere else (cron, CI, YARN)."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bars: dict[str, int] = {}
-    with Progress(
-        TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), transient=False,
-    ) as progress:  # fmt: skip
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in bars:
-                bars[stage] = progress.add_task(stage, total=total)
-            progress.update(bars[stage], completed=done, total=total)
-
-        yield update
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from mdaq_spark.io.outputs import check_output_path
+    from mdaq_spark.io.readers import check_inputs
+
     cfg = _job_config(args)
     check_runnable(cfg)
+    check_output_path(cfg.output.path)
+    check_inputs(cfg.input)
     if args.dry_run:
-        from mdaq_spark.plan import build_plan
+        from mdaq_spark.pipeline.plan import build_plan
 
         print(json.dumps(build_plan(cfg), indent=2, ensure_ascii=False))
         return 0
-    from mdaq_spark.pipeline import run_pipeline
+    from mdaq_spark.pipeline.runner import run_pipeline
+    from mdaq_spark.report.terminal import progress_bar
     from mdaq_spark.session import build_session
 
     spark = build_session(cfg.spark)
     try:
-        with _progress_bar() as on_progress:
+        with progress_bar() as on_progress:
             stats = run_pipeline(spark, cfg, on_progress=on_progress)
     finally:
         spark.stop()
@@ -120,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if not DEMO_CORPUS.is_dir():
-        raise MdaqError(f"demo corpus not found at {DEMO_CORPUS}: run the demo from a checkout of the repository")
+        raise MdaqError(f"demo corpus not found at {DEMO_CORPUS}: the installed package is incomplete")
     args.input = args.input or [str(DEMO_CORPUS)]
     args.output = args.output or "runs/demo"
     return cmd_run(args)
@@ -144,43 +115,25 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from pydantic import ValidationError
+    from mdaq_spark.config import load_train_config
 
-    from mdaq_spark.config import TrainQsmConfig, _set_dotted, parse_override
-    from mdaq_spark.errors import ConfigError
-
-    tree: dict = {}
-    for key, value in (
-        ("data", args.data),
-        ("output", args.output),
-        ("mode", args.mode),
-        ("holdout_langs", args.holdout_langs.split(",") if args.holdout_langs else None),
-        ("reuse_run", args.reuse_run),
-        ("seed", args.seed),
-    ):
-        if value is not None:
-            tree[key] = value
-    for item in args.set or []:
-        _set_dotted(tree, *parse_override(item))
-    try:
-        return TrainQsmConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid train-qsm options:\n{exc}") from exc
+    holdout = args.holdout_langs.split(",") if args.holdout_langs else None
+    return load_train_config(
+        args.set or [],
+        data=args.data,
+        output=args.output,
+        mode=args.mode,
+        holdout_langs=holdout,
+        reuse_run=args.reuse_run,
+        seed=args.seed,
+    )
 
 
 def _print_metrics(metrics: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+    from mdaq_spark.report.terminal import print_metrics
     from mdaq_spark.train.evaluate import table_rows
 
-    for split_name, results in metrics.items():
-        table = Table(title=f"{split_name}: pairwise accuracy, revised > raw (length-matched pairs in brackets)")
-        for col in ("split", "lang", "pairs", *results):
-            table.add_column(col)
-        for row in table_rows(results, split_name):
-            table.add_row(*row)
-        Console().print(table)
+    print_metrics(metrics, table_rows)
 
 
 def cmd_train_qsm(args: argparse.Namespace) -> int:
@@ -215,106 +168,28 @@ def cmd_eval_qsm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stats(run_dir: str) -> tuple[Path, dict]:
-    from mdaq_spark.errors import InputError
-    from mdaq_spark.report import STATS_FILE
-
-    report_dir = Path(run_dir) / "report"
-    if not (report_dir / STATS_FILE).is_file():
-        raise InputError(f"{run_dir} has no report/{STATS_FILE}: is it a finished mdaq run directory?")
-    return report_dir, json.loads((report_dir / STATS_FILE).read_text())
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from mdaq_spark.report import write_html
+    from mdaq_spark.report.stats import write_html
+    from mdaq_spark.rundir import RunDir
 
-    report_dir, _ = _stats(args.run_dir)
-    print(write_html(report_dir))
+    print(write_html(RunDir.finished(args.run_dir)))
     return 0
 
 
-def _counts_table(title: str, unit: str, counts: dict[str, int]):
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("reason")
-    table.add_column(unit, justify="right")
-    for reason, n in sorted(counts.items()):
-        table.add_row(reason, str(n))
-    return table
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    from mdaq_spark.report.terminal import print_run
+    from mdaq_spark.rundir import RunDir
 
-    from mdaq_spark.report_html import stage_work
-
-    _, stats = _stats(args.run_dir)
-    c = stats["counts"]
-    console = Console()
-    console.print(f"[bold]{args.run_dir}[/bold]  finished {stats.get('finished_at', '?')}")
-    console.print(
-        f"read {c['records_read']} = kept {c['kept']} + quarantined {c['quarantined']} + duplicates "
-        f"{c['exact_duplicates']}  ({'identity holds' if c['identity_holds'] else 'IDENTITY BROKEN'}); "
-        f"selected {c['selected']}"
-    )
-    table = Table(title="per language")
-    for col in (
-        "lang",
-        "samples",
-        "clusters",
-        "largest cluster",
-        "quality",
-        "diversity",
-        "top-k",
-        "kept",
-        "score mean",
-    ):
-        table.add_column(col, justify="right")
-    for lang, e in stats.get("per_language", {}).items():
-        sel = e.get("selected", {})
-        table.add_row(
-            lang,
-            str(e.get("samples", 0)),
-            str(e.get("clusters", 0)),
-            f"{100 * e.get('largest_cluster_share', 0):.1f}%",
-            str(sel.get("quality", 0)),
-            str(sel.get("diversity", 0)),
-            str(sel.get("cluster_top_k", 0)),
-            str(e.get("selected_total", 0)),
-            f"{e.get('score_mean', float('nan')):.4f}",
-        )
-    console.print(table)
-    console.print(_counts_table("quarantine by reason", "rows", stats.get("quarantine_by_reason", {})))
-    pruning = stats.get("pruning")
-    if pruning:
-        console.print(f"{pruning['candidates']} candidates, {pruning['to_selection']} went on to selection")
-        console.print(_counts_table("pruned before selection", "samples", pruning.get("pruned_by_reason", {})))
-        copies = pruning.get("copy_groups")
-        if copies and copies["groups"]:
-            console.print(
-                f"translated copies: {copies['groups']} groups, {copies['grouped_samples']} samples, "
-                f"largest {copies['largest_group']}"
-            )
-    stages = Table(title="stages")
-    stages.add_column("stage")
-    stages.add_column("seconds", justify="right")
-    stages.add_column("skipped")
-    stages.add_column("model work")
-    for stage, seconds in stats.get("stage_seconds", {}).items():
-        skipped = "yes" if stage in stats.get("stages_skipped", []) else ""
-        stages.add_row(stage, f"{seconds:.1f}", skipped, stage_work(stats, stage))
-    console.print(stages)
+    print_run(args.run_dir, RunDir.finished(args.run_dir).read_stats())
     return 0
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    from mdaq_spark.compact import compact_run
-    from mdaq_spark.config import JobConfig
+    from mdaq_spark.pipeline.compact import compact_run
+    from mdaq_spark.rundir import RunDir
     from mdaq_spark.session import build_session
 
-    _, stats = _stats(args.run_dir)
+    stats = RunDir.finished(args.run_dir).read_stats()
     cfg = JobConfig.model_validate(stats["config"]) if "config" in stats else JobConfig()
     store_root = args.store or cfg.output.store or args.run_dir
     spark = build_session(cfg.spark)
@@ -339,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="run the whole selection job",
-        epilog="example: mdaq run -c conf/default.yaml -i data/corpus.jsonl -o runs/2026-11-24 "
+        epilog="example: mdaq run -c my.yaml -i data/corpus.jsonl -o runs/2026-11-24 "
         "--set selection.budget_fraction=0.1",
     )
     _add_job_options(p)

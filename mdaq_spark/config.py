@@ -1,8 +1,8 @@
 """Typed configuration: YAML file + command-line overrides, validated before Spark starts.
 
-Every knob of the job lives here with its default; `conf/default.yaml` is this model written
-out with comments. Unknown keys are errors, so a misspelt option fails loudly instead of
-being ignored.
+Every knob of the job lives here with its default; `mdaq_spark/conf/default.yaml` (shipped in
+the package) is this model written out with comments. Unknown keys are errors, so a misspelt
+option fails loudly instead of being ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mdaq_spark.errors import ConfigError
+
+# the job's reference config, every knob with its default and a comment; shipped in the package
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "conf" / "default.yaml"
 
 # a band's bits are packed into one signed 64-bit bucket key
 MAX_BAND_BITS = 62
@@ -92,6 +95,10 @@ class LanguageConfig(_Section):
     # response's language) when the detector gives that language at least this probability:
     # short texts are ambiguous, long ones never are. 1: plain detection only
     expected_lang_min_prob: float = Field(default=0.05, ge=0, le=1)
+    # a text with fewer letters than this ("12 + 30 = ?", "OK") has no detectable language: 'und'
+    min_letters: int = Field(default=3, ge=0)
+    # a detection whose probability stays below this is no evidence of any language: 'und'
+    min_confidence: float = Field(default=0.03, ge=0, le=1)
 
 
 class ModelConfig(_Section):
@@ -472,13 +479,28 @@ def load_config(
     for dotted, value in fields.items():
         if value is not None:
             _set_dotted(tree, dotted, value)
+    return _validate(JobConfig, tree, "invalid configuration")
+
+
+def _validate(model: type[BaseModel], tree: dict[str, Any], what: str):
     try:
-        return JobConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
         )
-        raise ConfigError(f"invalid configuration: {problems}") from None
+        raise ConfigError(f"{what}: {problems}") from None
+
+
+def load_train_config(overrides: list[str] | tuple[str, ...] = (), **fields: Any) -> TrainQsmConfig:
+    """`mdaq train-qsm` options: keyword fields (dotted names; None: unset), then `key=value` overrides."""
+    tree: dict[str, Any] = {}
+    for dotted, value in fields.items():
+        if value is not None:
+            _set_dotted(tree, dotted, value)
+    for text in overrides:
+        _set_dotted(tree, *parse_override(text))
+    return _validate(TrainQsmConfig, tree, "invalid train-qsm options")
 
 
 def check_runnable(cfg: JobConfig) -> None:

@@ -1,11 +1,12 @@
-"""Render the README's configuration reference from conf/default.yaml (keys, defaults, comments).
+"""Render docs/configuration.md's reference table from the packaged default.yaml (keys, defaults, comments).
 
 The YAML file is the one place where every key is written down with its default and its
-meaning; the README table is generated from it so the two never disagree. A test checks that
-the README holds exactly this output and that every key of the typed config appears in it.
+meaning; the table in docs/configuration.md is generated from it so the two never disagree. A
+test checks that the page holds exactly this output and that every key of the typed config
+appears in it.
 
     python scripts/config_reference.py            # print the table
-    python scripts/config_reference.py --write    # replace it in README.md
+    python scripts/config_reference.py --write    # replace it in docs/configuration.md
 """
 
 from __future__ import annotations
@@ -49,15 +50,15 @@ def render(yaml_text: str) -> str:
 
 
 def main() -> int:
-    table = render((REPO / "conf" / "default.yaml").read_text(encoding="utf-8"))
+    table = render((REPO / "mdaq_spark" / "conf" / "default.yaml").read_text(encoding="utf-8"))
     if "--write" not in sys.argv:
         print(table)
         return 0
-    readme = REPO / "README.md"
-    text = readme.read_text(encoding="utf-8")
+    page = REPO / "docs" / "configuration.md"
+    text = page.read_text(encoding="utf-8")
     before, rest = text.split(START, 1)
     _, after = rest.split(END, 1)
-    readme.write_text(f"{before}{START}\n{table}\n{END}{after}", encoding="utf-8")
+    page.write_text(f"{before}{START}\n{table}\n{END}{after}", encoding="utf-8")
     return 0
 
 

@@ -1,4 +1,10 @@
-"""One local[2] SparkSession for the whole test run, and the shared data beside the checkout."""
+"""One local[2] SparkSession for the whole test run, and the shared MIDB data the real-data tests read.
+
+The MIDB files live outside the repository: $MDAQ_SHARED_DATA, else ../shared/data beside
+the checkout, holds midb_train/<Language>.json. Without them the tests that need them skip,
+all under one notice naming where the data was looked for; under CI=true they fail instead,
+so a CI machine that lost its data never passes quietly.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA_VARIABLE = "MDAQ_SHARED_DATA"
+SHARED_DATA = Path(os.environ.get(SHARED_DATA_VARIABLE) or REPO.parent / "shared" / "data")
 MIDB_DIR = SHARED_DATA / "midb_train"
-DEMO_CORPUS = REPO / "demo" / "corpus"
+MISSING_MIDB = f"MIDB data not found in {MIDB_DIR}: set {SHARED_DATA_VARIABLE} to the folder that holds midb_train/"
+DEMO_CORPUS = REPO / "mdaq_spark" / "demo" / "corpus"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -43,15 +51,32 @@ def model_dir(model_cache) -> str:
     return registry.resolve("multilingual-e5-small")
 
 
+def pytest_report_header(config) -> str:
+    found = (
+        "found"
+        if MIDB_DIR.is_dir()
+        else f"NOT FOUND: tests that need it skip (fail under CI=true); set {SHARED_DATA_VARIABLE}"
+    )
+    return f"MIDB data: {MIDB_DIR} ({found})"
+
+
+def require_midb(*languages: str) -> Path:
+    """MIDB_DIR, after checking it holds these languages' files: else skip (fail under CI=true), one reason for all."""
+    if not MIDB_DIR.is_dir() or any(not (MIDB_DIR / f"{lang}.json").is_file() for lang in languages):
+        if os.environ.get("CI") == "true":
+            pytest.fail(MISSING_MIDB)
+        pytest.skip(MISSING_MIDB)
+    return MIDB_DIR
+
+
 def write_midb_subset(folder: Path, records_per_lang: dict[str, int]) -> Path:
     """The first records of real MIDB files, written under their own names (the name gives the language)."""
     import json
 
+    require_midb(*records_per_lang)
     folder.mkdir(parents=True, exist_ok=True)
     for lang, n in records_per_lang.items():
         src = MIDB_DIR / f"{lang}.json"
-        if not src.exists():
-            pytest.skip("shared MIDB data not present")
         data = json.loads(src.read_text(encoding="utf-8"))[:n]
         (folder / f"{lang}.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     return folder

@@ -34,7 +34,7 @@ Usage from a test module (``tests/conftest.py`` belongs to someone else, so each
     @pytest.mark.cluster
     def test_select_on_cluster(standalone_cluster, tmp_path):
         proc = standalone_cluster.spark_submit(
-            [str(REPO / "jobs" / "select.py"), "--out", str(tmp_path / "out")],
+            [str(REPO / "jobs" / "run_select.py"), "--out", str(tmp_path / "out")],
             env={"HF_HUB_OFFLINE": "1"},
             timeout=900,
         )

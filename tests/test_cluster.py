@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mdaq_spark import schema as S
-from mdaq_spark.cluster import CENTROID, choose_k, cluster_by_language
 from mdaq_spark.config import ClusteringConfig
+from mdaq_spark.stages.cluster import choose_k, cluster_by_language
 
 DIM = 16
 BACKENDS = ["spark", "faiss"]
@@ -62,7 +62,7 @@ def test_each_blob_becomes_one_cluster(spark, backend):
     assert all(len(c) == 1 for c in fr.values())
     assert len({next(iter(c)) for c in fr.values()}) == 4
     # the recorded distance is the distance to the row's own centroid, and that centroid is the nearest
-    centroids = {(r[S.LANG], r[S.CLUSTER_ID]): np.array(r[CENTROID]) for r in result.centroids.collect()}
+    centroids = {(r[S.LANG], r[S.CLUSTER_ID]): np.array(r[S.CENTROID]) for r in result.centroids.collect()}
     vectors = {r[0]: np.array(r[2], dtype=np.float32) for r in rows}
     for sid, (lang, cid, dist) in got.items():
         own = np.linalg.norm(vectors[sid] - centroids[(lang, cid)])
@@ -80,7 +80,7 @@ def test_same_clusters_whatever_the_input_layout(spark, backend):
     def run(layout):
         result = cluster_by_language(spark, layout, cfg, seed=7)
         assignments = sorted(tuple(r) for r in result.assignments.collect())
-        centroids = sorted((r[S.LANG], r[S.CLUSTER_ID], tuple(r[CENTROID])) for r in result.centroids.collect())
+        centroids = sorted((r[S.LANG], r[S.CLUSTER_ID], tuple(r[S.CENTROID])) for r in result.centroids.collect())
         return assignments, centroids
 
     first = run(df.repartition(1))
@@ -89,7 +89,7 @@ def test_same_clusters_whatever_the_input_layout(spark, backend):
 
 
 def test_faiss_fit_sample_is_bounded_and_every_row_assigned(spark):
-    from mdaq_spark.cluster import _fit_sample
+    from mdaq_spark.stages.cluster import _fit_sample
 
     rows = blobs({"de": 4, "it": 2}, per_blob=100, seed=5)  # 400 and 200 rows
     df = frame(spark, rows)

@@ -10,10 +10,10 @@ import sys
 from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
-from mdaq_spark.compact import compact_run
 from mdaq_spark.config import JobConfig
 from mdaq_spark.io.store import ModelStore
-from mdaq_spark.pipeline import ENCODINGS, NORMALIZED, SCORES, STAGE_MARKERS
+from mdaq_spark.pipeline.compact import compact_run
+from mdaq_spark.rundir import ENCODINGS, NORMALIZED, SCORES, STAGE_MARKERS
 from tests.conftest import REPO
 
 

@@ -9,10 +9,9 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import CopyGroupConfig
-from mdaq_spark.copies import COPY_COUNT, COPY_GROUP, TRANSLATED_COPY, band_keys, project, translated_copies
-from mdaq_spark.domains import DOMAIN
+from mdaq_spark.stages.prune.copies import band_keys, project, translated_copies
 
-SCHEMA = f"{S.SAMPLE_ID} string, {S.LANG} string, {S.QSM_SCORE} double, {S.EMBEDDING} array<float>, {DOMAIN} string"
+SCHEMA = f"{S.SAMPLE_ID} string, {S.LANG} string, {S.QSM_SCORE} double, {S.EMBEDDING} array<float>, {S.DOMAIN} string"
 DIM = 32
 LANGS = ("de", "fr", "it", "es", "pt")
 # two sign bits per band, sixteen bands: a pair at 60 degrees (after centring) is missed with
@@ -50,10 +49,10 @@ def test_one_source_in_four_languages(spark):
     rows += _background(rng, 20)
     out = _run(spark, rows, max_langs_per_group=2, keep="best_score")
     assert set(out) == {"s_de", "s_fr", "s_it", "s_es"}  # the background has no copies
-    assert {r[COPY_GROUP] for r in out.values()} == {"s_de"}  # smallest sample_id of the group
-    assert {k for k, r in out.items() if r[TRANSLATED_COPY]} == {"s_fr", "s_es"}  # the two best languages stay
-    assert out["s_de"][COPY_COUNT] == out["s_it"][COPY_COUNT] == 2
-    assert out["s_fr"][COPY_COUNT] == out["s_es"][COPY_COUNT] == 0
+    assert {r[S.COPY_GROUP] for r in out.values()} == {"s_de"}  # smallest sample_id of the group
+    assert {k for k, r in out.items() if r[S.TRANSLATED_COPY]} == {"s_fr", "s_es"}  # the two best languages stay
+    assert out["s_de"][S.COPY_COUNT] == out["s_it"][S.COPY_COUNT] == 2
+    assert out["s_fr"][S.COPY_COUNT] == out["s_es"][S.COPY_COUNT] == 0
 
 
 def test_same_language_and_unrelated_samples_are_not_grouped(spark):
@@ -90,7 +89,7 @@ def test_domain_filter(spark):
         rows += [(f"{domain}_{lang}", lang, 0.5, _near(base, rng), domain) for lang in ("de", "fr", "it")]
     only_math = _run(spark, rows, domains=["math"], max_langs_per_group=1)
     assert set(only_math) == {"math_de", "math_fr", "math_it"}
-    assert sum(r[TRANSLATED_COPY] for r in only_math.values()) == 2
+    assert sum(r[S.TRANSLATED_COPY] for r in only_math.values()) == 2
     everything = _run(spark, rows, domains=[], max_langs_per_group=1)
     assert set(everything) == {f"{d}_{lang}" for d in ("math", "general") for lang in ("de", "fr", "it")}
 
@@ -108,11 +107,11 @@ def test_chain_is_one_component_and_iterations_are_bounded(spark, caplog):
     rows += _background(rng, 12)
     out = _run(spark, rows, max_langs_per_group=2)
     assert set(out) == {f"n{k}" for k in range(9)}
-    assert {r[COPY_GROUP] for r in out.values()} == {"n0"}
-    assert not any(r[TRANSLATED_COPY] for r in out.values())  # two languages, both kept
-    with caplog.at_level(logging.WARNING, logger="mdaq_spark.copies"):
+    assert {r[S.COPY_GROUP] for r in out.values()} == {"n0"}
+    assert not any(r[S.TRANSLATED_COPY] for r in out.values())  # two languages, both kept
+    with caplog.at_level(logging.WARNING, logger="mdaq_spark.stages.prune.copies"):
         cut = _run(spark, rows, max_iterations=1)
-    assert len({r[COPY_GROUP] for r in cut.values()}) > 1
+    assert len({r[S.COPY_GROUP] for r in cut.values()}) > 1
     assert "stopped after 1 rounds" in caplog.text
 
 
@@ -131,14 +130,16 @@ def test_spread_shares_the_loss_between_languages(spark):
     langs = ("de", "fr", "it", "es")
     rows = _groups(40, langs, rng)
     spread = _run(spark, rows, max_langs_per_group=2, keep="spread")
-    assert len({r[COPY_GROUP] for r in spread.values()}) == 40
-    kept = {lang: sum(not r[TRANSLATED_COPY] for k, r in spread.items() if k.endswith(lang)) for lang in langs}
+    assert len({r[S.COPY_GROUP] for r in spread.values()}) == 40
+    kept = {lang: sum(not r[S.TRANSLATED_COPY] for k, r in spread.items() if k.endswith(lang)) for lang in langs}
     assert sum(kept.values()) == 80  # two languages in every group
     assert all(10 <= n <= 30 for n in kept.values()), kept  # about half of each language, not all of one
     best = _run(spark, rows, max_langs_per_group=2, keep="best_score")
-    assert all(not r[TRANSLATED_COPY] for k, r in best.items() if k.endswith("de"))  # de always scores best
+    assert all(not r[S.TRANSLATED_COPY] for k, r in best.items() if k.endswith("de"))  # de always scores best
     reseeded = _run(spark, rows, seed=7, max_langs_per_group=2, keep="spread")
-    assert {k: r[TRANSLATED_COPY] for k, r in reseeded.items()} != {k: r[TRANSLATED_COPY] for k, r in spread.items()}
+    assert {k: r[S.TRANSLATED_COPY] for k, r in reseeded.items()} != {
+        k: r[S.TRANSLATED_COPY] for k, r in spread.items()
+    }
 
 
 def test_deterministic_across_partitionings(spark):
@@ -200,7 +201,7 @@ def _reference_pairs(rows, cfg):
 
 def _share_a_bucket(df, rows, cfg, seed):
     """Pairs of rows that agree on every bit of at least one band, with the job's own hyperplanes and centre."""
-    from mdaq_spark.copies import hyperplanes, pool_mean
+    from mdaq_spark.stages.prune.copies import hyperplanes, pool_mean
 
     x = np.asarray([r[3] for r in rows], dtype=np.float32).astype(np.float64)
     centre = pool_mean(df, cfg, seed)
@@ -225,7 +226,7 @@ def _union_find(nodes, pairs):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_brute_force(spark, seed):
-    from mdaq_spark.copies import candidate_pairs, pool_mean
+    from mdaq_spark.stages.prune.copies import candidate_pairs, pool_mean
 
     rng = np.random.default_rng(seed)
     rows = _clustered(rng)
@@ -263,7 +264,7 @@ def test_matches_brute_force(spark, seed):
     out = _run(spark, rows, seed=42, **{**WIDE, "bits": 48, "bands": 48, "neighbours": 3, "max_langs_per_group": 5})
     roots = _union_find({r[0] for r in rows}, _reference_pairs(rows, exact_cfg))
     grouped = {n: r for n, r in roots.items() if sum(1 for m in roots.values() if m == r) > 1}
-    assert {k: r[COPY_GROUP] for k, r in out.items()} == grouped
+    assert {k: r[S.COPY_GROUP] for k, r in out.items()} == grouped
 
 
 def test_margin_rejects_a_dense_region(spark):
@@ -287,12 +288,12 @@ def test_margin_rejects_a_dense_region(spark):
     assert set(with_margin) == {"pair_de", "pair_fr"}
     without = _run(spark, rows, threshold=0.9, margin=0.0)
     assert {k for k in without if k.startswith("dense")} == {f"dense_{i}" for i in range(8)}
-    assert len({without[f"dense_{i}"][COPY_GROUP] for i in range(8)}) == 1
+    assert len({without[f"dense_{i}"][S.COPY_GROUP] for i in range(8)}) == 1
 
 
 def test_config_change_reruns_select():
     from mdaq_spark.config import load_config
-    from mdaq_spark.pipeline import select_key
+    from mdaq_spark.stages.select import select_key
 
     base = load_config(None, [])
     for override in ("copies.enabled=true", "copies.threshold=0.95", "copies.keep=best_score"):

@@ -6,7 +6,9 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import DomainCapConfig
-from mdaq_spark.domains import CODE, DOMAIN, GENERAL, MATH, domain_tag, over_cap
+from mdaq_spark.stages.tag.domains import domain_tag, over_cap
+
+CODE, MATH, GENERAL = S.CODE, S.MATH, S.GENERAL
 
 CASES = [
     # (name, instruction, response, expected domain)
@@ -28,8 +30,8 @@ def tagged(spark):
         rows, f"{S.SAMPLE_ID} string, {S.INSTRUCTION} string, {S.INPUT} string, {S.RESPONSE} string"
     )
     return {
-        r[S.SAMPLE_ID]: r[DOMAIN]
-        for r in df.select(S.SAMPLE_ID, domain_tag(DomainCapConfig()).alias(DOMAIN)).collect()
+        r[S.SAMPLE_ID]: r[S.DOMAIN]
+        for r in df.select(S.SAMPLE_ID, domain_tag(DomainCapConfig()).alias(S.DOMAIN)).collect()
     }
 
 
@@ -42,10 +44,10 @@ def test_caps_keep_the_best_per_language_and_domain(spark):
     rows = []
     for lang in ("de", "fr", "en"):
         for i in range(5):
-            rows.append((f"{lang}-m{i}", lang, MATH, 0.1 * i))
-            rows.append((f"{lang}-c{i}", lang, CODE, 0.5))  # all tied: sample_id decides
-            rows.append((f"{lang}-g{i}", lang, GENERAL, 0.1 * i))
-    df = spark.createDataFrame(rows, f"{S.SAMPLE_ID} string, {S.LANG} string, {DOMAIN} string, {S.QSM_SCORE} double")
+            rows.append((f"{lang}-m{i}", lang, S.MATH, 0.1 * i))
+            rows.append((f"{lang}-c{i}", lang, S.CODE, 0.5))  # all tied: sample_id decides
+            rows.append((f"{lang}-g{i}", lang, S.GENERAL, 0.1 * i))
+    df = spark.createDataFrame(rows, f"{S.SAMPLE_ID} string, {S.LANG} string, {S.DOMAIN} string, {S.QSM_SCORE} double")
     cfg = DomainCapConfig(enabled=True, max_per_lang={"math": 2, "code": 3})
     out = {r[S.SAMPLE_ID]: r["_over"] for r in df.select(S.SAMPLE_ID, over_cap(df, cfg).alias("_over")).collect()}
     for lang in ("de", "fr"):

@@ -6,7 +6,7 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import FiltersConfig
-from mdaq_spark.heuristics import FLAGS, add_flags
+from mdaq_spark.stages.tag.heuristics import add_flags
 
 LONG_OK = "Mehl, Wasser, Hefe und Salz mischen, zehn Minuten kneten und eine Stunde gehen lassen. Dann backen."
 CASES = [
@@ -83,12 +83,12 @@ def flagged(spark):
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_each_rule(flagged, case):
-    out = {r[S.SAMPLE_ID]: r[FLAGS] for r in add_flags(flagged, FiltersConfig()).collect()}
+    out = {r[S.SAMPLE_ID]: r[S.FLAGS] for r in add_flags(flagged, FiltersConfig()).collect()}
     assert out[case[0]] == case[4]
 
 
 def test_lang_mismatch_and_rule_selection(flagged):
     cfg = FiltersConfig(lang_mismatch=True, rules=["response_too_short"])
-    out = {r[S.SAMPLE_ID]: r[FLAGS] for r in add_flags(flagged, cfg).collect()}
+    out = {r[S.SAMPLE_ID]: r[S.FLAGS] for r in add_flags(flagged, cfg).collect()}
     assert out["mismatch_not_flagged_by_default"] == ["lang_mismatch"]
     assert out["copy"] == [] and out["too_short"] == ["response_too_short"]

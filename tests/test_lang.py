@@ -6,7 +6,8 @@ import pandas as pd
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import LanguageConfig
-from mdaq_spark.lang import add_languages, identify_expecting, language_code, rank_languages
+from mdaq_spark.langcodes import language_code
+from mdaq_spark.stages.language import add_languages, identify_expecting, rank_languages
 
 MANSA = "Who was Mansa Musa?"  # py3langid: Hausa 0.14 before English 0.11
 MOROCCO = "ما عاصمة المغرب؟"  # Moroccan Arabic 0.54 before Standard Arabic 0.39

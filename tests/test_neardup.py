@@ -9,7 +9,7 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import NearDupConfig
-from mdaq_spark.neardup import DUP_SIMILARITY, DUPLICATE_OF, NEAR_DUP_COUNT, near_duplicates
+from mdaq_spark.stages.prune.neardup import near_duplicates
 
 SCHEMA = (
     f"{S.SAMPLE_ID} string, {S.LANG} string, {S.CLUSTER_ID} int, {S.CENTROID_DISTANCE} double, "
@@ -44,14 +44,14 @@ def test_constructed_cluster(spark):
     ]
     out = _result(_frame(spark, rows), NearDupConfig(enabled=True, threshold=0.99))
     assert set(out) == {"a", "b", "c", "d", "e", "f"}  # every row answered once
-    assert out["b"][DUPLICATE_OF] is None and out["b"][NEAR_DUP_COUNT] == 2
-    assert out["a"][DUPLICATE_OF] == "b" and out["a"][DUP_SIMILARITY] > 0.99
-    assert out["c"][DUPLICATE_OF] == "b"
+    assert out["b"][S.DUPLICATE_OF] is None and out["b"][S.NEAR_DUP_COUNT] == 2
+    assert out["a"][S.DUPLICATE_OF] == "b" and out["a"][S.DUP_SIMILARITY] > 0.99
+    assert out["c"][S.DUPLICATE_OF] == "b"
     for kept in "def":
-        assert out[kept][DUPLICATE_OF] is None and out[kept][NEAR_DUP_COUNT] == 0
+        assert out[kept][S.DUPLICATE_OF] is None and out[kept][S.NEAR_DUP_COUNT] == 0
     # a stricter threshold keeps them all
     strict = _result(_frame(spark, rows), NearDupConfig(enabled=True, threshold=0.9999))
-    assert all(r[DUPLICATE_OF] is None for r in strict.values())
+    assert all(r[S.DUPLICATE_OF] is None for r in strict.values())
 
 
 def reference(rows, threshold: float) -> dict[str, str | None]:
@@ -84,10 +84,10 @@ def test_matches_plain_loop_with_ties(spark, seed):
         rows.append((f"s{i:03d}", "de" if i % 2 else "fr", c, 0.0, score, _unit(v)))
     out = _result(_frame(spark, rows), NearDupConfig(enabled=True, threshold=0.97, max_block_size=1000))
     expected = reference(rows, 0.97)
-    assert {k: v[DUPLICATE_OF] for k, v in out.items()} == expected
+    assert {k: v[S.DUPLICATE_OF] for k, v in out.items()} == expected
     assert 0 < sum(v is not None for v in expected.values()) < len(rows)  # the case removes some, not all
     # counts add up: every removed sample is counted by exactly one kept sample
-    assert sum(v[NEAR_DUP_COUNT] for v in out.values()) == sum(v is not None for v in expected.values())
+    assert sum(v[S.NEAR_DUP_COUNT] for v in out.values()) == sum(v is not None for v in expected.values())
 
 
 def test_oversized_cluster_is_split_into_blocks(spark):
@@ -96,9 +96,9 @@ def test_oversized_cluster_is_split_into_blocks(spark):
     rows = [(f"x{i:02d}", "de", 0, float(i), 1.0 - i / 100, _unit(x[20] + x[0] * i / 1e4)) for i in range(10)]
     rows += [(f"y{i:02d}", "de", 0, 10.0 + i, 0.5, _unit(x[i] + 0.01)) for i in range(10)]
     out = _result(_frame(spark, rows), NearDupConfig(enabled=True, threshold=0.99, max_block_size=6))
-    kept_x = sorted(k for k, v in out.items() if k.startswith("x") and v[DUPLICATE_OF] is None)
+    kept_x = sorted(k for k, v in out.items() if k.startswith("x") and v[S.DUPLICATE_OF] is None)
     # 20 rows, at most 6 per block -> 4 balanced blocks of 5: the x's span exactly two blocks
     assert len(kept_x) == math.ceil(10 / 5) == 2
     assert kept_x == ["x00", "x05"]
-    assert all(out[f"x{i:02d}"][DUPLICATE_OF] == ("x00" if i < 5 else "x05") for i in (1, 2, 3, 4, 6, 7, 8, 9))
-    assert all(v[DUPLICATE_OF] is None for k, v in out.items() if k.startswith("y"))
+    assert all(out[f"x{i:02d}"][S.DUPLICATE_OF] == ("x00" if i < 5 else "x05") for i in (1, 2, 3, 4, 6, 7, 8, 9))
+    assert all(v[S.DUPLICATE_OF] is None for k, v in out.items() if k.startswith("y"))

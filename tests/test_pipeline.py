@@ -10,7 +10,9 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import load_config
-from mdaq_spark.pipeline import CANDIDATES, NORMALIZED, QUARANTINE, SCORES, SELECTED, run_pipeline
+from mdaq_spark.pipeline.runner import run_pipeline
+from mdaq_spark.rundir import CANDIDATES, NORMALIZED, QUARANTINE, SCORES, SELECTED
+from tests import golden
 from tests.conftest import DEMO_CORPUS, write_midb_subset
 
 
@@ -42,6 +44,7 @@ def test_midb_two_languages_end_to_end(spark, model_cache, tmp_path):
     corpus = _midb_subset(tmp_path, ("German", "Korean"), records=120)
     out = tmp_path / "run"
     stats = _run(spark, model_cache, [corpus], out, "selection.budget_fraction=0.1")
+    golden.check("midb_german_korean", spark.read.parquet(str(out / SELECTED)), stats)
 
     counts = stats["counts"]
     assert counts["identity_holds"]
@@ -86,6 +89,7 @@ def test_demo_corpus_end_to_end_and_deterministic(spark, model_cache, tmp_path):
         return "\n".join(f"{r.sample_id} {r.selection_reason} {r.qsm_score!r}" for r in df.itertuples()).encode()
 
     assert selected_ids(tmp_path / "a") == selected_ids(tmp_path / "b")
+    golden.check("demo", spark.read.parquet(str(tmp_path / "a" / SELECTED)), first)
     _check_report_commands(tmp_path / "a", first)
     _check_report(tmp_path / "a", first)  # the page `mdaq report` rebuilt, checked in full
 

@@ -12,14 +12,11 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import LanguageConfig, load_config
-from mdaq_spark.copies import COPY_COUNT, COPY_GROUP
-from mdaq_spark.crosslingual import CROSSLINGUAL, GROUP
-from mdaq_spark.domains import DOMAIN
-from mdaq_spark.lang import add_languages
-from mdaq_spark.neardup import DUPLICATE_OF, NEAR_DUP_COUNT
-from mdaq_spark.pipeline import CANDIDATES, CLUSTERS, NORMALIZED, QUARANTINE, SCORES, SELECTED, Run
-from mdaq_spark.prune import PRUNE_REASON
-from mdaq_spark.report import write_stats
+from mdaq_spark.report.stats import write_stats
+from mdaq_spark.rundir import CANDIDATES, CLUSTERS, NORMALIZED, QUARANTINE, SCORES, SELECTED, RunDir, RunLog
+from mdaq_spark.stages.base import StageContext
+from mdaq_spark.stages.language import add_languages
+from mdaq_spark.stages.select import SelectStage
 
 GERMAN = [
     ("Wie beginne ich den Tag gut?", "Mit einem Glas Wasser, etwas Bewegung und einem ruhigen Frühstück am Tisch."),
@@ -97,11 +94,11 @@ def finished(spark, tmp_path_factory):
         ],
         **{"output.path": str(root)},
     )
-    run = Run(spark, cfg)
-    run.info["ingest"] = {"parsed_rows": len(ROWS)}
-    run.info["score"] = {S.MODEL_FINGERPRINT: "fp"}  # which stored scores are this run's (the store adopts scores/)
-    run.select()
-    stats = write_stats(run)
+    rundir = RunDir.of_job(spark, cfg.output)
+    # "fp": which stored scores are this run's (the store adopts scores/)
+    SelectStage(cfg, "fp", SCORES, "fp", cluster_key="c", score_key="s").run(StageContext(spark, rundir))
+    runlog = RunLog(info={"ingest": {"parsed_rows": len(ROWS)}, "score": {S.MODEL_FINGERPRINT: "fp"}})
+    stats = write_stats(spark, rundir, cfg, runlog, score_fingerprint="fp")
     table = lambda name: {r[S.SAMPLE_ID]: r for r in spark.read.parquet(str(root / name)).collect()}  # noqa: E731
     return root, stats, table(CANDIDATES), table(SELECTED)
 
@@ -109,27 +106,27 @@ def finished(spark, tmp_path_factory):
 def test_each_sample_gets_its_decision(finished):
     _, _, candidates, selected = finished
     assert set(candidates) == {r[0] for r in ROWS}  # every clustered sample, once
-    reasons = {sid: r[PRUNE_REASON] for sid, r in candidates.items()}
-    assert reasons["de0_raw"] == "near_duplicate" and candidates["de0_raw"][DUPLICATE_OF] == "de0"
-    assert candidates["de0"][NEAR_DUP_COUNT] == 1
+    reasons = {sid: r[S.PRUNE_REASON] for sid, r in candidates.items()}
+    assert reasons["de0_raw"] == "near_duplicate" and candidates["de0_raw"][S.DUPLICATE_OF] == "de0"
+    assert candidates["de0"][S.NEAR_DUP_COUNT] == 1
     assert reasons["de_math2"] == "domain_cap" and reasons["de_math1"] is None
     assert reasons["fr_math1"] == "translated_copy"
-    assert candidates["fr_math1"][COPY_GROUP] == candidates["de_math1"][COPY_GROUP] == "de_math1"
-    assert candidates["de_math1"][COPY_COUNT] == 1 and candidates["fr_math1"][COPY_COUNT] == 0
+    assert candidates["fr_math1"][S.COPY_GROUP] == candidates["de_math1"][S.COPY_GROUP] == "de_math1"
+    assert candidates["de_math1"][S.COPY_COUNT] == 1 and candidates["fr_math1"][S.COPY_COUNT] == 0
     # math in two languages, general German samples: only math/code are grouped by default
-    assert all(candidates[f"de{i}"][COPY_GROUP] is None for i in range(6))
-    assert candidates["de_math1"][DOMAIN] == "math" and candidates["de1"][DOMAIN] == "general"
+    assert all(candidates[f"de{i}"][S.COPY_GROUP] is None for i in range(6))
+    assert candidates["de_math1"][S.DOMAIN] == "math" and candidates["de1"][S.DOMAIN] == "general"
     assert reasons["de_wrong"] == "flagged"
     assert "response_language_differs" in candidates["de_wrong"]["flags"]
-    assert candidates["de_xl"][CROSSLINGUAL] and reasons["de_xl"] is None and candidates["de_xl"]["flags"] == []
+    assert candidates["de_xl"][S.CROSSLINGUAL] and reasons["de_xl"] is None and candidates["de_xl"]["flags"] == []
     assert all(reasons[f"de{i}"] is None for i in range(6))
     # pool: 6 German + de_math1 = 7 monolingual -> budget round(3.5) = 4; cross-lingual: its own 1
-    assert {sid for sid, r in selected.items() if r[GROUP] == "monolingual"} <= {f"de{i}" for i in range(6)} | {
+    assert {sid for sid, r in selected.items() if r[S.GROUP] == "monolingual"} <= {f"de{i}" for i in range(6)} | {
         "de_math1"
     }
-    assert sum(r[GROUP] == "monolingual" for r in selected.values()) == 4
-    assert [sid for sid, r in selected.items() if r[GROUP] == "crosslingual"] == ["de_xl"]
-    assert selected["de0"][NEAR_DUP_COUNT] == 1
+    assert sum(r[S.GROUP] == "monolingual" for r in selected.values()) == 4
+    assert [sid for sid, r in selected.items() if r[S.GROUP] == "crosslingual"] == ["de_xl"]
+    assert selected["de0"][S.NEAR_DUP_COUNT] == 1
     assert not any(sid.startswith("fr_") for sid in selected)
 
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from mdaq_spark import schema as S
 from mdaq_spark.io.delta import read_delta
-from mdaq_spark.pipeline import ENCODINGS, SELECTED
-from tests.conftest import MIDB_DIR
+from mdaq_spark.rundir import ENCODINGS, SELECTED
+from tests.conftest import require_midb
 from tests.test_pipeline import _run, _scores, _table
 
 
@@ -20,9 +20,8 @@ def _write(folder, records_by_lang: dict[str, list]) -> None:
 
 
 def test_refresh_encodes_only_new_samples(spark, model_cache, tmp_path):
-    source = {
-        lang: json.loads((MIDB_DIR / f"{lang}.json").read_text(encoding="utf-8")) for lang in ("German", "Malay")
-    }
+    midb = require_midb("German", "Malay")
+    source = {lang: json.loads((midb / f"{lang}.json").read_text(encoding="utf-8")) for lang in ("German", "Malay")}
     corpus, out = tmp_path / "corpus", tmp_path / "run"
     _write(corpus, {lang: records[:20] for lang, records in source.items()})
     first = _run(spark, model_cache, [corpus], out, "output.format=delta")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mdaq_spark import schema as S
-from mdaq_spark.pipeline import ENCODINGS, SELECTED
+from mdaq_spark.rundir import ENCODINGS, SELECTED
 from tests.conftest import REPO, write_midb_subset
 
 ROWS_PER_COMMIT = 15  # ~60 samples -> several encode batches, so a kill can land between two

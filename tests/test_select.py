@@ -10,7 +10,7 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import SelectionConfig
-from mdaq_spark.select import select
+from mdaq_spark.stages.select import select
 
 
 def _budget(n: int, lang: str, cfg: SelectionConfig) -> int:

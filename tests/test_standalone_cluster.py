@@ -1,7 +1,7 @@
 """A PySpark job spark-submitted to a real 2-worker standalone cluster really runs on both executors.
 
 Why: this is the proof that the cluster helper gives what local[N] cannot (separate executor JVMs, each with its own
-Python workers, pandas UDFs shipped over the wire), before heavier jobs such as jobs/select.py are run on it. The
+Python workers, pandas UDFs shipped over the wire), before heavier jobs such as jobs/run_select.py are run on it. The
 fixture's finaliser also proves that stopping leaves no master, worker, executor or Python worker behind.
 """
 
@@ -154,9 +154,9 @@ def _select_args(corpus, out, model_cache) -> list[str]:
     from tests.conftest import REPO
 
     return [
-        str(REPO / "jobs" / "select.py"),
+        str(REPO / "jobs" / "run_select.py"),
         "--config",
-        str(REPO / "conf" / "default.yaml"),
+        str(REPO / "mdaq_spark" / "conf" / "default.yaml"),
         "--input",
         str(corpus),
         "--output",
@@ -180,20 +180,19 @@ SELECT_RECORDS = 40
 def select_corpus(tmp_path_factory):
     import json
 
-    from tests.conftest import MIDB_DIR
+    from tests.conftest import require_midb
 
+    midb = require_midb(*SELECT_LANGS)
     corpus = tmp_path_factory.mktemp("midb")
     for lang in SELECT_LANGS:
-        if not (MIDB_DIR / f"{lang}.json").exists():
-            pytest.skip("shared MIDB data not present")
-        records = json.loads((MIDB_DIR / f"{lang}.json").read_text(encoding="utf-8"))[:SELECT_RECORDS]
+        records = json.loads((midb / f"{lang}.json").read_text(encoding="utf-8"))[:SELECT_RECORDS]
         (corpus / f"{lang}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     return corpus
 
 
 @pytest.fixture(scope="module")
 def clean_select_run(standalone_cluster: StandaloneCluster, model_cache, select_corpus, tmp_path_factory):
-    """jobs/select.py, the product's own entry point, on the cluster without faults: the reference output."""
+    """jobs/run_select.py, the product's own entry point, on the cluster without faults: the reference output."""
     out = tmp_path_factory.mktemp("clean") / "run"
     proc = standalone_cluster.spark_submit(
         _select_args(select_corpus, out, model_cache), timeout=900, cwd=str(out.parent)

@@ -9,10 +9,9 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import CrossLingualConfig, FiltersConfig, LanguageConfig, TranslationConfig
-from mdaq_spark.crosslingual import CROSSLINGUAL
-from mdaq_spark.heuristics import FLAGS, add_flags
-from mdaq_spark.lang import add_languages
-from mdaq_spark.translation import longest_source_run
+from mdaq_spark.stages.language import add_languages
+from mdaq_spark.stages.tag.heuristics import add_flags
+from mdaq_spark.stages.tag.translation import longest_source_run
 
 DE_ANSWER = (
     "Ein guter Plan für den Morgen beginnt mit einem Glas Wasser. Danach hilft eine kurze Runde Bewegung, "
@@ -90,20 +89,20 @@ def flagged(languages):
 def test_each_translation_rule(flagged, case):
     name, _, _, _, expected, crosslingual = case
     row = flagged[name]
-    assert set(row[FLAGS]) & TRANSLATION_RULES == expected
-    assert row[CROSSLINGUAL] is crosslingual
+    assert set(row[S.FLAGS]) & TRANSLATION_RULES == expected
+    assert row[S.CROSSLINGUAL] is crosslingual
 
 
 def test_sections_switch_rules_off(languages):
     cfg = TranslationConfig(rules=["leftover_placeholder"])
-    out = {r[S.SAMPLE_ID]: r[FLAGS] for r in add_flags(languages, FiltersConfig(rules=[]), cfg).collect()}
+    out = {r[S.SAMPLE_ID]: r[S.FLAGS] for r in add_flags(languages, FiltersConfig(rules=[]), cfg).collect()}
     assert out["english_answer"] == [] and out["template_slot"] == ["leftover_placeholder"]
     # without the cross-lingual section the English translation is a wrong-language answer
     off = add_flags(languages, FiltersConfig(rules=[]), TranslationConfig(), CrossLingualConfig(enabled=False))
     row = {r[S.SAMPLE_ID]: r for r in off.collect()}["asked_for_english"]
-    assert row[CROSSLINGUAL] is False and "response_language_differs" in row[FLAGS]
+    assert row[S.CROSSLINGUAL] is False and "response_language_differs" in row[S.FLAGS]
     nothing = add_flags(languages, FiltersConfig(rules=[]), TranslationConfig(enabled=False)).collect()
-    assert all(r[FLAGS] == [] for r in nothing)
+    assert all(r[S.FLAGS] == [] for r in nothing)
 
 
 def test_longest_source_run_counts_only_consecutive_segments():

@@ -118,7 +118,7 @@ class ModelStore:
         """Replace every batch by one holding exactly `keep` (rows read from this store).
 
         Returns the counts before and after. The caller decides what to keep; see
-        `mdaq_spark.compact` for the usual choice (current fingerprint, current corpus).
+        `mdaq_spark.pipeline.compact` for the usual choice (current fingerprint, current corpus).
         """
         self.sweep()
         replaced = self.batches()

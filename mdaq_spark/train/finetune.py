@@ -30,7 +30,7 @@ def finetune_encoder(
     from sentence_transformers import SentenceTransformer
     from torch import nn
 
-    from mdaq_spark.train.qsm_training import _Embedder, _evaluate_splits
+    from mdaq_spark.train.embedder import Embedder, evaluate_splits
 
     ft, m = cfg.finetune, cfg.model
     base = registry.ensure_prepared(m.name, m.cache_dir)
@@ -89,13 +89,13 @@ def finetune_encoder(
         (tmp / registry.MANIFEST).write_text(json.dumps(manifest, indent=2))
 
     # the fine-tuned encoder's cosine is this QSM's score; the base encoder's is the untrained baseline
-    tuned = _Embedder(m.model_copy(update={"name": str(out), "qsm_head": "none"}), cfg.encoding_cache, None)
-    untrained = _Embedder(m, cfg.encoding_cache, cfg.reuse_run)
+    tuned = Embedder(m.model_copy(update={"name": str(out), "qsm_head": "none"}), cfg.encoding_cache, None)
+    untrained = Embedder(m, cfg.encoding_cache, cfg.reuse_run)
     metrics = {}
     for name, t in (("eval_seen_languages", eval_seen), ("eval_unseen_languages", eval_unseen)):
         if len(t):
-            ours = _evaluate_splits({name: (t, *tuned.triplet_embeddings(t))}, None, cfg.seed)[name]
-            base = _evaluate_splits({name: (t, *untrained.triplet_embeddings(t))}, None, cfg.seed)[name]
+            ours = evaluate_splits({name: (t, *tuned.triplet_embeddings(t))}, None, cfg.seed)[name]
+            base = evaluate_splits({name: (t, *untrained.triplet_embeddings(t))}, None, cfg.seed)[name]
             metrics[name] = {"qsm": ours["untrained_cosine"], **base}
     manifest["metrics"] = {s: {scorer: v["overall"] for scorer, v in r.items()} for s, r in metrics.items()}
     (out / registry.MANIFEST).write_text(json.dumps(manifest, indent=2))

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mdaq_spark.errors import InputError
-from mdaq_spark.lang import language_code
+from mdaq_spark.langcodes import language_code
 
 _NUMBER = re.compile(r"\d+")
 _MIN_NUMBERS = 2  # a text with fewer numbers says too little about which record it is

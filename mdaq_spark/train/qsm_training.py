@@ -13,7 +13,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mdaq_spark import __version__
@@ -22,54 +21,11 @@ from mdaq_spark.errors import ConfigError
 from mdaq_spark.io.local_dirs import publish_dir
 from mdaq_spark.models import registry
 from mdaq_spark.models.encoder import pick_device
-from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS, QsmHead, precision_class, score_and_embed
-from mdaq_spark.train import evaluate as ev
-from mdaq_spark.train.encodings import EncodingCache, encode_texts, seed_from_run, text_key
+from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS, QsmHead, precision_class
+from mdaq_spark.train.embedder import Embedder, evaluate_splits
 from mdaq_spark.train.triplets import bucket, load_triplets, split
 
 log = logging.getLogger(__name__)
-
-
-class _Embedder:
-    """Frozen-encoder embeddings of triplet texts through the on-disk cache; loads the model only if needed."""
-
-    def __init__(self, model_cfg: ModelConfig, cache_root: str | None, reuse_run: str | None) -> None:
-        self.cfg = model_cfg
-        self.location = registry.ensure_prepared(model_cfg.name, model_cfg.cache_dir)
-        self.fingerprint = registry.encoder_fingerprint(self.location, model_cfg)
-        root = Path(cache_root) if cache_root else registry.cache_dir(model_cfg.cache_dir).parent / "qsm_encodings"
-        self.cache = EncodingCache(root, self.fingerprint)
-        if reuse_run:
-            seed_from_run(self.cache, Path(reuse_run), model_cfg.instruction_prefix, model_cfg.response_prefix)
-        self._encoder = None
-
-    @property
-    def encoder(self):
-        if self._encoder is None:
-            from mdaq_spark.models.encoder import TextEncoder
-
-            self._encoder = TextEncoder(self.cfg, self.location)
-        return self._encoder
-
-    def triplet_embeddings(self, t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ip, rp = self.cfg.instruction_prefix, self.cfg.response_prefix
-        missing = len(
-            self.cache.missing([*_keys(t["prompt"], ip), *_keys(t["chosen"], rp), *_keys(t["rejected"], rp)])
-        )
-        enc = self.encoder if missing else None
-        return (
-            encode_texts(self.cache, enc, t["prompt"].tolist(), ip),
-            encode_texts(self.cache, enc, t["chosen"].tolist(), rp),
-            encode_texts(self.cache, enc, t["rejected"].tolist(), rp),
-        )
-
-
-def _keys(texts: pd.Series, prefix: str) -> list[str]:
-    return [text_key(prefix, x) for x in texts]
-
-
-def _gap(a: np.ndarray, p: np.ndarray, n: np.ndarray, head: QsmHead | None) -> np.ndarray:
-    return score_and_embed(a, p, head)[0] - score_and_embed(a, n, head)[0]
 
 
 def _cap_per_language(df: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
@@ -77,18 +33,6 @@ def _cap_per_language(df: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFr
         return df
     order = df["group"].map(lambda g: bucket(g, seed + 1))
     return df.assign(_o=order).sort_values(["lang", "_o"]).groupby("lang").head(cap).drop(columns="_o")
-
-
-def _evaluate_splits(splits: dict[str, tuple], head: QsmHead | None, seed: int) -> dict:
-    out = {}
-    for name, (t, a, p, n) in splits.items():
-        if len(t) == 0:
-            continue
-        gaps = {"qsm": _gap(a, p, n, head)} if head is not None else {}
-        gaps["untrained_cosine"] = _gap(a, p, n, None)
-        gaps.update(ev.baseline_gaps(t, seed))
-        out[name] = ev.evaluate(t, gaps)
-    return out
 
 
 def _save_head(trained, manifest: dict, out: Path) -> str:
@@ -132,7 +76,7 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
 
         return finetune_encoder(cfg, train, eval_seen, eval_unseen, data)
 
-    embedder = _Embedder(cfg.model, cfg.encoding_cache, cfg.reuse_run)
+    embedder = Embedder(cfg.model, cfg.encoding_cache, cfg.reuse_run)
     emb = {
         name: (t, *embedder.triplet_embeddings(t))
         for name, t in (("train", train), ("eval_seen_languages", eval_seen), ("eval_unseen_languages", eval_unseen))
@@ -142,7 +86,7 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
     _, a, p, n = emb["train"]
     trained = train_head(a, p, n, cfg.head, cfg.seed)
     head = QsmHead(trained.prompt_weight, trained.prompt_bias, trained.response_weight, trained.response_bias, {})
-    metrics = _evaluate_splits(emb, head, cfg.seed)
+    metrics = evaluate_splits(emb, head, cfg.seed)
     manifest = {
         "kind": "mdaq-qsm-head",
         "mdaq_spark_version": __version__,
@@ -205,7 +149,7 @@ def eval_qsm(
     out unless `include_trained`: they would measure memory, not quality.
     """
     data = load_triplets(data_paths, max_records_per_file)
-    embedder = _Embedder(model_cfg, cache_root, reuse_run)
+    embedder = Embedder(model_cfg, cache_root, reuse_run)
     head_dir = registry.resolve_head(model_cfg.qsm_head, model_cfg.name)
     head = QsmHead.load(head_dir) if head_dir else None
     t = data.triplets
@@ -221,5 +165,5 @@ def eval_qsm(
         "encoder_fingerprint": embedder.fingerprint,
         "excluded_trained": int(seen.sum()),
         "evaluated": len(t),
-        "metrics": _evaluate_splits({"all": (t, *embedder.triplet_embeddings(t))}, head, seed),
+        "metrics": evaluate_splits({"all": (t, *embedder.triplet_embeddings(t))}, head, seed),
     }

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from mdaq_spark.errors import InputError
-from mdaq_spark.lang import language_code
+from mdaq_spark.langcodes import language_code
 from mdaq_spark.train import midb
 from mdaq_spark.train.midb import prompt as prompt_of
 

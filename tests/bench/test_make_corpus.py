@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MIDB_DIR, REPO
+from tests.conftest import MIDB_DIR, REPO, require_midb
 
 
 def _generator():
@@ -20,8 +20,7 @@ def _generator():
 
 @pytest.fixture(scope="module")
 def gen():
-    if not MIDB_DIR.is_dir():
-        pytest.skip("shared MIDB data not present")
+    require_midb()
     return _generator()
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mdaq_spark import schema as S
-from mdaq_spark.pipeline import NORMALIZED, QUARANTINE, SELECTED
+from mdaq_spark.rundir import NORMALIZED, QUARANTINE, SELECTED
 from tests.test_pipeline import _run, _table
 
 WORDS = "river mountain bread window summer letter garden engine market winter story answer".split()

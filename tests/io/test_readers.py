@@ -10,7 +10,7 @@ import pytest
 from mdaq_spark import schema as S
 from mdaq_spark.config import InputConfig
 from mdaq_spark.io.readers import detect_file_types, read_corpus
-from tests.conftest import MIDB_DIR
+from tests.conftest import require_midb
 
 
 def _read(spark, *paths, **kw) -> pd.DataFrame:
@@ -161,9 +161,7 @@ def test_sample_id_ignores_whitespace_and_composition():
 
 
 def test_midb_records_give_raw_and_revised(spark):
-    path = MIDB_DIR / "Italian.json"
-    if not path.exists():
-        pytest.skip("shared MIDB data not present")
+    path = require_midb("Italian") / "Italian.json"
     records = json.loads(path.read_text(encoding="utf-8"))
     df = _read(spark, path)
     # two samples per record, the malformed (translated-keys) record is one quarantine row

@@ -57,7 +57,7 @@ def test_a_mismatched_head_warns_in_stats_and_report_and_strict_refuses(spark, m
 
     from mdaq_spark.config import load_config
     from mdaq_spark.errors import ConfigError
-    from mdaq_spark.pipeline import run_pipeline
+    from mdaq_spark.pipeline.runner import run_pipeline
     from tests.conftest import DEMO_CORPUS
 
     head = tmp_path / "head128"

@@ -9,14 +9,12 @@ import pytest
 from mdaq_spark.errors import InputError
 from mdaq_spark.train import midb
 from mdaq_spark.train.triplets import load_triplets, split
-from tests.conftest import MIDB_DIR, write_midb_subset
+from tests.conftest import MIDB_DIR, require_midb, write_midb_subset
 
 
 def _load(name: str) -> list:
-    path = MIDB_DIR / name
-    if not path.exists():
-        pytest.fail(f"shared MIDB data missing: {path}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    require_midb(name.removesuffix(".json"))
+    return json.loads((MIDB_DIR / name).read_text(encoding="utf-8"))
 
 
 def test_a_file_missing_one_record_aligns_with_one_gap():
@@ -54,6 +52,7 @@ def test_split_of_two_aligned_files_shares_no_source_record(tmp_path):
 
 def test_a_single_file_gets_its_sources_from_its_folder():
     """Reading one language file alone gives the sources it has when its folder is read."""
+    require_midb("German")
     alone = load_triplets([str(MIDB_DIR / "German.json")]).triplets
     together = midb.load_midb(MIDB_DIR)
     de = together[together["lang"] == "de"].dropna(subset=["source"])

@@ -1,0 +1,66 @@
+"""Compact a run's model-output store: one batch per store, holding only rows still of use.
+
+A scheduled refresh commits a batch per run, and the store never forgets on its own: a new
+encoder or QSM head leaves the old fingerprint's rows behind, and samples that left the
+corpus keep theirs. Reading cost grows with the number of batch directories and files, and
+the disk holds every model ever used. Compaction keeps, by default, the rows of the
+fingerprints the run last used, for the samples of the run's current corpus. Each store is
+rewritten through `ModelStore.compact`, which a killed job can never leave half done.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from mdaq_spark import schema as S
+from mdaq_spark.errors import InputError
+from mdaq_spark.io.store import ModelStore
+from mdaq_spark.rundir import NORMALIZED, STAGE_OF, STORE_FINGERPRINT, RunDir
+
+
+def current_fingerprint(rundir: RunDir, name: str) -> str | None:
+    """The fingerprint a run's last finished model stage wrote to store `name`, from its marker."""
+    marker = rundir.marker(STAGE_OF[name])
+    return None if marker is None else marker.get("info", {}).get(STORE_FINGERPRINT[name])
+
+
+def compact_run(
+    spark: SparkSession,
+    run_dir: str,
+    store_root: str | None = None,
+    *,
+    all_fingerprints: bool = False,
+    keep_absent: bool = False,
+) -> dict[str, dict]:
+    """Compact every store of a finished run; returns the counts per store.
+
+    `all_fingerprints` keeps the rows of every model (e.g. to switch back to an old head
+    without re-scoring); `keep_absent` keeps samples that are no longer in the run's corpus
+    (e.g. when several corpora share one store).
+    """
+    rundir = RunDir(run_dir, store_root, spark)
+    corpus = None
+    if not keep_absent:
+        if not rundir.exists(NORMALIZED):
+            raise InputError(f"{run_dir} has no {NORMALIZED}/ table: pass --keep-absent or a finished run directory")
+        corpus = rundir.table(NORMALIZED).select(S.SAMPLE_ID)
+    out: dict[str, dict] = {}
+    for name, column in STORE_FINGERPRINT.items():
+        store = ModelStore(spark, rundir.store_path(name), column)
+        store.sweep()
+        keep = store.read_all()
+        if keep is None:
+            continue
+        if not all_fingerprints:
+            fingerprint = current_fingerprint(rundir, name)
+            if fingerprint is None:
+                raise InputError(
+                    f"{run_dir} has no finished {STAGE_OF[name]} stage to say which {column} is current; "
+                    "pass --all-fingerprints to keep every model's rows"
+                )
+            keep = keep.where(F.col(column) == fingerprint)
+        if corpus is not None:
+            keep = keep.join(corpus, on=S.SAMPLE_ID, how="left_semi")
+        out[name] = store.compact(keep)
+    return out

@@ -1,0 +1,128 @@
+"""The job, stage by stage: ingest -> encode -> score -> (embed) -> cluster -> select -> report.
+
+Each stage reads the previous stages' outputs from the run directory and writes its own,
+atomically; the runner then records a marker keyed by everything that determines the
+stage's result (config section, upstream keys, input files). A rerun skips stages whose
+key is unchanged, so a crashed run resumes from the last finished stage and a config
+change redoes exactly the stages it affects. The runner checks each stage's declared
+tables before it runs and after it finishes: a stage that reads a column nobody wrote
+fails with its name, not with an analysis error deep in a plan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from pyspark.sql import SparkSession
+
+from mdaq_spark.config import JobConfig
+from mdaq_spark.errors import ConfigError, MdaqError
+from mdaq_spark.models import registry
+from mdaq_spark.models.qsm import QsmHead, head_mismatches
+from mdaq_spark.report.stats import write_stats
+from mdaq_spark.rundir import EMBEDDINGS, SCORES, RunDir, RunLog
+from mdaq_spark.stages.base import Stage, StageContext, Table, section
+from mdaq_spark.stages.cluster import ClusterStage
+from mdaq_spark.stages.embed import EmbedStage
+from mdaq_spark.stages.encode import EncodeStage
+from mdaq_spark.stages.ingest import IngestStage
+from mdaq_spark.stages.score import ScoreStage
+from mdaq_spark.stages.select import SelectStage
+
+log = logging.getLogger(__name__)
+
+
+class StageContractError(MdaqError):
+    """A stage's declared input or output table lacks a column: a bug, not bad data."""
+
+
+class Runner:
+    """Runs stages in order, skipping the finished ones; keeps the log the report is written from."""
+
+    def __init__(self, ctx: StageContext, file_format: str) -> None:
+        self.ctx = ctx
+        self.file_format = file_format
+        self.log = RunLog()
+
+    def _check(self, stage: Stage, tables: tuple[Table, ...], when: str) -> None:
+        for table in tables:
+            columns = self.ctx.rundir.columns(table.name, table.fingerprint, self.file_format)
+            if columns is None:
+                raise StageContractError(f"stage {stage.name} {when} table {table.name}/, which is not there")
+            missing = [c for c in table.columns if c not in columns]
+            if missing:
+                raise StageContractError(f"stage {stage.name} {when} {table.name}/ with columns {missing}")
+
+    def run(self, stage: Stage) -> dict:
+        """Run `stage` unless a finished run holds its output for the same key; returns its marker info."""
+        key = stage.key()
+        self.log.keys[stage.name] = key
+        done = None if self.ctx.overwrite else self.ctx.rundir.marker(stage.name)
+        if done is not None and done.get("key") == key:
+            log.info("stage %-8s skipped: finished earlier with the same inputs and config", stage.name)
+            self.log.skipped.append(stage.name)
+            self.log.timings[stage.name] = 0.0
+            self.log.info[stage.name] = done.get("info", {})
+            return self.log.info[stage.name]
+        self._check(stage, stage.requires, "needs")
+        spark = self.ctx.spark
+        spark.sparkContext.setJobGroup(f"mdaq-{stage.name}", f"mdaq stage: {stage.name}", interruptOnCancel=True)
+        started = time.perf_counter()
+        info = stage.run(self.ctx) or {}
+        seconds = time.perf_counter() - started
+        self._check(stage, stage.produces, "did not write")
+        self.log.timings[stage.name] = round(seconds, 2)
+        self.log.info[stage.name] = info
+        self.ctx.rundir.write_marker(stage.name, {"stage": stage.name, "key": key, "seconds": seconds, "info": info})
+        log.info("stage %-8s done in %.1fs %s", stage.name, seconds, json.dumps(info, sort_keys=True))
+        return info
+
+
+def run_pipeline(
+    spark: SparkSession, cfg: JobConfig, on_progress: Callable[[str, int, int], None] | None = None
+) -> dict:
+    """The whole job on `cfg`; returns the run's stats (also written to report/stats.json)."""
+    head_dir = registry.resolve_head(cfg.model.qsm_head, cfg.model.name)
+    mismatches = head_mismatches(QsmHead.load(head_dir).manifest, cfg.model) if head_dir else []
+    if mismatches and cfg.model.qsm_head_strict:
+        raise ConfigError(f"QSM head {head_dir} does not match the run's encoder: " + "; ".join(mismatches))
+    for line in mismatches:
+        log.warning("QSM head %s was trained under other encoder settings: %s", head_dir, line)
+    rundir = RunDir.of_job(spark, cfg.output)
+    runner = Runner(StageContext(spark, rundir, cfg.output.overwrite, on_progress), cfg.output.format)
+
+    ingest = IngestStage(cfg.input, cfg.language)
+    ingested = runner.run(ingest)
+    # downstream keys follow the corpus content, not its files (see stages.ingest)
+    content = str(ingested.get("content_digest", runner.log.keys[ingest.name]))
+
+    location = registry.ensure_prepared(cfg.model.name, cfg.model.cache_dir)
+    encoder_fp = registry.encoder_fingerprint(location, cfg.model)
+    encode = EncodeStage(cfg.model, cfg.spark, location, encoder_fp, content)
+    runner.run(encode)
+
+    qsm_fp = registry.fingerprint(head_dir, encoder_fp) if head_dir else encoder_fp
+    score = ScoreStage(cfg.model, cfg.spark, head_dir, encoder_fp, qsm_fp, encode.key(), tuple(mismatches))
+    runner.run(score)
+
+    embedding_table, embedding_fp, upstream = SCORES, qsm_fp, score.key()
+    if cfg.embedding.source == "model":
+        emb_cfg = cfg.embedding.model
+        emb_location = registry.ensure_prepared(emb_cfg.name, emb_cfg.cache_dir)
+        embedding_fp = registry.fingerprint(emb_location, section(emb_cfg))
+        embed = EmbedStage(emb_cfg, cfg.spark, emb_location, embedding_fp, content)
+        runner.run(embed)
+        embedding_table, upstream = EMBEDDINGS, embed.key()
+
+    cluster = ClusterStage(cfg.clustering, cfg.seed, embedding_table, embedding_fp, upstream)
+    runner.run(cluster)
+    runner.run(SelectStage(cfg, qsm_fp, embedding_table, embedding_fp, cluster.key(), score.key()))
+
+    started = time.perf_counter()
+    spark.sparkContext.setJobGroup("mdaq-report", "mdaq stage: report", interruptOnCancel=True)
+    stats = write_stats(spark, rundir, cfg, runner.log, score_fingerprint=qsm_fp)
+    runner.log.timings["report"] = round(time.perf_counter() - started, 2)
+    return stats

@@ -1,0 +1,191 @@
+"""stats.json for a run: counts per stage and language, from the written outputs.
+
+Counts come from a groupBy over what was actually written (never from accumulators, which
+Spark may apply twice on task retries), so the numbers a user reads are the rows on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from datetime import datetime, timezone
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from mdaq_spark import __version__
+from mdaq_spark import schema as S
+from mdaq_spark.config import JobConfig
+from mdaq_spark.report.figures import collect_report_data
+from mdaq_spark.report.html import render
+from mdaq_spark.rundir import CANDIDATES, CLUSTERS, FLAGGED, NORMALIZED, QUARANTINE, SCORES, RunDir, RunLog
+
+log = logging.getLogger(__name__)
+
+
+def _rows(df, *keys: str) -> list[dict]:
+    return [row.asDict() for row in df.orderBy(*keys).collect()]
+
+
+def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog, score_fingerprint: str) -> dict:
+    normalized = rundir.table(NORMALIZED)
+    quarantine = rundir.table(QUARANTINE)
+    selected = rundir.selected_table(cfg.output.format)
+    scores = rundir.model_table(SCORES, score_fingerprint)
+    clusters = rundir.table(CLUSTERS)
+
+    by_reason = {
+        r[S.QUARANTINE_REASON]: r["count"]
+        for r in _rows(quarantine.groupBy(S.QUARANTINE_REASON).count(), S.QUARANTINE_REASON)
+    }
+    quarantined = sum(by_reason.values())
+    duplicates = by_reason.get(S.DUPLICATE_REASON, 0)
+
+    per_lang: dict[str, dict] = {}
+    for r in _rows(
+        normalized.groupBy(S.LANG).agg(
+            F.count(F.lit(1)).alias("samples"), F.sum(F.col(S.LANG_MISMATCH).cast("int")).alias("lang_mismatch")
+        ),
+        S.LANG,
+    ):
+        per_lang[r[S.LANG]] = {"samples": r["samples"], "lang_mismatch": r["lang_mismatch"] or 0}
+    for r in _rows(
+        scores.groupBy(S.LANG).agg(
+            F.count(F.lit(1)).alias("scored"),
+            F.mean(S.QSM_SCORE).alias("score_mean"),
+            F.min(S.QSM_SCORE).alias("score_min"),
+            F.max(S.QSM_SCORE).alias("score_max"),
+        ),
+        S.LANG,
+    ):
+        per_lang.setdefault(r[S.LANG], {}).update(
+            scored=r["scored"], score_mean=r["score_mean"], score_min=r["score_min"], score_max=r["score_max"]
+        )
+    sizes = clusters.groupBy(S.LANG, S.CLUSTER_ID).count()
+    for r in _rows(
+        sizes.groupBy(S.LANG).agg(
+            F.count(F.lit(1)).alias("clusters"), F.max("count").alias("largest"), F.sum("count").alias("clustered")
+        ),
+        S.LANG,
+    ):
+        per_lang.setdefault(r[S.LANG], {}).update(
+            clusters=r["clusters"], largest_cluster_share=round(r["largest"] / r["clustered"], 4)
+        )
+    for r in _rows(selected.groupBy(S.LANG, S.SELECTION_REASON).count(), S.LANG, S.SELECTION_REASON):
+        entry = per_lang.setdefault(r[S.LANG], {})
+        entry.setdefault("selected", {})[r[S.SELECTION_REASON]] = r["count"]
+    for entry in per_lang.values():
+        entry["selected_total"] = sum(entry.get("selected", {}).values())
+    if rundir.exists(FLAGGED):
+        exploded = rundir.table(FLAGGED).select(S.LANG, F.explode(S.FLAGS).alias("flag"))
+        for r in _rows(exploded.groupBy(S.LANG, "flag").count(), S.LANG, "flag"):
+            per_lang.setdefault(r[S.LANG], {}).setdefault("flags", {})[r["flag"]] = r["count"]
+
+    pruning = _pruning(rundir, selected, per_lang)
+
+    kept = sum(e.get("samples", 0) for e in per_lang.values())
+    # rows the reader produced, counted independently in the ingest stage before any split
+    read = runlog.info.get("ingest", {}).get("parsed_rows", -1)
+    return {
+        "mdaq_spark_version": __version__,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "counts": {
+            "records_read": read,
+            "kept": kept,
+            "quarantined": quarantined - duplicates,
+            "exact_duplicates": duplicates,
+            "selected": sum(e["selected_total"] for e in per_lang.values()),
+            "identity_holds": read == kept + quarantined,
+            # each input file: records read = records parsed, and its rows all written (see io/accounting)
+            "per_file_identity_holds": runlog.info.get("ingest", {}).get("per_file_identity_holds"),
+        },
+        "input_files": {
+            "read": len(runlog.info.get("ingest", {}).get("files", {})),
+            "skipped": runlog.info.get("ingest", {}).get("files_skipped", []),
+        },
+        "quarantine_by_reason": by_reason,
+        "pruning": pruning,
+        "per_language": per_lang,
+        "stage_seconds": dict(runlog.timings),
+        "stages_skipped": list(runlog.skipped),
+        "stage_keys": dict(runlog.keys),
+        "stage_info": runlog.info,
+        "environment": {
+            "python": platform.python_version(),
+            "spark": spark.version,
+            "spark_master": spark.sparkContext.master,
+        },
+        "config": cfg.model_dump(mode="json"),
+    }
+
+
+def _pruning(rundir: RunDir, selected, per_lang: dict[str, dict]) -> dict:
+    """Candidates, what left the pool before selection (per reason), tags and selection groups, per language."""
+    candidates = rundir.table(CANDIDATES)
+    totals: dict[str, int] = {}
+    for r in _rows(candidates.groupBy(S.LANG, S.PRUNE_REASON).count(), S.LANG, S.PRUNE_REASON):
+        entry = per_lang.setdefault(r[S.LANG], {})
+        entry["candidates"] = entry.get("candidates", 0) + r["count"]
+        if r[S.PRUNE_REASON] is not None:
+            entry.setdefault("pruned", {})[r[S.PRUNE_REASON]] = r["count"]
+            totals[r[S.PRUNE_REASON]] = totals.get(r[S.PRUNE_REASON], 0) + r["count"]
+    for r in _rows(candidates.groupBy(S.LANG, S.DOMAIN).count(), S.LANG, S.DOMAIN):
+        per_lang[r[S.LANG]].setdefault("domains", {})[r[S.DOMAIN]] = r["count"]
+    for r in _rows(
+        candidates.groupBy(S.LANG).agg(
+            F.sum(F.col(S.CROSSLINGUAL).cast("int")).alias("xl"), F.max(S.NEAR_DUP_COUNT).alias("most_dups")
+        ),
+        S.LANG,
+    ):
+        per_lang[r[S.LANG]].update(crosslingual=r["xl"] or 0, largest_near_dup_group=(r["most_dups"] or 0) + 1)
+    for r in _rows(selected.groupBy(S.LANG, S.GROUP).count(), S.LANG, S.GROUP):
+        per_lang[r[S.LANG]].setdefault("selected_by_group", {})[r[S.GROUP]] = r["count"]
+    n = sum(e.get("candidates", 0) for e in per_lang.values())
+    out = {
+        "candidates": n,
+        "pruned_by_reason": totals,
+        "to_selection": n - sum(totals.values()),
+        "candidates_are_all_clustered": n == rundir.table(CLUSTERS).count(),
+    }
+    if S.COPY_GROUP in candidates.columns:  # runs from before translated-copy grouping lack the column
+        out["copy_groups"] = _copy_groups(candidates)
+    return out
+
+
+def _copy_groups(candidates) -> dict:
+    """How many groups of translated copies, how large (members and languages), how many samples they hold."""
+    groups = (
+        candidates.where(F.col(S.COPY_GROUP).isNotNull())
+        .groupBy(S.COPY_GROUP)
+        .agg(F.count(F.lit(1)).alias("size"), F.countDistinct(S.LANG).alias("langs"))
+    )
+    sizes = {r["size"]: r["count"] for r in _rows(groups.groupBy("size").count(), "size")}
+    langs = {r["langs"]: r["count"] for r in _rows(groups.groupBy("langs").count(), "langs")}
+    return {
+        "groups": sum(sizes.values()),
+        "grouped_samples": sum(size * count for size, count in sizes.items()),
+        "largest_group": max(sizes, default=0),
+        "groups_by_size": {str(k): v for k, v in sizes.items()},
+        "groups_by_languages": {str(k): v for k, v in langs.items()},
+    }
+
+
+def write_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog, score_fingerprint: str) -> dict:
+    """Count what the run wrote, draw the report's figures; write report/stats.json (and report.html)."""
+    stats = collect_stats(spark, rundir, cfg, runlog, score_fingerprint)
+    stats["run_dir"] = str(cfg.output.path)
+    stats["report"] = collect_report_data(rundir, cfg, score_fingerprint)
+    rundir.write_stats(stats)
+    if cfg.report.html:
+        write_html(rundir)
+    c = stats["counts"]
+    log.info(
+        "read %d = kept %d + quarantined %d + duplicates %d; selected %d",
+        c["records_read"], c["kept"], c["quarantined"], c["exact_duplicates"], c["selected"],
+    )  # fmt: skip
+    return stats
+
+
+def write_html(rundir: RunDir) -> str:
+    """(Re)build report.html from the stats.json beside it; no Spark needed."""
+    return rundir.write_html(render(rundir.read_stats()))

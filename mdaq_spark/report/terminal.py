@@ -1,0 +1,120 @@
+"""A run and a QSM evaluation as terminal tables, and live progress bars for a running job."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from mdaq_spark import schema as S
+from mdaq_spark.report.html import stage_work
+
+
+@contextlib.contextmanager
+def progress_bar():
+    """A live bar per model stage on an interactive terminal; log lines alone anywhere else (cron, CI, YARN)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bars: dict[str, int] = {}
+    with Progress(
+        TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), transient=False,
+    ) as progress:  # fmt: skip
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = progress.add_task(stage, total=total)
+            progress.update(bars[stage], completed=done, total=total)
+
+        yield update
+
+
+def print_metrics(metrics: dict, rows) -> None:
+    """QSM pairwise accuracies, one table per split; `rows` turns a split's results into table rows."""
+    for split_name, results in metrics.items():
+        table = Table(title=f"{split_name}: pairwise accuracy, revised > raw (length-matched pairs in brackets)")
+        for col in ("split", "lang", "pairs", *results):
+            table.add_column(col)
+        for row in rows(results, split_name):
+            table.add_row(*row)
+        Console().print(table)
+
+
+def _counts_table(title: str, unit: str, counts: dict[str, int]) -> Table:
+    table = Table(title=title)
+    table.add_column("reason")
+    table.add_column(unit, justify="right")
+    for reason, n in sorted(counts.items()):
+        table.add_row(reason, str(n))
+    return table
+
+
+def print_run(run_dir: str, stats: dict) -> None:
+    """`mdaq inspect`: the identity of counts, per-language selection, reasons, stages."""
+    c = stats["counts"]
+    console = Console()
+    console.print(f"[bold]{run_dir}[/bold]  finished {stats.get('finished_at', '?')}")
+    console.print(
+        f"read {c['records_read']} = kept {c['kept']} + quarantined {c['quarantined']} + duplicates "
+        f"{c['exact_duplicates']}  ({'identity holds' if c['identity_holds'] else 'IDENTITY BROKEN'}); "
+        f"selected {c['selected']}"
+    )
+    table = Table(title="per language")
+    for col in (
+        "lang",
+        "samples",
+        "clusters",
+        "largest cluster",
+        "quality",
+        "diversity",
+        "top-k",
+        "kept",
+        "score mean",
+    ):
+        table.add_column(col, justify="right")
+    for lang, e in stats.get("per_language", {}).items():
+        sel = e.get("selected", {})
+        table.add_row(
+            lang,
+            str(e.get("samples", 0)),
+            str(e.get("clusters", 0)),
+            f"{100 * e.get('largest_cluster_share', 0):.1f}%",
+            str(sel.get(S.REASON_QUALITY, 0)),
+            str(sel.get(S.REASON_DIVERSITY, 0)),
+            str(sel.get(S.REASON_CLUSTER_TOP_K, 0)),
+            str(e.get("selected_total", 0)),
+            f"{e.get('score_mean', float('nan')):.4f}",
+        )
+    console.print(table)
+    console.print(_counts_table("quarantine by reason", "rows", stats.get("quarantine_by_reason", {})))
+    pruning = stats.get("pruning")
+    if pruning:
+        console.print(f"{pruning['candidates']} candidates, {pruning['to_selection']} went on to selection")
+        console.print(_counts_table("pruned before selection", "samples", pruning.get("pruned_by_reason", {})))
+        copies = pruning.get("copy_groups")
+        if copies and copies["groups"]:
+            console.print(
+                f"translated copies: {copies['groups']} groups, {copies['grouped_samples']} samples, "
+                f"largest {copies['largest_group']}"
+            )
+    stages = Table(title="stages")
+    stages.add_column("stage")
+    stages.add_column("seconds", justify="right")
+    stages.add_column("skipped")
+    stages.add_column("model work")
+    for stage, seconds in stats.get("stage_seconds", {}).items():
+        skipped = "yes" if stage in stats.get("stages_skipped", []) else ""
+        stages.add_row(stage, f"{seconds:.1f}", skipped, stage_work(stats, stage))
+    console.print(stages)

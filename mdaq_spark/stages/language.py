@@ -1,0 +1,152 @@
+"""Language identification of instruction and response, as an Arrow-batched pandas UDF.
+
+py3langid ships its own model inside the wheel (no download) and classifies a sentence in
+tens of microseconds, so it costs nothing next to the encoder. Instruction and response
+are identified separately: a mismatch is either a translation defect (MIDB) or a
+deliberate cross-lingual sample (XL-Instruct), and later stages decide which.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from mdaq_spark import schema as S
+from mdaq_spark.config import LanguageConfig
+from mdaq_spark.langcodes import UNKNOWN
+
+# most of a text's letters must be in a script the detector was trained on: Cherokee or Runic
+# text would otherwise come out as whichever language's byte n-grams it happens to share
+_KNOWN_SCRIPTS = "".join(
+    f"\\p{{Is{name}}}"
+    for name in (
+        "Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Devanagari", "Bengali",
+        "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala", "Thai", "Lao",
+        "Tibetan", "Myanmar", "Georgian", "Hangul", "Ethiopic", "Khmer", "Mongolian", "Han", "Hiragana", "Katakana",
+    )
+)  # fmt: skip
+_LETTER = "\\p{L}"
+_KNOWN_LETTER = f"[{_KNOWN_SCRIPTS}&&{_LETTER}]"
+
+
+@functools.lru_cache(maxsize=4)
+def identifier(languages: tuple[str, ...] | None, probabilities: bool = False):
+    """One identifier per Python worker (worker reuse keeps it across tasks)."""
+    from py3langid import langid
+
+    ident = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=probabilities)
+    if languages:
+        ident.set_languages(list(languages))
+    return ident
+
+
+def rank_languages(texts: pd.Series, languages: tuple[str, ...] | None, max_chars: int) -> list[dict | None]:
+    """Each text's probability per language (None for an empty text)."""
+    ident = identifier(languages, True)
+    return [dict(ident.rank(t[:max_chars])) if isinstance(t, str) and t.strip() else None for t in texts]
+
+
+def identify_expecting(
+    ranked: list[dict | None],
+    expected: pd.Series,
+    min_prob: float,
+    support: list[dict | None] | None = None,
+    min_confidence: float = 0.0,
+) -> pd.Series:
+    """Each text's language, where the expected one wins whenever the detector finds it plausible.
+
+    A short text is often ambiguous: "Who was Mansa Musa?" comes out Hausa (0.14) before
+    English (0.11), "ما عاصمة المغرب؟" Moroccan before Standard Arabic. The expected language
+    (the record's own hint, or for a prompt without one, its response's language) settles
+    it when the detector gives it at least `min_prob` for this text. A text in a language the
+    expectation does not resemble keeps its own: a German question answered in English is still
+    a German question, and a long text is never ambiguous (its probabilities are near 0 or 1),
+    so real defects stay visible. When the expectation is itself a detection (`support`: the
+    response's probabilities), it must also win on the evidence of both texts together: a
+    Chinese question whose answer came out Wu (0.55) before Chinese (0.45) stays Chinese.
+    A language that wins with less than `min_confidence` is a guess among near-equal scores
+    (the detector's answer for "Hola" or a formula): the text's language is then unknown.
+    """
+    out = []
+    for i, (probs, hoped) in enumerate(zip(ranked, expected, strict=True)):
+        if probs is None:
+            out.append(UNKNOWN)
+            continue
+        best = max(probs, key=probs.get)
+        if isinstance(hoped, str) and hoped not in (best, UNKNOWN) and probs.get(hoped, 0.0) >= min_prob:
+            other = support[i] if support is not None else None
+            if other is None or probs[hoped] * other.get(hoped, 0.0) > probs[best] * other.get(best, 0.0):
+                best = hoped
+        out.append(best if probs[best] >= min_confidence else UNKNOWN)
+    return pd.Series(out, index=expected.index, dtype=object)
+
+
+def identify(texts: pd.Series, languages: tuple[str, ...] | None, max_chars: int) -> pd.Series:
+    ident = identifier(languages)
+    return pd.Series(
+        [ident.classify(t[:max_chars])[0] if isinstance(t, str) and t.strip() else UNKNOWN for t in texts],
+        index=texts.index,
+        dtype=object,
+    )
+
+
+_PAIR_TYPE = T.StructType(
+    [T.StructField(S.LANG_INSTRUCTION, T.StringType()), T.StructField(S.LANG_RESPONSE, T.StringType())]
+)
+
+
+def _language_pair_udf(cfg: LanguageConfig):
+    languages = tuple(cfg.languages) if cfg.languages else None
+
+    min_prob, min_confidence = cfg.expected_lang_min_prob, cfg.min_confidence
+
+    @F.pandas_udf(_PAIR_TYPE)
+    def language_pair(batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        for prompts, responses, hints in batches:
+            hints = hints if cfg.use_hint else pd.Series([None] * len(hints), index=hints.index, dtype=object)
+            response_probs = rank_languages(responses, languages, cfg.max_chars)
+            response_langs = identify_expecting(response_probs, hints, min_prob, min_confidence=min_confidence)
+            expected = hints.where(hints.notna(), response_langs)  # no hint: the response's language
+            # a detected expectation must also win on both texts' evidence; a hint needs no support
+            support = [None if isinstance(h, str) else r for h, r in zip(hints, response_probs, strict=True)]
+            yield pd.DataFrame(
+                {
+                    S.LANG_INSTRUCTION: identify_expecting(
+                        rank_languages(prompts, languages, cfg.max_chars), expected, min_prob, support, min_confidence
+                    ),
+                    S.LANG_RESPONSE: response_langs,
+                }
+            )
+
+    return language_pair
+
+
+def detectable(text: Column, cfg: LanguageConfig) -> Column:
+    """The text where it holds enough letters in scripts the detector knows, else null (-> 'und').
+
+    Counted by Spark's regex engine, not per row in Python: only texts that pass reach the detector.
+    """
+    head = F.substring(text, 1, cfg.max_chars)
+    letters = F.regexp_count(head, F.lit(_LETTER))
+    known = F.regexp_count(head, F.lit(_KNOWN_LETTER))
+    return F.when((letters >= F.lit(max(cfg.min_letters, 1))) & (known * 2 >= letters), text)
+
+
+def add_languages(df: DataFrame, cfg: LanguageConfig) -> DataFrame:
+    """Adds lang_instruction, lang_response, lang_mismatch and lang (the partition key).
+
+    `lang` is the record's own language hint when it has one (and use_hint is on), else the
+    instruction's detected language: the instruction says which language the sample is for.
+    """
+    pair = _language_pair_udf(cfg)(
+        detectable(S.prompt_text(), cfg), detectable(F.col(S.RESPONSE), cfg), F.col(S.LANG_HINT)
+    )
+    df = df.select("*", pair.alias("_lang_pair")).select("*", "_lang_pair.*").drop("_lang_pair")
+    detected = F.col(S.LANG_INSTRUCTION)
+    lang = F.coalesce(F.col(S.LANG_HINT), detected) if cfg.use_hint else detected
+    return df.withColumn(S.LANG_MISMATCH, F.col(S.LANG_INSTRUCTION) != F.col(S.LANG_RESPONSE)).withColumn(S.LANG, lang)

@@ -1,0 +1,113 @@
+"""Model stages compute only what their store lacks, in batches committed one by one.
+
+Batches are fixed by the corpus (a hash of sample_id modulo a count from the corpus size),
+not by what is left to do, so a restarted job computes the missing batches with exactly
+the rows, partitions and order an uninterrupted run would have used: the stored floats are
+the same bit for bit. The pending rows are staged once, partitioned by batch, so each
+batch reads its own files instead of re-deriving them from the corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark import Accumulator
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mdaq_spark import schema as S
+from mdaq_spark.config import ModelConfig, SparkConfig
+from mdaq_spark.io import writers
+from mdaq_spark.rundir import NORMALIZED, STAGE_OF, STORE_FINGERPRINT
+from mdaq_spark.stages.base import Stage, StageContext, Table, digest
+
+log = logging.getLogger(__name__)
+
+BATCH = "mdaq_batch"  # a partition column: a leading "_" would hide its folders from Spark
+
+
+def flatten(df: DataFrame, fields: tuple[str, ...]) -> DataFrame:
+    """(sample_id, lang, <struct from a model UDF>) -> sample_id, lang and the struct's fields as columns."""
+    struct = df.columns[-1]
+    return df.select(S.SAMPLE_ID, S.LANG, *[F.col(f"`{struct}`.{name}").alias(name) for name in fields])
+
+
+def progress(ctx: StageContext, stage: str, done: int, total: int, seconds: float) -> None:
+    rate = done / seconds if seconds > 0 else 0.0
+    eta = (total - done) / rate if rate > 0 else 0.0
+    log.info("stage %-8s %d/%d rows committed, %.1f rows/s, about %.0fs left", stage, done, total, rate, eta)
+    if ctx.on_progress is not None:
+        ctx.on_progress(stage, done, total)
+
+
+def compute_missing(
+    ctx: StageContext,
+    name: str,
+    wanted: DataFrame,
+    fingerprint: str,
+    compute: Callable[[DataFrame, Accumulator], DataFrame],
+    tasks: SparkConfig,
+    rows_per_commit: int | None,
+) -> dict:
+    """Run `compute` on the wanted rows that store `name` lacks; returns the stage's marker info.
+
+    `rows_per_commit=None` commits everything at once (cheap stages: a rerun costs little).
+    """
+    spark = ctx.spark
+    store = ctx.rundir.store(name)
+    if ctx.overwrite:
+        store.clear()
+    store.sweep()
+    total = wanted.count()
+    n_batches = max(1, math.ceil(total / rows_per_commit)) if rows_per_commit else 1
+    pending = store.pending(wanted, fingerprint).withColumn(BATCH, F.pmod(F.xxhash64(S.SAMPLE_ID), F.lit(n_batches)))
+    # counted before staging: nothing pending (a job killed after its last commit) stages nothing
+    todo = {r[BATCH]: r["count"] for r in pending.groupBy(BATCH).count().collect()}
+    staged = ctx.rundir.staging(f"{name}_pending")
+    if n_batches > 1 and todo:
+        writers.write_table(pending, staged, partition_by=(BATCH,))
+        pending = spark.read.parquet(staged)
+    counter = spark.sparkContext.accumulator(0)
+    started, done = time.perf_counter(), 0
+    batches = sorted(b for b, rows in todo.items() if rows)
+    for i, batch in enumerate(batches, start=1):
+        rows = todo[batch]
+        n_tasks = max(tasks.min_model_tasks, math.ceil(rows / tasks.rows_per_model_task))
+        part = pending.where(F.col(BATCH) == batch).drop(BATCH).repartition(n_tasks, S.SAMPLE_ID)
+        spark.sparkContext.setJobDescription(f"mdaq {STAGE_OF[name]}: batch {i}/{len(batches)} ({rows} rows)")
+        store.commit(compute(part, counter).withColumn(STORE_FINGERPRINT[name], F.lit(fingerprint)))
+        done += rows
+        progress(ctx, STAGE_OF[name], done, sum(todo.values()), time.perf_counter() - started)
+    spark.sparkContext.setJobDescription(None)
+    writers.delete(spark, staged)
+    computed = sum(todo.values())
+    return {
+        STORE_FINGERPRINT[name]: fingerprint,
+        "rows": total,
+        "computed": computed,
+        "reused": total - computed,
+        "rows_through_model_udf": int(counter.value),
+        "batches_committed": len(batches),
+    }
+
+
+@dataclass(frozen=True)
+class CorpusModelStage(Stage):
+    """A model over the corpus's own texts (encode, embed): keyed by the corpus content and the model."""
+
+    model: ModelConfig
+    tasks: SparkConfig
+    location: str  # the prepared model's directory
+    fingerprint: str  # the model's fingerprint: which stored rows are this model's
+    content: str  # the ingested corpus's content digest
+
+    @property
+    def requires(self) -> tuple[Table, ...]:
+        return (Table(NORMALIZED, (S.SAMPLE_ID, S.LANG, S.INSTRUCTION, S.INPUT, S.RESPONSE)),)
+
+    def key(self) -> str:
+        return digest(self.content, self.fingerprint)

@@ -1,0 +1,64 @@
+"""Score: the QSM head on the stored encodings, giving each sample its quality score and embedding.
+
+Cheap next to encoding, so the whole corpus commits at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark import Accumulator
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mdaq_spark import schema as S
+from mdaq_spark.config import ModelConfig, SparkConfig
+from mdaq_spark.rundir import ENCODINGS, SCORES
+from mdaq_spark.stages.base import Stage, StageContext, Table, digest
+from mdaq_spark.stages.model_batches import compute_missing, flatten
+from mdaq_spark.stages.udfs import score_udf
+
+
+@dataclass(frozen=True)
+class ScoreStage(Stage):
+    name = "score"
+    model: ModelConfig
+    tasks: SparkConfig
+    head_dir: str | None  # None: the untrained encoder's cosine
+    encoder_fingerprint: str
+    fingerprint: str  # the QSM's fingerprint (head and encoder)
+    upstream: str  # the encode stage's key
+    # how the head's training encoder settings differ from the run's (models.qsm.head_mismatches)
+    head_mismatch: tuple[str, ...] = ()
+
+    @property
+    def requires(self) -> tuple[Table, ...]:
+        return (Table(ENCODINGS, (S.SAMPLE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING), self.encoder_fingerprint),)
+
+    @property
+    def produces(self) -> tuple[Table, ...]:
+        return (Table(SCORES, (S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING), self.fingerprint),)
+
+    def key(self) -> str:
+        return digest(self.upstream, self.fingerprint)
+
+    def run(self, ctx: StageContext) -> dict:
+        encodings = ctx.rundir.model_table(ENCODINGS, self.encoder_fingerprint)
+        encodings = encodings.select(S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING)
+        model, head_dir = self.model, self.head_dir
+
+        def compute(rows: DataFrame, counter: Accumulator) -> DataFrame:
+            udf = score_udf(model, head_dir, counter)
+            # a fixed row order gives fixed Arrow batches: BLAS results depend on a row's place in the batch
+            rows = rows.sortWithinPartitions(S.SAMPLE_ID)
+            return flatten(
+                rows.select(S.SAMPLE_ID, S.LANG, udf(F.col(S.PROMPT_EMBEDDING), F.col(S.RESPONSE_EMBEDDING))),
+                (S.QSM_SCORE, S.EMBEDDING),
+            )
+
+        info = compute_missing(ctx, SCORES, encodings, self.fingerprint, compute, self.tasks, rows_per_commit=None)
+        return {
+            **info,
+            "qsm_head": self.head_dir or "none (untrained encoder cosine)",
+            "qsm_head_mismatch": list(self.head_mismatch),
+        }

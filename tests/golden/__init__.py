@@ -1,0 +1,80 @@
+"""Golden outputs: the selected rows and stats counts of two reference runs, pinned bit for bit.
+
+A refactoring must not change what the job selects. Each reference run's `selected/` table
+(every row sorted by sample_id, every column, as canonical JSON; `source` as
+the file's name, since the tests' folders differ per run) is reduced to a sha256 and
+a row count per language, and its stats.json counts are kept whole, in a small committed
+file. The end-to-end tests compare against these files; a changed row or count fails them.
+
+Regenerate on purpose (after a change that is meant to alter the selection):
+
+    MDAQ_GOLDEN_RECORD=1 python -m pytest -q \
+        "tests/test_pipeline.py::test_demo_corpus_end_to_end_and_deterministic" \
+        "tests/test_pipeline.py::test_midb_two_languages_end_to_end"
+
+and commit the rewritten tests/golden/*.json with a message that says why the selection changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from mdaq_spark import schema as S
+
+HERE = Path(__file__).resolve().parent
+RECORD_VARIABLE = "MDAQ_GOLDEN_RECORD"
+
+
+def _canonical(value):
+    """Floats keep their repr (bit-exact); nested rows become sorted dicts."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _counts_only(value):
+    """stats.json without its floats (means depend on summation order) and without timings or paths."""
+    if isinstance(value, dict):
+        return {k: _counts_only(v) for k, v in value.items() if not isinstance(v, float)}
+    return value
+
+
+def summary(selected_df, stats: dict) -> dict:
+    """What a golden file holds for one run: the selected table's digest and the run's counts."""
+    rows = [row.asDict(recursive=True) for row in selected_df.orderBy(S.SAMPLE_ID).collect()]
+    for row in rows:  # the input file's name, not where the test put it
+        row[S.SOURCE] = row[S.SOURCE].rsplit("/", 1)[-1]
+    digest = hashlib.sha256()
+    per_lang: dict[str, int] = {}
+    for row in rows:
+        line = json.dumps(_canonical(row), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        digest.update(line.encode("utf-8") + b"\n")
+        per_lang[row[S.LANG]] = per_lang.get(row[S.LANG], 0) + 1
+    return {
+        "selected_columns": [f"{f.name}:{f.dataType.simpleString()}" for f in selected_df.schema.fields],
+        "selected_rows": len(rows),
+        "selected_rows_per_lang": dict(sorted(per_lang.items())),
+        "selected_sha256": digest.hexdigest(),
+        "counts": stats["counts"],
+        "quarantine_by_reason": stats["quarantine_by_reason"],
+        "pruning": _counts_only(stats["pruning"]),
+        "per_language": _counts_only(stats["per_language"]),
+    }
+
+
+def check(name: str, selected_df, stats: dict) -> None:
+    """Compare a run with tests/golden/<name>.json, or rewrite that file when MDAQ_GOLDEN_RECORD=1."""
+    path = HERE / f"{name}.json"
+    got = summary(selected_df, stats)
+    if os.environ.get(RECORD_VARIABLE) == "1":
+        path.write_text(json.dumps(got, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+        return
+    want = json.loads(path.read_text(encoding="utf-8"))
+    got = json.loads(json.dumps(got))  # the same types as the file read back (tuples as lists, keys as strings)
+    for key in sorted(set(want) | set(got)):
+        assert got.get(key) == want.get(key), f"golden {name}: {key} changed (set {RECORD_VARIABLE}=1 to re-record)"
