@@ -38,6 +38,7 @@ from mdaq_spark.train.features import FeatureStore
 from mdaq_spark.train.head import train_head
 from mdaq_spark.train.layer_head import LayerHeadParams, train_layer_head
 from mdaq_spark.train.midb import load_midb
+from mdaq_spark.train.triplets import with_relevance_negatives
 
 log = logging.getLogger("qsm_cv")
 SHIPPED_TRAINED_UP_TO = 400  # the old shipped head read the first 400 records of each file
@@ -75,11 +76,23 @@ def scorers(train: pd.DataFrame, store: FeatureStore, seed: int, which: set[str]
         h = train_head(a, p, n, params, seed)
         head = QsmHead(h.prompt_weight, h.prompt_bias, h.response_weight, h.response_bias, {})
         out["affine"] = lambda t, head=head: score_and_embed(*t.emb(), head)[0]
-    if "affine_relevance" in which:
-        other = np.roll(np.arange(len(a)), 1)
-        h = train_head(np.concatenate([a, a]), np.concatenate([p, p]), np.concatenate([n, p[other]]), params, seed)
+    for name, k, penalty in (
+        ("affine_relevance", 1, 1e-2),
+        ("affine_relevance3", 3, 1e-2),
+        ("affine_relevance3_id", 3, 0.1),
+    ):
+        if name not in which:
+            continue
+        trip = changed.rename(
+            columns={"revised_prompt": "prompt", "revised_response": "chosen", "raw_response": "rejected"}
+        )
+        trip = with_relevance_negatives(trip.assign(group=trip["source"].astype(str)), k, seed)
+        ta = store.embeddings([text_key(IP, x) for x in trip["prompt"]])
+        tp = store.embeddings([text_key(RP, x) for x in trip["chosen"]])
+        tn = store.embeddings([text_key(RP, x) for x in trip["rejected"]])
+        h = train_head(ta, tp, tn, params.model_copy(update={"identity_penalty": penalty}), seed)
         head = QsmHead(h.prompt_weight, h.prompt_bias, h.response_weight, h.response_bias, {})
-        out["affine_relevance"] = lambda t, head=head: score_and_embed(*t.emb(), head)[0]
+        out[name] = lambda t, head=head: score_and_embed(*t.emb(), head)[0]
     variants = (
         ("layers", (2, 4, 6, 8, 10, 12), True),
         ("layers_low", (1, 2, 3, 4, 5, 6), True),
@@ -192,7 +205,10 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--designs", default="affine,affine_relevance,layers,layers_fixed_relevance")
+    ap.add_argument(
+        "--designs",
+        default="affine,affine_relevance,affine_relevance3,affine_relevance3_id,layers,layers_fixed_relevance",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads for head training")
     args = ap.parse_args()
     import torch

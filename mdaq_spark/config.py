@@ -412,6 +412,9 @@ class HeadTrainConfig(_Section):
     lr: float = Field(default=1e-3, gt=0)
     margin: float = Field(default=0.05, ge=0)  # cosine-distance units: E5 cosines sit in a narrow band
     identity_penalty: float = Field(default=1e-2, ge=0)  # keeps the head near the encoder's geometry
+    # per training triplet, this many more whose negative is another instruction's response in the
+    # same language: the head must keep ranking the answer to the question above a fluent non-answer
+    relevance_negatives: int = Field(default=0, ge=0)
 
 
 class FinetuneConfig(_Section):

@@ -23,7 +23,7 @@ from mdaq_spark.models import registry
 from mdaq_spark.models.encoder import pick_device
 from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS, QsmHead, precision_class
 from mdaq_spark.train.embedder import Embedder, evaluate_splits
-from mdaq_spark.train.triplets import bucket, load_triplets, split
+from mdaq_spark.train.triplets import bucket, load_triplets, split, with_relevance_negatives
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,18 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
     }
     from mdaq_spark.train.head import train_head
 
-    _, a, p, n = emb["train"]
+    fit = with_relevance_negatives(train, cfg.head.relevance_negatives, cfg.seed)
+    _, a, p, n = (fit, *embedder.triplet_embeddings(fit)) if len(fit) > len(train) else emb["train"]
     trained = train_head(a, p, n, cfg.head, cfg.seed)
     head = QsmHead(trained.prompt_weight, trained.prompt_bias, trained.response_weight, trained.response_bias, {})
     metrics = evaluate_splits(emb, head, cfg.seed)
+    # relevance: the true response against another prompt's response of the same language
+    relevance = {}
+    for name, (t, *_) in emb.items():
+        other = with_relevance_negatives(t, 1, cfg.seed + 2).iloc[len(t) :].reset_index(drop=True)
+        if len(other):
+            scored = evaluate_splits({name: (other, *embedder.triplet_embeddings(other))}, head, cfg.seed)[name]
+            relevance[name] = {scorer: m["overall"]["accuracy"] for scorer, m in scored.items()}
     manifest = {
         "kind": "mdaq-qsm-head",
         "mdaq_spark_version": __version__,
@@ -117,6 +125,7 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
         "hyperparameters": {**cfg.head.model_dump(), "seed": cfg.seed, "mode": "head"},
         "train_losses": [round(x, 6) for x in trained.losses],
         "metrics": {s: {scorer: m["overall"] for scorer, m in r.items()} for s, r in metrics.items()},
+        "relevance_accuracy": relevance,
     }
     out = Path(cfg.output)
     manifest["fingerprint"] = _save_head(trained, manifest, out)

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mdaq_spark.errors import InputError
@@ -136,3 +137,28 @@ def split(
     eval_seen = triplets[in_eval & ~unseen_lang]
     eval_unseen = triplets[in_eval & unseen_lang]
     return tuple(x.reset_index(drop=True) for x in (train, eval_seen, eval_unseen))
+
+
+def with_relevance_negatives(triplets: pd.DataFrame, per_triplet: int, seed: int) -> pd.DataFrame:
+    """The triplets plus `per_triplet` copies of each whose negative is another prompt's positive.
+
+    The other prompt is drawn from the same language, in a seeded order, never the prompt itself:
+    MIDB negatives alone teach a head that "revised" beats "raw", and nothing stops it from
+    preferring a polished answer to another question over a plain answer to this one.
+    """
+    if per_triplet <= 0 or triplets.empty:
+        return triplets
+    extra = []
+    for _, part in triplets.groupby("lang", sort=True):
+        if len(part) < 2:
+            continue
+        order = part.assign(_o=part["group"].map(lambda g: bucket(str(g), seed))).sort_values("_o")
+        chosen = order["chosen"].to_numpy()
+        for shift in range(1, per_triplet + 1):
+            step = 1 + (shift * 7919) % (len(order) - 1)  # a distinct, non-zero rotation per copy
+            extra.append(
+                order.drop(columns="_o").assign(
+                    rejected=list(chosen[(np.arange(len(order)) + step) % len(order)]), distance=None
+                )
+            )
+    return pd.concat([triplets, *extra], ignore_index=True) if extra else triplets

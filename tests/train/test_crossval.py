@@ -66,3 +66,27 @@ def test_layer_head_learns_a_fluency_direction_without_losing_relevance():
     assert (s_pos > head.score(anchor, neg, neg_layers)).mean() > 0.9
     other = np.roll(np.arange(n), 1)
     assert (s_pos > head.score(anchor, pos[other], pos_layers[other])).mean() > 0.9
+
+
+def test_relevance_negatives_come_from_other_prompts_of_the_same_language():
+    from mdaq_spark.train.triplets import with_relevance_negatives
+
+    t = pd.DataFrame(
+        {
+            "lang": ["de"] * 5 + ["es"] * 3,
+            "prompt": [f"p{i}" for i in range(8)],
+            "chosen": [f"c{i}" for i in range(8)],
+            "rejected": [f"r{i}" for i in range(8)],
+            "distance": [1.0] * 8,
+            "source": ["f"] * 8,
+            "group": [f"g{i}" for i in range(8)],
+        }
+    )
+    out = with_relevance_negatives(t, 2, seed=3)
+    assert len(out) == 8 * 3 and out.iloc[:8].equals(t)
+    extra = out.iloc[8:]
+    lang_of = dict(zip(t["chosen"], t["lang"], strict=True))
+    assert (extra["rejected"].map(lang_of) == extra["lang"]).all()
+    assert (extra["rejected"] != extra["chosen"]).all()
+    assert out.equals(with_relevance_negatives(t, 2, seed=3))
+    assert with_relevance_negatives(t, 0, seed=3) is t
