@@ -7,6 +7,7 @@ is a folder of chunks (`part-NNNNN.npz`: keys, last-layer embedding float32, all
 mean-pooled states float16), resumable: keys already written are skipped.
 
     python bench/midb_features.py --out /path/to/features            # all MIDB texts, then the sanity texts
+    python bench/midb_features.py --out /path/to/features --seed-cache   # then copy them into train-qsm's cache
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdaq_spark.config import ModelConfig
+from mdaq_spark.config import ModelConfig, TrainQsmConfig
 from mdaq_spark.train.encodings import text_key
 from mdaq_spark.train.features import FeatureStore
 from mdaq_spark.train.midb import load_midb
@@ -33,6 +34,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--chunk", type=int, default=512)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--seed-cache", action="store_true", help="copy the features into train-qsm's encoding cache")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
@@ -59,6 +61,16 @@ def main() -> int:
             (rp, r.raw_response),
         ):
             wanted.setdefault(text_key(prefix, text), (prefix, text))
+    if args.seed_cache:
+        from mdaq_spark.models import registry
+        from mdaq_spark.train.encodings import EncodingCache, seed_from_features
+
+        train_model = TrainQsmConfig().model  # the settings `mdaq train-qsm` keys its cache by
+        location = registry.ensure_prepared(train_model.name, train_model.cache_dir)
+        cache_root = registry.cache_dir(train_model.cache_dir).parent / "qsm_encodings"
+        cache = EncodingCache(cache_root, registry.encoder_fingerprint(location, train_model))
+        log.info("encoding cache %s: %d added", cache.dir, seed_from_features(cache, Path(args.out)))
+        return 0
     store = FeatureStore(Path(args.out))
     todo = [k for k in wanted if k not in store]
     log.info("%d texts wanted, %d already encoded, %d to do", len(wanted), len(wanted) - len(todo), len(todo))

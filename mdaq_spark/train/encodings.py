@@ -104,3 +104,19 @@ def seed_from_run(cache: EncodingCache, run_dir: Path, instruction_prefix: str, 
     added = len(cache) - before
     log.info("reused %d encodings from %s", added, run_dir)
     return added
+
+
+def seed_from_features(cache: EncodingCache, features_dir: Path) -> int:
+    """Copy the last-layer embeddings of a feature store (bench/midb_features.py) into the cache.
+
+    Both are keyed by text_key(prefix, text) under the same encoder, so a head trained on
+    MIDB needs no second encoder pass over texts the feature pass already read.
+    """
+    from mdaq_spark.train.features import FeatureStore
+
+    store = FeatureStore(Path(features_dir))
+    keys = cache.missing(store.keys())
+    for i in range(0, len(keys), 20_000):
+        cache.add(keys[i : i + 20_000], store.embeddings(keys[i : i + 20_000]))
+    log.info("copied %d embeddings from %s", len(keys), features_dir)
+    return len(keys)

@@ -32,6 +32,9 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self._index)
 
+    def keys(self) -> list[str]:
+        return list(self._index)
+
     def add(self, keys: list[str], layers: np.ndarray) -> None:
         """layers: (n, n_layers + 1, dim) mean-pooled states, the last one the encoder's output layer."""
         last = layers[:, -1, :]
