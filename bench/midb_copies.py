@@ -22,7 +22,6 @@ import glob
 import itertools
 import json
 import os
-import re
 import sys
 import time
 from collections import defaultdict
@@ -32,47 +31,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
+from mdaq_spark.train.midb import align
+
 # the MIDB files: $MDAQ_SHARED_DATA/midb_train, else ../shared/data/midb_train beside the checkout
 _SHARED = os.environ.get("MDAQ_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
 MIDB = str(Path(_SHARED) / "midb_train")
-_NUMBER = re.compile(r"\d+")
-_MIN_NUMBERS = 2  # a text with fewer numbers says too little about which record it is
-
-
-def _signature(record: dict) -> tuple | None:
-    text = " ".join(
-        str(record.get(f"Revised {k}") or record.get(f"Raw {k}") or "") for k in ("Instruction", "Input", "Response")
-    )
-    numbers = tuple(_NUMBER.findall(text))
-    return numbers if len(numbers) >= _MIN_NUMBERS else None
-
-
-def align(records: list[dict], reference: list[dict]) -> tuple[list[int | None], dict]:
-    """Reference index for each record index (None: inside an ambiguous gap), and how it was found."""
-    sig = [_signature(r) for r in records]
-    ref = [_signature(r) for r in reference]
-    n = len(records)
-
-    def agree(offset: int) -> np.ndarray:
-        return np.array(
-            [sig[i] is not None and 0 <= i + offset < len(ref) and sig[i] == ref[i + offset] for i in range(n)],
-            dtype=int,
-        )
-
-    if n == len(reference):
-        a0, a1 = agree(0).sum(), agree(1).sum()
-        if a0 <= a1:
-            raise ValueError(f"equal-length files do not align at offset 0 ({a0} vs {a1} matches)")
-        return list(range(n)), {"gap": None, "matches_at_offset_0": int(a0)}
-    if n != len(reference) - 1:
-        raise ValueError("only one missing record per file is handled")
-    a0, a1 = agree(0), agree(1)
-    # gap at m: records before m sit at their own index, from m on one further
-    score = np.concatenate([[0], np.cumsum(a0)]) + (a1.sum() - np.concatenate([[0], np.cumsum(a1)]))
-    best = np.flatnonzero(score == score.max())
-    lo, hi = int(best.min()), int(best.max())
-    mapping = [i if i < lo else (i + 1 if i >= hi else None) for i in range(n)]
-    return mapping, {"gap": [lo, hi], "matches": int(score.max()), "uncertain_records": hi - lo}
 
 
 def ground_truth(midb_dir: str = MIDB) -> tuple[dict[str, set[int]], dict]:

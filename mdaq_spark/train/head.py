@@ -28,6 +28,18 @@ class TrainedHead:
     losses: list[float]  # mean training loss per epoch
 
 
+def identity_linear(d: int):
+    """A d x d affine map that starts as the identity: an untrained head scores like the encoder's cosine."""
+    import torch
+    from torch import nn
+
+    layer = nn.Linear(d, d)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(d))
+        layer.bias.zero_()
+    return layer
+
+
 def train_head(
     anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray, params: HeadTrainConfig, seed: int
 ) -> TrainedHead:
@@ -38,14 +50,7 @@ def train_head(
     torch.use_deterministic_algorithms(True)
     d = anchor.shape[1]
 
-    def identity_linear() -> nn.Linear:
-        layer = nn.Linear(d, d)
-        with torch.no_grad():
-            layer.weight.copy_(torch.eye(d))
-            layer.bias.zero_()
-        return layer
-
-    prompt_map, response_map = identity_linear(), identity_linear()
+    prompt_map, response_map = identity_linear(d), identity_linear(d)
     params_list = [*prompt_map.parameters(), *response_map.parameters()]
     optim = torch.optim.Adam(params_list, lr=params.lr)
     loss_fn = nn.TripletMarginWithDistanceLoss(

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mdaq_spark.train.head import identity_linear
+
 log = logging.getLogger(__name__)
 
 
@@ -86,14 +88,7 @@ def train_layer_head(
     both = np.concatenate([flat_pos, flat_neg])
     mu, sd = both.mean(0), both.std(0) + 1e-6
 
-    def identity() -> nn.Linear:
-        layer = nn.Linear(d, d)
-        with torch.no_grad():
-            layer.weight.copy_(torch.eye(d))
-            layer.bias.zero_()
-        return layer
-
-    p_map, r_map = identity(), identity()
+    p_map, r_map = identity_linear(d), identity_linear(d)
     q1, q2 = nn.Linear(flat_pos.shape[1], params.hidden), nn.Linear(params.hidden, 1)
     with torch.no_grad():
         q2.weight.mul_(0.01)
