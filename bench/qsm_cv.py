@@ -61,7 +61,8 @@ def scorers(train: pd.DataFrame, store: FeatureStore, seed: int, which: set[str]
     """name -> function(Texts) -> scores, each fitted on `train` records only."""
     out = {
         "length": lambda t: np.array([len(x) for x in t.responses], dtype=float),
-        "random": lambda t: np.random.default_rng(seed).uniform(size=len(t.responses)),
+        # a coin per text, seeded by the text: the two sides of a pair draw different numbers
+        "random": lambda t: np.array([cv._rank(x, seed) / 2.0**64 for x in t.responses]),
         "untrained_cosine": lambda t: score_and_embed(*t.emb(), None)[0],
     }
     shipped = QsmHead.load(registry.resolve_head("auto", "multilingual-e5-small"))
