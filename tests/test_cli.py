@@ -8,7 +8,7 @@ import pytest
 
 from mdaq_spark.cli import build_parser, main
 
-COMMANDS = ["run", "demo", "models", "train-qsm", "eval-qsm", "report", "inspect"]
+COMMANDS = ["run", "demo", "models", "train-qsm", "eval-qsm", "report", "inspect", "export", "diff"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
