@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 configuration error, 3 unreadable input, 4 model cannot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -109,13 +110,28 @@ def _finished_config(run_dir: str) -> JobConfig:
     return JobConfig.model_validate(stats["config"]) if "config" in stats else JobConfig()
 
 
+@contextlib.contextmanager
+def _session(cfg: JobConfig):
+    """A SparkSession for a command over finished runs; one already running in this process is left running."""
+    from pyspark.sql import SparkSession
+
+    from mdaq_spark.session import build_session
+
+    running = SparkSession.getActiveSession()
+    spark = build_session(cfg.spark)
+    try:
+        yield spark
+    finally:
+        if running is None:
+            spark.stop()
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import shlex
 
     from mdaq_spark.config import ExportConfig
     from mdaq_spark.io.export import export_selection
     from mdaq_spark.rundir import RunDir
-    from mdaq_spark.session import build_session
 
     cfg = _finished_config(args.run_dir)
     spec = ExportConfig(
@@ -124,12 +140,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         with_metadata=args.with_metadata,
         max_rows_per_file=args.max_rows_per_file,
     )
-    spark = build_session(cfg.spark)
-    try:
+    with _session(cfg) as spark:
         rundir = RunDir(args.run_dir, cfg.output.store, spark)
         result = export_selection(spark, rundir, spec, rundir.read_stats(), command=shlex.join(["mdaq", *args.argv]))
-    finally:
-        spark.stop()
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
@@ -137,15 +150,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from mdaq_spark.report.diff import diff_runs
     from mdaq_spark.report.terminal import print_diff
-    from mdaq_spark.session import build_session
 
     cfg = _finished_config(args.run_b)
     _finished_config(args.run_a)
-    spark = build_session(cfg.spark)
-    try:
+    with _session(cfg) as spark:
         diff = diff_runs(spark, args.run_a, args.run_b)
-    finally:
-        spark.stop()
     if args.json:
         print(json.dumps(diff, indent=2, ensure_ascii=False))
     else:
