@@ -40,6 +40,15 @@ def test_dry_run_checks_inputs_and_prints_the_plan_without_spark(tmp_path, capsy
     assert not out.exists()  # nothing written, no Spark started
 
 
+def test_demo_exports_every_format_into_its_run_directory(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--dry-run"]) == 0
+    exports = json.loads(capsys.readouterr().out)["output"]["exports"]
+    assert exports == {f: f"{out}/export/{f}" for f in ("alpaca", "sharegpt", "openai", "parquet")}
+    assert main(["demo", "-o", str(out), "--dry-run", "--set", "output.export=[]"]) == 0
+    assert json.loads(capsys.readouterr().out)["output"]["exports"] == {}
+
+
 def test_exit_codes(tmp_path):
     assert main(["run", "-i", str(tmp_path / "missing"), "-o", str(tmp_path / "o"), "--dry-run"]) == 2
     assert main(["run", "-i", str(tmp_path), "-o", str(tmp_path / "o"), "--set", "selection.strategy=best"]) == 2
