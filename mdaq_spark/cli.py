@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 configuration error, 3 unreadable input, 4 model cannot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -18,6 +19,7 @@ from mdaq_spark.errors import MdaqError
 log = logging.getLogger("mdaq_spark")
 
 DEMO_CORPUS = Path(__file__).resolve().parent / "demo" / "corpus"
+DEMO_EXPORTS = "output.export=[{format: alpaca}, {format: sharegpt}, {format: openai}, {format: parquet}]"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -94,7 +96,70 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise MdaqError(f"demo corpus not found at {DEMO_CORPUS}: the installed package is incomplete")
     args.input = args.input or [str(DEMO_CORPUS)]
     args.output = args.output or "runs/demo"
+    # the demo shows the whole product: every export format lands in runs/demo/export/, unless a config
+    # file of the user's says what to export (a later --set output.export=... also wins)
+    if not args.config:
+        args.set = [DEMO_EXPORTS, *(args.set or [])]
     return cmd_run(args)
+
+
+def _finished_config(run_dir: str) -> JobConfig:
+    from mdaq_spark.rundir import RunDir
+
+    stats = RunDir.finished(run_dir).read_stats()
+    return JobConfig.model_validate(stats["config"]) if "config" in stats else JobConfig()
+
+
+@contextlib.contextmanager
+def _session(cfg: JobConfig):
+    """A SparkSession for a command over finished runs; one already running in this process is left running."""
+    from pyspark.sql import SparkSession
+
+    from mdaq_spark.session import build_session
+
+    running = SparkSession.getActiveSession()
+    spark = build_session(cfg.spark)
+    try:
+        yield spark
+    finally:
+        if running is None:
+            spark.stop()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import shlex
+
+    from mdaq_spark.config import ExportConfig
+    from mdaq_spark.io.export import export_selection
+    from mdaq_spark.rundir import RunDir
+
+    cfg = _finished_config(args.run_dir)
+    spec = ExportConfig(
+        format=args.format,
+        path=args.output,
+        with_metadata=args.with_metadata,
+        max_rows_per_file=args.max_rows_per_file,
+    )
+    with _session(cfg) as spark:
+        rundir = RunDir(args.run_dir, cfg.output.store, spark)
+        result = export_selection(spark, rundir, spec, rundir.read_stats(), command=shlex.join(["mdaq", *args.argv]))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from mdaq_spark.report.diff import diff_runs
+    from mdaq_spark.report.terminal import print_diff
+
+    cfg = _finished_config(args.run_b)
+    _finished_config(args.run_a)
+    with _session(cfg) as spark:
+        diff = diff_runs(spark, args.run_a, args.run_b)
+    if args.json:
+        print(json.dumps(diff, indent=2, ensure_ascii=False))
+    else:
+        print_diff(diff)
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -293,11 +358,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep-absent", action="store_true", help="keep samples no longer in the run's corpus")
     p.set_defaults(func=cmd_compact)
+
+    from mdaq_spark.config import EXPORT_FORMATS
+
+    p = sub.add_parser(
+        "export",
+        help="write a finished run's selection in a trainer's record shape (Alpaca, ShareGPT, OpenAI, Parquet)",
+        epilog="example: mdaq export runs/demo --format sharegpt --output data/sft_sharegpt --max-rows-per-file 50000",
+    )
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--format", "-f", required=True, choices=EXPORT_FORMATS)
+    p.add_argument("--output", "-o", help="folder to write (default: the run's export/<format>/)")
+    p.add_argument(
+        "--with-metadata",
+        action="store_true",
+        help="add lang, qsm_score, cluster_id, selection_reason and sample_id under the key 'mdaq'",
+    )
+    p.add_argument("--max-rows-per-file", type=int, help="shard each language's rows into files of at most N")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "diff",
+        help="samples added to and removed from the selection between two runs, per language, with the reason",
+        epilog="example: mdaq diff runs/2026-11-24 runs/2026-12-01 --json > changes.json",
+    )
+    p.add_argument("run_a", help="the earlier run directory")
+    p.add_argument("run_b", help="the later run directory")
+    p.add_argument("--json", action="store_true", help="print the diff, every changed sample included, as JSON")
+    p.set_defaults(func=cmd_diff)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     _setup_logging(args.verbose)
     try:
         return args.func(args)

@@ -52,6 +52,21 @@ class InputConfig(_Section):
     midb_lang_from_filename: bool = True
 
 
+EXPORT_FORMATS = ("alpaca", "sharegpt", "openai", "parquet")
+
+
+class ExportConfig(_Section):
+    """One trainer-ready copy of selected/ (mdaq_spark/io/export.py), written when the run ends."""
+
+    format: Literal["alpaca", "sharegpt", "openai", "parquet"]
+    # where to write it; null: export/<format>/ in the run directory
+    path: str | None = None
+    # add lang, qsm_score, cluster_id, selection_reason and sample_id under one key, `mdaq`
+    with_metadata: bool = False
+    # rows per file (per language); null: one file per language
+    max_rows_per_file: int | None = Field(default=None, ge=1)
+
+
 class OutputConfig(_Section):
     # the run directory; a scheduled refresh reuses the same one
     path: str = ""
@@ -64,6 +79,8 @@ class OutputConfig(_Section):
     store: str | None = None
     # redo every stage even when its output is complete, and forget the stored model outputs
     overwrite: bool = False
+    # trainer-ready exports written after the report, e.g. [{format: sharegpt}, {format: parquet}]
+    export: list[ExportConfig] = Field(default_factory=list)
 
 
 class SparkConfig(_Section):

@@ -30,6 +30,8 @@ CANDIDATES = "candidates"  # every clustered sample with its prune_reason (null:
 CLUSTERS = "clusters"
 CENTROIDS = "centroids"
 SELECTED = "selected"
+# trainer-ready copies of selected/, one folder per format (export/<format>/)
+EXPORT = "export"
 # model outputs, kept in a store across runs (output.store, else the run directory)
 ENCODINGS = "encodings"
 SCORES = "scores"
@@ -44,6 +46,8 @@ STATS_FILE = "stats.json"
 HTML_FILE = "report.html"
 STAGING = "_staging"
 STAGE_MARKERS = "_stages"
+# in a store shared by dated run directories: the finished runs that used it, oldest first
+RUNS_INDEX = "_runs.json"
 
 
 def is_local(path: str) -> bool:
@@ -72,6 +76,27 @@ class LocalFiles:
 
     def delete(self, path: str) -> None:
         local_path(path).unlink(missing_ok=True)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        target = local_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def list_names(self, folder: str) -> list[str] | None:
+        """The names of the files in `folder`, sorted; None when there is no such folder."""
+        target = local_path(folder)
+        return sorted(p.name for p in target.iterdir()) if target.is_dir() else None
+
+    def mkdirs(self, folder: str) -> None:
+        local_path(folder).mkdir(parents=True, exist_ok=True)
+
+    def delete_tree(self, folder: str) -> None:
+        import shutil
+
+        shutil.rmtree(local_path(folder), ignore_errors=True)
+
+    def rename(self, src: str, dst: str) -> None:
+        local_path(src).replace(local_path(dst))
 
 
 class HadoopFiles:
@@ -121,6 +146,36 @@ class HadoopFiles:
         fs, jpath = self._fs(path)
         if fs.exists(jpath):
             fs.delete(jpath, False)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        fs, jpath = self._fs(path)
+        fs.mkdirs(jpath.getParent())
+        stream = fs.create(jpath, True)
+        try:
+            stream.write(bytearray(data))
+        finally:
+            stream.close()
+
+    def list_names(self, folder: str) -> list[str] | None:
+        fs, jpath = self._fs(folder)
+        if not fs.exists(jpath):
+            return None
+        return sorted(str(status.getPath().getName()) for status in fs.listStatus(jpath))
+
+    def mkdirs(self, folder: str) -> None:
+        fs, jpath = self._fs(folder)
+        fs.mkdirs(jpath)
+
+    def delete_tree(self, folder: str) -> None:
+        fs, jpath = self._fs(folder)
+        if fs.exists(jpath):
+            fs.delete(jpath, True)
+
+    def rename(self, src: str, dst: str) -> None:
+        fs, jsrc = self._fs(src)
+        _, jdst = self._fs(dst)
+        if not fs.rename(jsrc, jdst):
+            raise OSError(f"could not rename {src} to {dst}")
 
 
 @dataclass
@@ -184,6 +239,18 @@ class RunDir:
     def html_path(self) -> str:
         return self.path(f"{REPORT}/{HTML_FILE}")
 
+    def export_path(self, file_format: str) -> str:
+        return self.path(f"{EXPORT}/{file_format}")
+
+    @property
+    def runs_index_path(self) -> str:
+        return self.store_path(RUNS_INDEX)
+
+    @property
+    def shares_store(self) -> bool:
+        """True when the model outputs live outside this run directory, where other runs may use them too."""
+        return self.store_root != self.root
+
     # -------------------------------------------------------------- markers and report files
 
     def marker(self, stage: str) -> dict | None:
@@ -202,6 +269,28 @@ class RunDir:
     def write_html(self, page: str) -> str:
         self.files.write_text(self.html_path, page)
         return self.html_path
+
+    # -------------------------------------------------------------- the runs index of a shared store
+
+    def finished_runs(self) -> list[dict]:
+        """The runs that finished over this store, oldest first ({"path", "finished_at"} each)."""
+        path = self.runs_index_path
+        return json.loads(self.files.read_text(path)).get("runs", []) if self.files.exists(path) else []
+
+    def previous_run(self) -> str | None:
+        """The last other run directory that finished over this run's shared store, if any."""
+        if not self.shares_store:
+            return None
+        others = [r["path"] for r in self.finished_runs() if r["path"].rstrip("/") != self.root]
+        return others[-1] if others else None
+
+    def record_finished(self, finished_at: str) -> None:
+        """Add this run to the store's index (once: a rerun moves it to the end)."""
+        if not self.shares_store:
+            return
+        runs = [r for r in self.finished_runs() if r["path"].rstrip("/") != self.root]
+        runs.append({"path": self.root, "finished_at": finished_at})
+        self.files.write_text(self.runs_index_path, json.dumps({"runs": runs}, indent=2, ensure_ascii=False))
 
     # -------------------------------------------------------------- tables (need Spark)
 

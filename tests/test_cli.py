@@ -8,7 +8,7 @@ import pytest
 
 from mdaq_spark.cli import build_parser, main
 
-COMMANDS = ["run", "demo", "models", "train-qsm", "eval-qsm", "report", "inspect"]
+COMMANDS = ["run", "demo", "models", "train-qsm", "eval-qsm", "report", "inspect", "export", "diff"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -38,6 +38,15 @@ def test_dry_run_checks_inputs_and_prints_the_plan_without_spark(tmp_path, capsy
     assert plan["stages"]["ingest"] == "runs" and "embed" not in plan["stages"]
     assert plan["model"]["encoder"] == "multilingual-e5-small"
     assert not out.exists()  # nothing written, no Spark started
+
+
+def test_demo_exports_every_format_into_its_run_directory(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--dry-run"]) == 0
+    exports = json.loads(capsys.readouterr().out)["output"]["exports"]
+    assert exports == {f: f"{out}/export/{f}" for f in ("alpaca", "sharegpt", "openai", "parquet")}
+    assert main(["demo", "-o", str(out), "--dry-run", "--set", "output.export=[]"]) == 0
+    assert json.loads(capsys.readouterr().out)["output"]["exports"] == {}
 
 
 def test_exit_codes(tmp_path):

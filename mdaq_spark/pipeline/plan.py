@@ -70,7 +70,12 @@ def build_plan(cfg: JobConfig, peek: int = 20, max_files: int = 20) -> dict:
     head = registry.resolve_head(cfg.model.qsm_head, cfg.model.name)
     return {
         "inputs": _inputs(cfg, peek, max_files),
-        "output": {"run_dir": cfg.output.path, "format": cfg.output.format, "store": cfg.output.store or "run dir"},
+        "output": {
+            "run_dir": cfg.output.path,
+            "format": cfg.output.format,
+            "store": cfg.output.store or "run dir",
+            "exports": {e.format: e.path or RunDir(cfg.output.path).export_path(e.format) for e in cfg.output.export},
+        },
         "model": {
             "encoder": cfg.model.name,
             "location": location,

@@ -1,4 +1,4 @@
-"""The job, stage by stage: ingest -> encode -> score -> (embed) -> cluster -> select -> report.
+"""The job, stage by stage: ingest -> encode -> score -> (embed) -> cluster -> select -> report -> export.
 
 Each stage reads the previous stages' outputs from the run directory and writes its own,
 atomically; the runner then records a marker keyed by everything that determines the
@@ -20,9 +20,11 @@ from pyspark.sql import SparkSession
 
 from mdaq_spark.config import JobConfig
 from mdaq_spark.errors import ConfigError, MdaqError
+from mdaq_spark.io.export import export_all
 from mdaq_spark.models import registry
 from mdaq_spark.models.qsm import QsmHead, head_mismatches
-from mdaq_spark.report.stats import write_stats
+from mdaq_spark.report.diff import diff_runs, summary
+from mdaq_spark.report.stats import write_html, write_stats
 from mdaq_spark.rundir import EMBEDDINGS, SCORES, RunDir, RunLog
 from mdaq_spark.stages.base import Stage, StageContext, Table, section
 from mdaq_spark.stages.cluster import ClusterStage
@@ -125,4 +127,29 @@ def run_pipeline(
     spark.sparkContext.setJobGroup("mdaq-report", "mdaq stage: report", interruptOnCancel=True)
     stats = write_stats(spark, rundir, cfg, runner.log, score_fingerprint=qsm_fp)
     runner.log.timings["report"] = round(time.perf_counter() - started, 2)
+    if _after_report(spark, rundir, cfg, stats):
+        rundir.write_stats(stats)
+        if cfg.report.html:
+            write_html(rundir)
+    rundir.record_finished(stats["finished_at"])
     return stats
+
+
+def _after_report(spark: SparkSession, rundir: RunDir, cfg: JobConfig, stats: dict) -> bool:
+    """The previous run over a shared store (and what changed since), then the exports; True if stats grew."""
+    grew = False
+    previous = rundir.previous_run()
+    if previous is not None:
+        stats["previous_run"] = {"path": previous}
+        try:
+            stats["previous_run"]["diff"] = summary(diff_runs(spark, previous, rundir.root))
+        except Exception as exc:  # noqa: BLE001 -- the previous run may be gone or unreadable: the link stays
+            log.warning("previous run %s could not be compared with this one: %s", previous, exc)
+        grew = True
+    if cfg.output.export:
+        started = time.perf_counter()
+        spark.sparkContext.setJobGroup("mdaq-export", "mdaq stage: export", interruptOnCancel=True)
+        stats["exports"] = export_all(spark, rundir, cfg.output.export, stats)
+        stats["stage_seconds"]["export"] = round(time.perf_counter() - started, 2)
+        grew = True
+    return grew

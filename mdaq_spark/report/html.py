@@ -180,6 +180,7 @@ def render(stats: dict) -> str:
             ],
         ),
     ]
+    parts += _previous_run(stats.get("previous_run"))
     skewed = [
         f"{lang} ({100 * e['largest_cluster_share']:.0f}% in one of {e['clusters']} clusters)"
         for lang, e in per_lang.items()
@@ -291,6 +292,34 @@ def render(stats: dict) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _previous_run(previous: dict | None) -> list[str]:
+    """The run before this one over the same store, and what this run's selection changed of it."""
+    if not previous:
+        return []
+    parts = [f"<p>previous run: {escape(previous['path'])}</p>"]
+    diff = previous.get("diff")
+    if diff:
+        t = diff["totals"]
+        parts += [
+            f"<p>Since then: {t['added']} samples added to the selection, {t['removed']} removed, "
+            f"{t['unchanged']} kept (<code>mdaq diff</code> lists them).</p>",
+            _table(
+                ["lang", "selected before", "selected now", "added (reason: n)", "removed (reason: n)"],
+                [
+                    [
+                        lang,
+                        e["selected_a"],
+                        e["selected_b"],
+                        ", ".join(f"{k}: {v}" for k, v in e["added"].items()),
+                        ", ".join(f"{k}: {v}" for k, v in e["removed"].items()),
+                    ]
+                    for lang, e in diff["per_language"].items()
+                ],
+            ),
+        ]
+    return parts
 
 
 def stage_work(stats: dict, stage: str) -> str:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import platform
+import shlex
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
@@ -174,6 +177,8 @@ def write_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: Run
     """Count what the run wrote, draw the report's figures; write report/stats.json (and report.html)."""
     stats = collect_stats(spark, rundir, cfg, runlog, score_fingerprint)
     stats["run_dir"] = str(cfg.output.path)
+    stats["command"] = shlex.join(sys.argv)
+    stats["code_commit"] = code_commit()
     stats["report"] = collect_report_data(rundir, cfg, score_fingerprint)
     rundir.write_stats(stats)
     if cfg.report.html:
@@ -184,6 +189,23 @@ def write_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: Run
         c["records_read"], c["kept"], c["quarantined"], c["exact_duplicates"], c["selected"],
     )  # fmt: skip
     return stats
+
+
+def code_commit() -> str | None:
+    """The git commit of the package's checkout, when it runs from one (not from an installed wheel)."""
+    from pathlib import Path
+
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def write_html(rundir: RunDir) -> str:

@@ -118,3 +118,23 @@ def print_run(run_dir: str, stats: dict) -> None:
         skipped = "yes" if stage in stats.get("stages_skipped", []) else ""
         stages.add_row(stage, f"{seconds:.1f}", skipped, stage_work(stats, stage))
     console.print(stages)
+
+
+def print_diff(diff: dict) -> None:
+    """`mdaq diff`: per language, the selection's size in each run and what changed, by reason."""
+    console = Console()
+    t = diff["totals"]
+    console.print(f"[bold]{diff['run_a']}[/bold] -> [bold]{diff['run_b']}[/bold]")
+    console.print(f"added {t['added']}, removed {t['removed']}, kept {t['unchanged']}")
+    table = Table(title="selection changes per language")
+    for col in ("lang", "selected A", "selected B", "added (reason: n)", "removed (reason: n)"):
+        table.add_column(col, justify="left" if col == "lang" or "reason" in col else "right")
+    for lang, e in diff["per_language"].items():
+        table.add_row(
+            lang,
+            str(e["selected_a"]),
+            str(e["selected_b"]),
+            ", ".join(f"{k}: {v}" for k, v in e["added"].items()) or "-",
+            ", ".join(f"{k}: {v}" for k, v in e["removed"].items()) or "-",
+        )
+    console.print(table)

@@ -1,0 +1,335 @@
+"""Exports give back what was read: each input shape, selected whole and exported in its own shape, round-trips.
+
+The record-shape tests are plain Python; one real run (the packaged model, the session's
+local Spark) over a small mixed corpus checks the round trip, the Parquet folder `datasets`
+loads with its card, and that two exports of one run are byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mdaq_spark import schema as S
+from mdaq_spark.config import ExportConfig
+from mdaq_spark.errors import InputError
+from mdaq_spark.io import export as X
+from mdaq_spark.rundir import SELECTED, RunDir
+from tests.test_pipeline import _run
+
+SYSTEM = {"role": "system", "content": "Du bist ein hilfreicher Assistent."}
+CALL = [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]
+
+
+def _turns(record: dict) -> list[dict]:
+    """What the reader stores of an OpenAI record: first exchange out, every other turn in history."""
+    from mdaq_spark.config import ColumnsConfig
+    from mdaq_spark.io.records import AdapterSettings, openai
+
+    (sample,) = openai(record, AdapterSettings(ColumnsConfig(), 10_000))
+    return X.openai_record(sample.instruction, sample.input, sample.response, sample.history)["messages"]
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [SYSTEM, {"role": "user", "content": "Hallo?"}, {"role": "assistant", "content": "Hallo!"}],
+        [  # a greeting before the question stays before it
+            {"role": "assistant", "content": "How can I help?"},
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": "Sunny."},
+        ],
+        [  # tool turns between the question and its answer stay between them
+            SYSTEM,
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": CALL},
+            {"role": "tool", "tool_call_id": "c1", "content": '{"temp": 21}'},
+            {"role": "assistant", "content": "21 degrees."},
+            {"role": "user", "content": "And tomorrow?"},
+            {"role": "assistant", "content": "No forecast yet."},
+        ],
+        [  # a multi-turn conversation with tools in its second exchange
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": CALL},
+            {"role": "tool", "tool_call_id": "c1", "name": "weather", "content": "21"},
+            {"role": "assistant", "content": "21."},
+        ],
+    ],
+)
+def test_openai_turns_come_back_in_order(messages):
+    assert _turns({"messages": messages}) == messages
+
+
+def test_alpaca_shapes():
+    assert X.alpaca_record("Sum 2 and 3.", "", "5", "[]") == {
+        "instruction": "Sum 2 and 3.",
+        "input": "",
+        "output": "5",
+    }
+    history = json.dumps(
+        [SYSTEM, {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"}], sort_keys=True
+    )
+    assert X.alpaca_record("u1", "", "a1", history) == {
+        "instruction": "u2",
+        "input": "",
+        "output": "a2",
+        "system": SYSTEM["content"],
+        "history": [["u1", "a1"]],
+    }
+    # an Alpaca input becomes part of the user turn of a conversational shape
+    assert X.sharegpt_record("Translate.", "Hallo", "Hello", "[]") == {
+        "conversations": [{"from": "human", "value": "Translate.\nHallo"}, {"from": "gpt", "value": "Hello"}]
+    }
+
+
+def test_metadata_stays_under_its_own_key():
+    row = {
+        S.INSTRUCTION: "q",
+        S.INPUT: "",
+        S.RESPONSE: "a",
+        S.HISTORY: "[]",
+        S.SAMPLE_ID: "id1",
+        S.LANG: "en",
+        S.QSM_SCORE: 0.5,
+        S.CLUSTER_ID: 3,
+        S.SELECTION_REASON: "quality",
+    }
+    out = X.record("openai", row, with_metadata=True)
+    assert set(out) == {"messages", X.METADATA_KEY}
+    assert out[X.METADATA_KEY] == {"sample_id": "id1", "lang": "en", "qsm_score": 0.5, "cluster_id": 3,
+                                   "selection_reason": "quality"}  # fmt: skip
+    assert set(X.record("alpaca", row)) == {"instruction", "input", "output"}
+
+
+# ---------------------------------------------------------------------- a real run
+
+ALPACA = [
+    {"instruction": "Name three primary colours.", "input": "", "output": "Red, blue and yellow."},
+    {
+        "instruction": "Translate to German.",
+        "input": "Good morning, my friend.",
+        "output": "Guten Morgen, mein Freund.",
+    },
+    {"instruction": "Was ist die Hauptstadt von Frankreich?", "input": "", "output": "Die Hauptstadt ist Paris."},
+    {"instruction": "Écris une phrase sur la mer.", "input": "", "output": "La mer est calme et bleue ce matin."},
+    {
+        "instruction": "Summarise the text.",
+        "input": "The cat sat on the mat all day  long.",
+        "output": "A cat rested.",
+    },
+    {"instruction": "¿Cuántos días tiene una semana?", "input": "", "output": "Una semana tiene siete días."},
+    {"instruction": "Give an antonym of 'hot'.", "input": "", "output": "Cold."},
+    {"instruction": "Nenne ein Haustier.", "input": "", "output": "Ein Hund ist ein beliebtes Haustier."},
+    {"instruction": "Write a haiku about rain.", "input": "", "output": "Soft rain on the roof\nthe garden drinks"},
+    {"instruction": "What is 12 times 12?", "input": "", "output": "12 times 12 is 144."},
+]
+SHAREGPT = [
+    {
+        "conversations": [
+            {"from": "system", "value": "You are a patient maths tutor."},
+            {"from": "human", "value": "What is a prime number?"},
+            {"from": "gpt", "value": "A whole number above one whose only divisors are one and itself."},
+            {"from": "human", "value": "Is 9 prime?"},
+            {"from": "gpt", "value": "No, 9 is 3 times 3."},
+        ]
+    },
+    {
+        "conversations": [
+            {"from": "human", "value": "Wie spät ist es in Tokio, wenn es in Berlin Mittag ist?"},
+            {"from": "gpt", "value": "Im Winter ist es dann 20 Uhr in Tokio."},
+        ]
+    },
+    {
+        "conversations": [
+            {"from": "gpt", "value": "Bonjour ! Comment puis-je vous aider ?"},
+            {"from": "human", "value": "Donne-moi une recette de crêpes."},
+            {"from": "gpt", "value": "Mélangez farine, œufs, lait et une pincée de sel, puis faites cuire."},
+        ]
+    },
+    {
+        "conversations": [
+            {"from": "human", "value": "Tell me a fact about octopuses."},
+            {"from": "gpt", "value": "Octopuses have three hearts."},
+            {"from": "human", "value": "And another?"},
+            {"from": "gpt", "value": "Their blood is blue because it carries copper."},
+            {"from": "human", "value": "Thanks!"},
+            {"from": "gpt", "value": "You are welcome."},
+        ]
+    },
+    {
+        "conversations": [
+            {"from": "system", "value": "Responde siempre en español."},
+            {"from": "human", "value": "¿Qué es la fotosíntesis?"},
+            {"from": "gpt", "value": "Es el proceso con el que las plantas convierten la luz en energía."},
+        ]
+    },
+    {
+        "conversations": [
+            {"from": "human", "value": "List two uses of  copper."},
+            {"from": "gpt", "value": "Electrical wiring and plumbing pipes."},
+        ]
+    },
+]
+OPENAI = [
+    {
+        "messages": [
+            {"role": "system", "content": "You are a travel assistant."},
+            {"role": "user", "content": "What is the weather in Paris today?"},
+            {"role": "assistant", "content": None, "tool_calls": CALL},
+            {"role": "tool", "tool_call_id": "c1", "content": '{"temp_c": 21, "sky": "clear"}'},
+            {"role": "assistant", "content": "It is 21 degrees and clear in Paris today."},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "system", "content": "Antworte knapp."},
+            {"role": "user", "content": "Wie viele Beine hat eine Spinne?"},
+            {"role": "assistant", "content": "Eine Spinne hat acht Beine."},
+            {"role": "user", "content": "Und ein Käfer?"},
+            {"role": "assistant", "content": "Ein Käfer hat sechs Beine."},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "Explain recursion in one sentence."},
+            {"role": "assistant", "content": "Recursion is a function solving a problem by calling itself on a part."},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "Quelle est la plus haute montagne d'Europe ?"},
+            {"role": "assistant", "content": "Le mont Elbrouz, dans le Caucase, culmine à 5 642 mètres."},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "system", "content": "You answer with code only."},
+            {"role": "user", "content": "Reverse a list in Python."},
+            {"role": "assistant", "content": "items[::-1]"},
+        ]
+    },
+]
+FILES = {
+    "alpaca": ("alpaca.jsonl", ALPACA),
+    "sharegpt": ("sharegpt.json", SHAREGPT),
+    "openai": ("openai.jsonl", OPENAI),
+}
+
+
+def _normalised(value):
+    if isinstance(value, str):
+        return S.normalise_text(value)
+    if isinstance(value, dict):
+        return {k: _normalised(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalised(v) for v in value]
+    return value
+
+
+def _key(record: dict) -> str:
+    return json.dumps(_normalised(record), ensure_ascii=False, sort_keys=True)
+
+
+def _read_jsonl(folder: Path) -> list[dict]:
+    return [json.loads(line) for f in sorted(folder.glob("*.jsonl")) for line in f.read_text("utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def exported_run(spark, model_cache, tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for name, records in FILES.values():
+        text = json.dumps(records, ensure_ascii=False) if name.endswith(".json") else "".join(
+            json.dumps(r, ensure_ascii=False) + "\n" for r in records
+        )  # fmt: skip
+        (corpus / name).write_text(text, encoding="utf-8")
+    exports = "[" + ", ".join(f"{{format: {f}, with_metadata: true}}" for f in FILES) + ", {format: parquet}]"
+    # every sample kept: the whole budget, and flags only rank (demote), never drop
+    stats = _run(
+        spark, model_cache, [corpus], root / "run", "selection.budget_fraction=1.0", f"output.export={exports}"
+    )
+    return root / "run", stats
+
+
+def test_each_shape_round_trips_through_a_whole_selection(spark, exported_run):
+    run, stats = exported_run
+    assert stats["counts"]["quarantined"] == 0 and stats["counts"]["exact_duplicates"] == 0
+    assert stats["counts"]["selected"] == sum(len(records) for _, records in FILES.values())
+    sources = {
+        r[S.SAMPLE_ID]: r[S.SOURCE].rsplit("/", 1)[-1]
+        for r in spark.read.parquet(str(run / SELECTED)).select(S.SAMPLE_ID, S.SOURCE).collect()
+    }
+    for shape, (name, records) in FILES.items():
+        exported = _read_jsonl(run / "export" / shape)
+        assert len(exported) == stats["counts"]["selected"]
+        assert all(set(r[X.METADATA_KEY]) == set(X.METADATA_COLUMNS) for r in exported)
+        mine = [
+            {k: v for k, v in r.items() if k != X.METADATA_KEY}
+            for r in exported
+            if sources[r[X.METADATA_KEY][S.SAMPLE_ID]] == name
+        ]
+        want = sorted(records, key=_key)
+        got = sorted(mine, key=_key)
+        assert len(got) == len(want), shape
+        for w, g in zip(want, got, strict=True):  # field by field, whitespace normalised
+            assert set(g) == set(w), (shape, w, g)
+            for field in w:
+                assert _normalised(g[field]) == _normalised(w[field]), (shape, field)
+    assert [e["format"] for e in stats["exports"]] == [*FILES, "parquet"]
+    assert "export" in stats["stage_seconds"]
+
+
+def test_parquet_export_loads_with_datasets_and_carries_a_card(exported_run, tmp_path):
+    import datasets
+
+    run, stats = exported_run
+    folder = run / "export" / "parquet"
+    total = stats["counts"]["selected"]
+    by_files = datasets.load_dataset(
+        "parquet", data_files=str(folder / "*.parquet"), split="train", cache_dir=str(tmp_path / "hf")
+    )
+    assert by_files.num_rows == total
+    assert by_files.column_names == ["messages"]
+    roles = {m["role"] for row in by_files for m in row["messages"]}
+    assert {"system", "user", "assistant", "tool"} <= roles
+    whole = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "hf"))
+    assert whole.num_rows == total
+    lang, entry = max(stats["per_language"].items(), key=lambda kv: kv[1]["selected_total"])
+    one = datasets.load_dataset(str(folder), lang, split="train", cache_dir=str(tmp_path / "hf"))
+    assert one.num_rows == entry["selected_total"]
+
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    import yaml
+
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert set(meta["language"]) == {lg for lg in stats["per_language"] if lg != "und"}
+    assert {c["config_name"] for c in meta["configs"]} == {"default", *stats["per_language"]}
+    assert stats["stage_info"]["score"]["model_fingerprint"] in card
+    assert stats["stage_info"]["encode"]["encoder_fingerprint"] in card
+    assert f"| {lang} | {entry['selected_total']} |" in card
+
+
+def test_two_exports_of_one_run_are_byte_identical_and_sharded(spark, exported_run, tmp_path):
+    run, stats = exported_run
+    rundir = RunDir(str(run), None, spark)
+    for file_format in ("sharegpt", "parquet"):
+        outs = []
+        for name in ("a", "b"):
+            spec = ExportConfig(format=file_format, path=str(tmp_path / file_format / name), max_rows_per_file=2)
+            result = X.export_selection(spark, rundir, spec, stats)
+            outs.append({p.name: p.read_bytes() for p in sorted(Path(result["path"]).iterdir())})
+        assert outs[0] == outs[1], file_format
+        shards = [n for n in outs[0] if n != X.CARD_FILE]
+        assert len(shards) == sum((e["selected_total"] + 1) // 2 for e in stats["per_language"].values())
+    # an export replaces an earlier export, never a folder of other files
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="no mdaq export"):
+        X.export_selection(spark, rundir, ExportConfig(format="alpaca", path=str(foreign)), stats)
+    assert (foreign / "notes.txt").is_file()
