@@ -1,8 +1,8 @@
 """Golden outputs: the selected rows and stats counts of two reference runs, pinned.
 
 A refactoring must not change what the job selects. Each reference run's `selected/` table
-(every row sorted by sample_id, every column, as canonical JSON with floats to six significant
-digits; `source` as
+(every row sorted by sample_id, every column, as canonical JSON with its floats kept apart and
+compared to a tolerance; `source` as
 the file's name, since the tests' folders differ per run) is reduced to a sha256 and
 a row count per language, and its stats.json counts are kept whole, in a small committed
 file. The end-to-end tests compare against these files; a changed row or count fails them.
@@ -29,22 +29,24 @@ HERE = Path(__file__).resolve().parent
 RECORD_VARIABLE = "MDAQ_GOLDEN_RECORD"
 
 
-FLOAT_DIGITS = 6
+FLOAT_TOLERANCE = 1e-4
 
 
-def _canonical(value):
-    """Floats to FLOAT_DIGITS significant digits; nested rows become sorted dicts.
+def _canonical(value, floats: list[float]):
+    """Nested rows become sorted dicts; each float moves to `floats` (in order) and leaves a marker.
 
-    Which rows are selected, their ranks, clusters and reasons are pinned exactly; a score's
-    last bits are not, because they follow the BLAS and torch builds a fresh install resolves
-    to. Bit-for-bit repeatability on one installation is the determinism tests' job.
+    Which rows are selected, with their ranks, clusters, reasons and texts, is pinned exactly
+    through the digest. A score's last bits are not: they follow the CPU's instruction set and
+    the BLAS and torch builds a fresh install resolves to, so the floats are compared to
+    FLOAT_TOLERANCE. Bit-for-bit repeatability on one installation is the determinism tests' job.
     """
     if isinstance(value, float):
-        return float(f"{value:.{FLOAT_DIGITS}g}")
+        floats.append(value)
+        return "<float>"
     if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in sorted(value.items())}
+        return {k: _canonical(v, floats) for k, v in sorted(value.items())}
     if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
+        return [_canonical(v, floats) for v in value]
     return value
 
 
@@ -61,9 +63,10 @@ def summary(selected_df, stats: dict) -> dict:
     for row in rows:  # the input file's name, not where the test put it
         row[S.SOURCE] = row[S.SOURCE].rsplit("/", 1)[-1]
     digest = hashlib.sha256()
+    floats: list[float] = []
     per_lang: dict[str, int] = {}
     for row in rows:
-        line = json.dumps(_canonical(row), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        line = json.dumps(_canonical(row, floats), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         digest.update(line.encode("utf-8") + b"\n")
         per_lang[row[S.LANG]] = per_lang.get(row[S.LANG], 0) + 1
     return {
@@ -71,6 +74,7 @@ def summary(selected_df, stats: dict) -> dict:
         "selected_rows": len(rows),
         "selected_rows_per_lang": dict(sorted(per_lang.items())),
         "selected_sha256": digest.hexdigest(),
+        "selected_floats": [round(x, 6) for x in floats],
         "counts": stats["counts"],
         "quarantine_by_reason": stats["quarantine_by_reason"],
         "pruning": _counts_only(stats["pruning"]),
@@ -87,5 +91,9 @@ def check(name: str, selected_df, stats: dict) -> None:
         return
     want = json.loads(path.read_text(encoding="utf-8"))
     got = json.loads(json.dumps(got))  # the same types as the file read back (tuples as lists, keys as strings)
+    got_floats, want_floats = got.pop("selected_floats"), want.pop("selected_floats", None)
+    assert want_floats is not None and len(got_floats) == len(want_floats), f"golden {name}: selected floats changed"
+    worst = max((abs(a - b) for a, b in zip(got_floats, want_floats, strict=True)), default=0.0)
+    assert worst <= FLOAT_TOLERANCE, f"golden {name}: a selected float moved by {worst:.2e}"
     for key in sorted(set(want) | set(got)):
         assert got.get(key) == want.get(key), f"golden {name}: {key} changed (set {RECORD_VARIABLE}=1 to re-record)"
