@@ -1,17 +1,20 @@
-"""Per-language k-means over sample embeddings: Spark ML, or faiss inside one task per language.
+"""Per-language k-means over sample embeddings: Spark ML (or spark-rapids-ml), or faiss in one task per language.
 
 Embeddings are L2-normalised, so euclidean k-means orders points exactly as cosine k-means
 would. For a large language the model is fitted on a seeded sample and every row is then
 assigned in one pass: centroids stabilise long before all rows are seen, and the
 assignment pass is a cheap map.
 
-Two backends fit the same model. Spark ML (`clustering.backend: spark`) runs every
+Three backends fit the same model. Spark ML (`clustering.backend: spark`) runs every
 iteration as a Spark job over a distributed sample, so it scales past one machine's
-memory, but each iteration pays a job's fixed cost, times ten languages. faiss
-(`backend: faiss`) collects each language's fit sample into one pandas group (at most
-`fit_sample_max` x dim floats: 200k x 384 is 300 MB) and clusters it with BLAS in that
-task; bench/kmeans.py measured it 16-21x faster at equal inertia. Both then assign every
-row to its nearest centroid without collecting rows anywhere.
+memory; each fit is a chain of small jobs, so `clustering.parallel_fits` languages are
+fitted at once from driver threads, each in its own FAIR scheduler pool (a fit's layout and
+seed are its own, so the centroids do not depend on which fits overlapped). rapids
+(`backend: rapids`) is the same recipe through spark-rapids-ml's KMeans on the executors'
+GPUs. faiss (`backend: faiss`) collects each language's fit sample into one pandas group
+(at most `fit_sample_max` x dim floats: 200k x 384 is 300 MB) and clusters it with BLAS in
+that task. Every backend then assigns every row to its nearest centroid in one numpy pass
+over all languages, without collecting rows anywhere.
 """
 
 from __future__ import annotations
