@@ -105,9 +105,10 @@ def test_faiss_fit_sample_is_bounded_and_every_row_assigned(spark):
     assert result.k_per_lang == {"de": 15, "it": 10}  # ceil(sqrt(400/2)), ceil(sqrt(200/2))
 
 
-def test_faiss_single_row_language_is_its_own_cluster(spark):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_row_language_is_its_own_cluster(spark, backend):
     rows = blobs({"de": 3}, per_blob=10) + [("ms-0", "ms", [1.0] + [0.0] * (DIM - 1), 0)]
-    result = cluster_by_language(spark, frame(spark, rows), ClusteringConfig(backend="faiss"), seed=42)
+    result = cluster_by_language(spark, frame(spark, rows), ClusteringConfig(backend=backend), seed=42)
     assert result.k_per_lang["ms"] == 1
     ms = [r for r in result.assignments.collect() if r[S.LANG] == "ms"]
     assert [(r[S.CLUSTER_ID], r[S.CENTROID_DISTANCE]) for r in ms] == [(0, 0.0)]

@@ -104,7 +104,7 @@ def _fit_language(
     features = rows.withColumn(_FEATURES, array_to_vector(S.EMBEDDING))
     if k == 1:  # Spark's KMeans needs k >= 2; one cluster is the mean
         mean = features.select(Summarizer.mean(F.col(_FEATURES)).alias("m")).first()["m"]
-        return np.asarray([mean], dtype=np.float64)
+        return np.asarray([mean.toArray()], dtype=np.float64)
     # a fixed layout, whatever the cluster's size or the input files' splits: k-means||
     # seeds and the fit sample are drawn per partition, so this makes them reproducible
     features = features.repartition(cfg.fit_partitions, S.SAMPLE_ID).sortWithinPartitions(S.SAMPLE_ID)
