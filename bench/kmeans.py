@@ -16,6 +16,16 @@ Inertia (sum of squared distances of every row to its nearest centroid) is compu
 numpy function for both centroid sets, over all rows, so the numbers compare directly.
 Wall times exclude reading the vectors (Spark reads Parquet inside its timed fit/assign;
 that read is measured alone and reported beside it).
+
+`--stage` measures the cluster stage itself instead (`cluster_by_language`, the job's own
+code, every backend given in `--backends`) on synthetic languages: `--langs` languages of
+`--rows-per-lang` unit vectors each (Gaussian blobs around random centres, seeded), k from
+the stage's own rule (ceil(sqrt(N / 2))), written to Parquet and read back as the job does.
+Fit time (sizes and fits) and assign time (every row, forced with a noop write) are
+reported per backend, with each language's inertia and their sum:
+
+    python bench/kmeans.py --stage --langs 4 --rows-per-lang 10000 --backends spark faiss \
+        --parallel-fits 1 4 --out bench/results/kmeans_stage_40k.json
 """
 
 from __future__ import annotations
@@ -148,12 +158,149 @@ def run_spark(
     }
 
 
+def synthetic_languages(langs: int, rows: int, dim: int, blobs: int, seed: int) -> dict[str, np.ndarray]:
+    """`langs` languages of `rows` unit vectors: `blobs` Gaussian blobs each, of unequal spread, seeded."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(langs):
+        centres = rng.standard_normal((blobs, dim)).astype(np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        which = rng.integers(0, blobs, size=rows)
+        spread = rng.uniform(0.5, 1.5, size=blobs).astype(np.float32)[which, None]
+        x = centres[which] + rng.standard_normal((rows, dim), dtype=np.float32) * spread / np.sqrt(dim)
+        out[f"l{i:02d}"] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def write_languages(data: dict[str, np.ndarray], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.mkdir(parents=True, exist_ok=True)
+    for lang, x in data.items():
+        values = pa.array(x.reshape(-1), type=pa.float32())
+        offsets = pa.array(np.arange(0, x.size + 1, x.shape[1], dtype=np.int32))
+        table = pa.table(
+            {
+                "sample_id": pa.array([f"{lang}-{i:07d}" for i in range(len(x))]),
+                "lang": pa.array([lang] * len(x)),
+                "embedding": pa.ListArray.from_arrays(offsets, values),
+            }
+        )
+        pq.write_table(table, path / f"{lang}.parquet")
+
+
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_stage(args) -> int:
+    """The cluster stage's own code on synthetic languages, per backend (and per parallel_fits for Spark)."""
+    from mdaq_spark.config import ClusteringConfig, SparkConfig
+    from mdaq_spark.session import build_session
+    from mdaq_spark.stages.cluster import cluster_by_language
+
+    if not args.work:
+        raise SystemExit("--stage needs --work (a folder for the synthetic vectors)")
+    data = synthetic_languages(args.langs, args.rows_per_lang, args.dim, args.blobs, args.seed)
+    vectors = Path(args.work) / "stage_vectors"
+    write_languages(data, vectors)
+    spark = build_session(
+        SparkConfig(master=args.master, driver_memory=args.driver_memory, app_name="kmeans-stage-bench")
+    )
+    runs = []
+    try:
+        embeddings = spark.read.parquet(str(vectors))
+        for backend in args.backends:
+            for parallel in args.parallel_fits if backend != "faiss" else [1]:
+                fields = {"backend": backend, "max_iter": args.iters, "tol": args.tol, "k": args.k}
+                if "parallel_fits" in ClusteringConfig.model_fields:  # absent before concurrent fits
+                    fields["parallel_fits"] = parallel
+                cfg = ClusteringConfig(**fields)
+                started = time.perf_counter()
+                result = cluster_by_language(spark, embeddings, cfg, args.seed)
+                centroids = result.centroids.collect()
+                fit_s = time.perf_counter() - started
+                started = time.perf_counter()
+                result.assignments.write.format("noop").mode("overwrite").save()
+                assign_s = time.perf_counter() - started
+                per_lang = {}
+                for lang, x in data.items():
+                    c = np.asarray(
+                        [r["centroid"] for r in sorted(centroids, key=lambda r: r["cluster_id"]) if r["lang"] == lang]
+                    )
+                    per_lang[lang] = round(inertia(x, c), 3)
+                run = {
+                    "backend": backend,
+                    "parallel_fits": parallel if backend != "faiss" else None,
+                    "fit_seconds": round(fit_s, 2),
+                    "assign_seconds": round(assign_s, 2),
+                    "wall_seconds": round(fit_s + assign_s, 2),
+                    "k_per_lang": result.k_per_lang,
+                    "inertia_per_lang": per_lang,
+                    "inertia": round(sum(per_lang.values()), 3),
+                }
+                runs.append(run)
+                print(json.dumps(run), flush=True)
+    finally:
+        spark.stop()
+    faiss_runs = [r for r in runs if r["backend"] == "faiss"]
+    comparison = []
+    if faiss_runs:
+        ref = faiss_runs[0]
+        for r in runs:
+            if r["backend"] != "faiss":
+                comparison.append(
+                    {
+                        "backend": r["backend"],
+                        "parallel_fits": r["parallel_fits"],
+                        "time_ratio_to_faiss": round(r["wall_seconds"] / ref["wall_seconds"], 2),
+                        "inertia_diff_vs_faiss_percent": round(100 * (r["inertia"] / ref["inertia"] - 1), 3),
+                    }
+                )
+    result = {
+        "benchmark": "kmeans_stage",
+        "command": " ".join(["python", *sys.argv]),
+        "commit": git_commit(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "gpu": "none", "master": args.master},
+        "langs": args.langs,
+        "rows_per_lang": args.rows_per_lang,
+        "dim": args.dim,
+        "blobs_per_lang": args.blobs,
+        "k_rule": "ceil(sqrt(N / 2))" if args.k is None else args.k,
+        "max_iter": args.iters,
+        "tol": args.tol,
+        "seed": args.seed,
+        "inertia_definition": "per language, sum over its rows of the squared distance to the nearest centroid",
+        "runs": runs,
+        "comparison": comparison,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(comparison, indent=2))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vectors", required=True, help="Parquet table with an array<float> column")
+    parser.add_argument("--vectors", help="Parquet table with an array<float> column (not with --stage)")
+    parser.add_argument("--stage", action="store_true", help="time the cluster stage's own code, synthetic data")
+    parser.add_argument("--langs", type=int, default=4)
+    parser.add_argument("--rows-per-lang", type=int, default=10_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--blobs", type=int, default=40, help="true groups per synthetic language")
+    parser.add_argument("--backends", nargs="+", default=["spark", "faiss"])
+    parser.add_argument("--parallel-fits", type=int, nargs="+", default=[4], help="clustering.parallel_fits values")
+    parser.add_argument("--master", default="local[*]")
     parser.add_argument("--column", default="embedding")
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--k", type=int, default=None, help="default: 100, or the stage's rule with --stage")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=42)
@@ -165,6 +312,12 @@ def main() -> int:
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.stage:
+        return run_stage(args)
+    if not args.vectors:
+        parser.error("--vectors is required without --stage")
+    if args.k is None:
+        args.k = 100
 
     started = time.perf_counter()
     x = load_matrix(args.vectors, args.column, args.limit)
@@ -204,6 +357,7 @@ def main() -> int:
     result = {
         "benchmark": "kmeans",
         "command": " ".join(["python", *sys.argv]),
+        "commit": git_commit(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "gpu": "none"},
         "vectors": args.vectors,
         "replicated": {"times": args.replicate, "noise": args.noise} if args.replicate > 1 else None,

@@ -83,6 +83,22 @@ class OutputConfig(_Section):
     export: list[ExportConfig] = Field(default_factory=list)
 
 
+class ModelTaskResources(_Section):
+    """What one model task (encode, embed) asks of its executor: a stage-level ResourceProfile."""
+
+    # CPU cores held by one model task
+    cpus: int = Field(default=1, ge=1)
+    # GPUs held by one model task: 1 = one model task per GPU at a time; 0.5 = two share one GPU
+    gpu: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _spark_amount(self) -> ModelTaskResources:
+        # Spark takes a fraction of one GPU or a whole number of them, nothing in between
+        if self.gpu > 1 and not float(self.gpu).is_integer():
+            raise ValueError(f"spark.model_task_resources.gpu must be <= 1 or a whole number, not {self.gpu}")
+        return self
+
+
 class SparkConfig(_Section):
     master: str = "local[*]"
     app_name: str = "mdaq-spark"
@@ -99,6 +115,11 @@ class SparkConfig(_Section):
     arrow_batch_size: int = Field(default=512, ge=1)
     driver_memory: str = "4g"
     conf: dict[str, str] = Field(default_factory=dict)
+    # resources of each model task (encode, embed) on a cluster, e.g. {cpus: 1, gpu: 1}: those stages
+    # run under their own ResourceProfile and every other stage asks for CPU cores only. Needs a
+    # standalone, YARN or Kubernetes master whose executors have the GPUs
+    # (spark.executor.resource.gpu.amount). null: every stage has Spark's default task resources
+    model_task_resources: ModelTaskResources | None = None
 
 
 class LanguageConfig(_Section):
@@ -149,7 +170,12 @@ class ClusteringConfig(_Section):
     # spark: Spark ML KMeans per language (one Spark job per iteration; scales past one machine's
     # memory). faiss: each language's fit sample is clustered by faiss inside one task (an order of
     # magnitude faster; the sample, at most fit_sample_max x dim floats, must fit one executor).
-    backend: Literal["spark", "faiss"] = "spark"
+    # rapids: spark-rapids-ml's KMeans on the executors' GPUs (the spark-rapids-ml package; untested here)
+    backend: Literal["spark", "faiss", "rapids"] = "spark"
+    # spark and rapids: languages fitted at once, each from its own driver thread in its own FAIR
+    # scheduler pool; a fit is a chain of small jobs that alone leaves most cores idle. The clusters
+    # do not depend on it
+    parallel_fits: int = Field(default=4, ge=1)
     # fixed k per language; null: ceil(sqrt(N_lang / 2)) as in M-DaQ
     k: int | None = Field(default=None, ge=1)
     max_k: int = Field(default=2000, ge=1)

@@ -2,7 +2,8 @@
 
 Settings the pipeline depends on for correctness or speed are set here, once:
 Python worker reuse (one model load per worker process), Arrow batch size (the unit the
-model UDFs see), and offline model loading for every Python worker.
+model UDFs see), offline model loading for every Python worker, and FAIR scheduling for
+the jobs that run side by side (the per-language k-means fits).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def build_session(cfg: SparkConfig) -> SparkSession:
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.adaptive.enabled": "true",
+        # the per-language k-means fits run from several driver threads, each in its own pool
+        "spark.scheduler.mode": "FAIR",
         **{f"spark.executorEnv.{k}": v for k, v in OFFLINE_ENV.items()},
         **cfg.conf,
     }

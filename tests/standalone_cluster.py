@@ -175,6 +175,7 @@ class StandaloneCluster:
         start_timeout: float = 120.0,
         base_dir: str | os.PathLike[str] | None = None,
         keep_dir: bool | None = None,
+        worker_resources: Mapping[str, int] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a standalone cluster needs at least one worker")
@@ -182,6 +183,9 @@ class StandaloneCluster:
         self.cores_per_worker = cores_per_worker
         self.worker_memory = worker_memory
         self.daemon_memory = daemon_memory
+        # custom resources each worker offers (e.g. {"gpu": 1}), found by a discovery script that reports
+        # addresses 0..n-1: stage-level scheduling can be tested on machines without the real device
+        self.worker_resources = dict(worker_resources or {})
         self.start_timeout = start_timeout
         self.keep_dir = os.environ.get(KEEP_DIR_ENV) == "1" if keep_dir is None else keep_dir
         self._base_dir = base_dir
@@ -277,6 +281,18 @@ class StandaloneCluster:
                 MARKER_ENV: self.ident,
             }
         )
+        opts = []
+        for name, amount in sorted(self.worker_resources.items()):
+            script = self.root / "conf" / f"discover-{name}.sh"
+            addresses = ", ".join(f'"{i}"' for i in range(amount))
+            script.write_text(f'#!/usr/bin/env bash\necho \'{{"name": "{name}", "addresses": [{addresses}]}}\'\n')
+            script.chmod(0o755)
+            opts += [
+                f"-Dspark.worker.resource.{name}.amount={amount}",
+                f"-Dspark.worker.resource.{name}.discoveryScript={script}",
+            ]
+        if opts:
+            env["SPARK_WORKER_OPTS"] = " ".join(opts)
         self._daemon_env = env
 
     def _base_env(self) -> dict[str, str]:

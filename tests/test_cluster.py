@@ -105,9 +105,48 @@ def test_faiss_fit_sample_is_bounded_and_every_row_assigned(spark):
     assert result.k_per_lang == {"de": 15, "it": 10}  # ceil(sqrt(400/2)), ceil(sqrt(200/2))
 
 
-def test_faiss_single_row_language_is_its_own_cluster(spark):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_row_language_is_its_own_cluster(spark, backend):
     rows = blobs({"de": 3}, per_blob=10) + [("ms-0", "ms", [1.0] + [0.0] * (DIM - 1), 0)]
-    result = cluster_by_language(spark, frame(spark, rows), ClusteringConfig(backend="faiss"), seed=42)
+    result = cluster_by_language(spark, frame(spark, rows), ClusteringConfig(backend=backend), seed=42)
     assert result.k_per_lang["ms"] == 1
     ms = [r for r in result.assignments.collect() if r[S.LANG] == "ms"]
     assert [(r[S.CLUSTER_ID], r[S.CENTROID_DISTANCE]) for r in ms] == [(0, 0.0)]
+
+
+def test_concurrent_fits_give_the_same_clusters(spark):
+    rows = blobs({"de": 3, "fr": 2, "ko": 4}, per_blob=20, seed=11)
+    df = frame(spark, rows)
+
+    def run(parallel):
+        cfg = ClusteringConfig(backend="spark", max_iter=10, parallel_fits=parallel)
+        result = cluster_by_language(spark, df, cfg, seed=5)
+        return (
+            sorted(tuple(r) for r in result.assignments.collect()),
+            sorted((r[S.LANG], r[S.CLUSTER_ID], tuple(r[S.CENTROID])) for r in result.centroids.collect()),
+        )
+
+    assert run(1) == run(3)
+
+
+def test_rapids_backend_without_its_package_stops_before_ingest(spark, tmp_path):
+    import importlib.util
+
+    from mdaq_spark.config import load_config
+    from mdaq_spark.errors import DependencyError
+    from mdaq_spark.pipeline.runner import run_pipeline
+    from mdaq_spark.stages.cluster import require_backend
+    from tests.conftest import DEMO_CORPUS
+
+    if importlib.util.find_spec("spark_rapids_ml") is not None:
+        pytest.skip("spark-rapids-ml is installed: the missing-package error cannot happen")
+    with pytest.raises(DependencyError, match=r"spark-rapids-ml.*pip install 'mdaq-spark\[rapids\]'"):
+        require_backend(ClusteringConfig(backend="rapids"))
+    cfg = load_config(
+        None,
+        ["clustering.backend=rapids", "model.qsm_head=none"],
+        **{"input.paths": [str(DEMO_CORPUS)], "output.path": str(tmp_path / "run")},
+    )
+    with pytest.raises(DependencyError, match="spark-rapids-ml"):
+        run_pipeline(spark, cfg)
+    assert not (tmp_path / "run" / "normalized").exists()

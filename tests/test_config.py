@@ -59,8 +59,13 @@ def test_missing_input_is_reported_before_spark(tmp_path):
 
 
 def test_cluster_yaml_is_a_valid_config():
+    from mdaq_spark.resources import check_model_resources
+
     cfg = load_config(REPO / "conf" / "cluster.yaml")
-    assert cfg.model.device == "cuda" and cfg.spark.conf["spark.task.resource.gpu.amount"] == "1"
+    assert cfg.model.device == "cuda" and cfg.spark.model_task_resources.gpu == 1
+    # only the model stages ask for the GPU, and the executors have it
+    assert "spark.task.resource.gpu.amount" not in cfg.spark.conf
+    check_model_resources("spark://master:7077", cfg.spark.conf, cfg.spark.model_task_resources)
 
 
 def _leaf_keys(model_cls, prefix: str = "") -> list[str]:

@@ -25,9 +25,10 @@ from mdaq_spark.models import registry
 from mdaq_spark.models.qsm import QsmHead, head_mismatches
 from mdaq_spark.report.diff import diff_runs, summary
 from mdaq_spark.report.stats import write_html, write_stats
+from mdaq_spark.resources import model_resource_profile
 from mdaq_spark.rundir import EMBEDDINGS, SCORES, RunDir, RunLog
 from mdaq_spark.stages.base import Stage, StageContext, Table, section
-from mdaq_spark.stages.cluster import ClusterStage
+from mdaq_spark.stages.cluster import ClusterStage, require_backend
 from mdaq_spark.stages.embed import EmbedStage
 from mdaq_spark.stages.encode import EncodeStage
 from mdaq_spark.stages.ingest import IngestStage
@@ -93,8 +94,10 @@ def run_pipeline(
         raise ConfigError(f"QSM head {head_dir} does not match the run's encoder: " + "; ".join(mismatches))
     for line in mismatches:
         log.warning("QSM head %s was trained under other encoder settings: %s", head_dir, line)
+    require_backend(cfg.clustering)  # checked before any stage runs, as is the profile
+    profile = model_resource_profile(spark, cfg.spark)
     rundir = RunDir.of_job(spark, cfg.output)
-    runner = Runner(StageContext(spark, rundir, cfg.output.overwrite, on_progress), cfg.output.format)
+    runner = Runner(StageContext(spark, rundir, cfg.output.overwrite, on_progress, profile), cfg.output.format)
 
     ingest = IngestStage(cfg.input, cfg.language)
     ingested = runner.run(ingest)

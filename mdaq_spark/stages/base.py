@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from pyspark.resource import ResourceProfile
     from pyspark.sql import SparkSession
 
     from mdaq_spark.rundir import RunDir
@@ -54,6 +55,9 @@ class StageContext:
     overwrite: bool = False
     # called with (stage, rows done, rows to do) as model batches commit: the CLI's progress bar
     on_progress: Callable[[str, int, int], None] | None = None
+    # the ResourceProfile model stages (encode, embed) run under: the GPU is theirs alone
+    # (mdaq_spark.resources); None: Spark's default task resources, as in local runs
+    model_profile: ResourceProfile | None = None
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,28 @@
-"""Per-language k-means over sample embeddings: Spark ML, or faiss inside one task per language.
+"""Per-language k-means over sample embeddings: Spark ML (or spark-rapids-ml), or faiss in one task per language.
 
 Embeddings are L2-normalised, so euclidean k-means orders points exactly as cosine k-means
 would. For a large language the model is fitted on a seeded sample and every row is then
 assigned in one pass: centroids stabilise long before all rows are seen, and the
 assignment pass is a cheap map.
 
-Two backends fit the same model. Spark ML (`clustering.backend: spark`) runs every
+Three backends fit the same model. Spark ML (`clustering.backend: spark`) runs every
 iteration as a Spark job over a distributed sample, so it scales past one machine's
-memory, but each iteration pays a job's fixed cost, times ten languages. faiss
-(`backend: faiss`) collects each language's fit sample into one pandas group (at most
-`fit_sample_max` x dim floats: 200k x 384 is 300 MB) and clusters it with BLAS in that
-task; bench/kmeans.py measured it 16-21x faster at equal inertia. Both then assign every
-row to its nearest centroid without collecting rows anywhere.
+memory; each fit is a chain of small jobs, so `clustering.parallel_fits` languages are
+fitted at once from driver threads, each in its own FAIR scheduler pool (a fit's layout and
+seed are its own, so the centroids do not depend on which fits overlapped). rapids
+(`backend: rapids`) is the same recipe through spark-rapids-ml's KMeans on the executors'
+GPUs. faiss (`backend: faiss`) collects each language's fit sample into one pandas group
+(at most `fit_sample_max` x dim floats: 200k x 384 is 300 MB) and clusters it with BLAS in
+that task. Every backend then assigns every row to its nearest centroid in one numpy pass
+over all languages, without collecting rows anywhere.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +33,11 @@ from pyspark.ml.stat import Summarizer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.util import inheritable_thread_target
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import ClusteringConfig
+from mdaq_spark.errors import missing_dependency
 from mdaq_spark.io import writers
 from mdaq_spark.rundir import CENTROIDS, CLUSTERS
 from mdaq_spark.stages.base import Stage, StageContext, Table, digest, section
@@ -38,6 +45,7 @@ from mdaq_spark.stages.base import Stage, StageContext, Table, digest, section
 log = logging.getLogger(__name__)
 
 _FEATURES = "_features"
+KMEANS_POOL = "mdaq-kmeans"  # FAIR scheduler pools of the concurrent per-language fits (session.py: FAIR mode)
 
 CENTROID_SCHEMA = T.StructType(
     [
@@ -61,79 +69,94 @@ class ClusterResult:
     k_per_lang: dict[str, int]
 
 
+def require_backend(cfg: ClusteringConfig) -> None:
+    """Fail before ingest, not after encoding, when the configured backend's package is missing."""
+    if cfg.backend == "rapids" and importlib.util.find_spec("spark_rapids_ml") is None:
+        raise missing_dependency("spark-rapids-ml", "rapids")
+
+
+def _kmeans_estimator(cfg: ClusteringConfig, k: int, seed: int):
+    """pyspark.ml's KMeans, or spark-rapids-ml's (the same parameters, fitted on the GPUs)."""
+    if cfg.backend == "rapids":
+        from spark_rapids_ml.clustering import KMeans as RapidsKMeans
+
+        return RapidsKMeans(
+            k=k, seed=seed, maxIter=cfg.max_iter, tol=cfg.tol, initMode=cfg.init_mode, featuresCol=_FEATURES
+        )
+    return KMeans(
+        k=k,
+        seed=seed,
+        maxIter=cfg.max_iter,
+        tol=cfg.tol,
+        initMode=cfg.init_mode,
+        featuresCol=_FEATURES,
+        predictionCol=S.CLUSTER_ID,
+    )
+
+
+def _fit_language(
+    spark: SparkSession, embeddings: DataFrame, lang: str, n: int, k: int, cfg: ClusteringConfig, seed: int
+) -> np.ndarray:
+    """(k, dim) centroids of one language, fitted by Spark ML (or spark-rapids-ml) on its seeded fit sample."""
+    # its own pool: the languages' chains of small jobs share the executors fairly instead of queueing
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"{KMEANS_POOL}-{lang}")
+    rows = embeddings.where(F.col(S.LANG) == lang).select(S.SAMPLE_ID, S.EMBEDDING)
+    features = rows.withColumn(_FEATURES, array_to_vector(S.EMBEDDING))
+    if k == 1:  # Spark's KMeans needs k >= 2; one cluster is the mean
+        mean = features.select(Summarizer.mean(F.col(_FEATURES)).alias("m")).first()["m"]
+        return np.asarray([mean.toArray()], dtype=np.float64)
+    # a fixed layout, whatever the cluster's size or the input files' splits: k-means||
+    # seeds and the fit sample are drawn per partition, so this makes them reproducible
+    features = features.repartition(cfg.fit_partitions, S.SAMPLE_ID).sortWithinPartitions(S.SAMPLE_ID)
+    fit_rows = features
+    if n > cfg.fit_sample_max:
+        fit_rows = features.sample(withReplacement=False, fraction=cfg.fit_sample_max / n, seed=seed)
+    if cfg.backend == "rapids":  # spark-rapids-ml reads array<float> directly
+        fit_rows = fit_rows.select(F.col(S.EMBEDDING).alias(_FEATURES))
+    fit_rows = fit_rows.select(_FEATURES).persist()
+    try:
+        model = _kmeans_estimator(cfg, k, seed).fit(fit_rows)
+    finally:
+        fit_rows.unpersist()
+    centers = np.asarray(model.clusterCenters(), dtype=np.float64)
+    log.info(
+        "lang %s: %d samples, k=%d (%s, fitted on %s)",
+        lang,
+        n,
+        len(centers),
+        cfg.backend,
+        "sample" if n > cfg.fit_sample_max else "all",
+    )
+    return centers
+
+
 def cluster_by_language(spark: SparkSession, embeddings: DataFrame, cfg: ClusteringConfig, seed: int) -> ClusterResult:
     """`embeddings` has sample_id, lang, embedding. One k-means per language, seeded."""
     sizes = {row[S.LANG]: row["count"] for row in embeddings.groupBy(S.LANG).count().collect()}
     if cfg.backend == "faiss":
         return _cluster_with_faiss(spark, embeddings, sizes, cfg, seed)
-    assignments: list[DataFrame] = []
-    centroid_rows: list[tuple[str, int, list[float]]] = []
-    k_per_lang: dict[str, int] = {}
-    for lang in sorted(sizes):
-        n = sizes[lang]
-        k = choose_k(n, cfg)
-        k_per_lang[lang] = k
-        rows = embeddings.where(F.col(S.LANG) == lang).select(S.SAMPLE_ID, S.LANG, S.EMBEDDING)
-        features = rows.withColumn(_FEATURES, array_to_vector(S.EMBEDDING))
-        if k == 1:  # Spark's KMeans needs k >= 2; one cluster is the mean
-            mean = features.select(Summarizer.mean(F.col(_FEATURES)).alias("m")).first()["m"]
-            centroid_rows.append((lang, 0, [float(x) for x in mean]))
-            assignments.append(rows.withColumn(S.CLUSTER_ID, F.lit(0)))
-            continue
-        # a fixed layout, whatever the cluster's size or the input files' splits: k-means||
-        # seeds and the fit sample are drawn per partition, so this makes them reproducible
-        features = features.repartition(cfg.fit_partitions, S.SAMPLE_ID).sortWithinPartitions(S.SAMPLE_ID)
-        fit_rows = features
-        if n > cfg.fit_sample_max:
-            fit_rows = features.sample(withReplacement=False, fraction=cfg.fit_sample_max / n, seed=seed)
-        fit_rows = fit_rows.select(_FEATURES).persist()
-        try:
-            model = KMeans(
-                k=k,
-                seed=seed,
-                maxIter=cfg.max_iter,
-                tol=cfg.tol,
-                initMode=cfg.init_mode,
-                featuresCol=_FEATURES,
-                predictionCol=S.CLUSTER_ID,
-            ).fit(fit_rows)
-        finally:
-            fit_rows.unpersist()
-        centers = model.clusterCenters()
-        log.info(
-            "lang %s: %d samples, k=%d (fitted on %s)",
-            lang,
-            n,
-            len(centers),
-            "sample" if n > cfg.fit_sample_max else "all",
-        )
-        centroid_rows += [(lang, i, [float(x) for x in c]) for i, c in enumerate(centers)]
-        assignments.append(model.transform(features).select(S.SAMPLE_ID, S.LANG, S.EMBEDDING, S.CLUSTER_ID))
-    centroids = spark.createDataFrame(centroid_rows, CENTROID_SCHEMA)
-    assigned = _union(assignments, embeddings)
+    require_backend(cfg)
+    k_per_lang = {lang: choose_k(sizes[lang], cfg) for lang in sorted(sizes)}
+    # each fit is a chain of small Spark jobs (k-means|| rounds, one per iteration) that leaves most
+    # cores idle: several languages at once fill them. Each fit reads its own fixed layout with its
+    # own seed, so the centroids do not depend on which fits overlapped
+    fit = inheritable_thread_target(spark)(_fit_language)  # the job group and tags follow each fit
+    with ThreadPoolExecutor(max_workers=max(1, min(cfg.parallel_fits, len(sizes)))) as pool:
+        futures = {
+            lang: pool.submit(fit, spark, embeddings, lang, sizes[lang], k, cfg, seed)
+            for lang, k in k_per_lang.items()
+        }
+        fitted = {lang: future.result() for lang, future in futures.items()}
+    centroid_matrix = {lang: fitted[lang].astype(np.float32) for lang in sorted(fitted)}
+    centroids = spark.createDataFrame(
+        [(lang, i, [float(x) for x in c]) for lang in sorted(fitted) for i, c in enumerate(fitted[lang])],
+        CENTROID_SCHEMA,
+    )
     return ClusterResult(
-        assignments=_with_centroid_distance(assigned, centroids), centroids=centroids, k_per_lang=k_per_lang
+        assignments=_assign_all(spark, embeddings, centroid_matrix, cfg),
+        centroids=centroids,
+        k_per_lang={lang: len(m) for lang, m in sorted(fitted.items())},
     )
-
-
-def _union(parts: list[DataFrame], like: DataFrame) -> DataFrame:
-    if not parts:
-        return like.select(S.SAMPLE_ID, S.LANG, S.EMBEDDING).withColumn(S.CLUSTER_ID, F.lit(0)).limit(0)
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return out
-
-
-def _with_centroid_distance(assigned: DataFrame, centroids: DataFrame) -> DataFrame:
-    """Euclidean distance to the own centroid, in SQL (no Python): small = typical of its cluster."""
-    joined = assigned.withColumn(S.CLUSTER_ID, F.col(S.CLUSTER_ID).cast("int")).join(
-        F.broadcast(centroids), on=[S.LANG, S.CLUSTER_ID], how="left"
-    )
-    squared = F.aggregate(
-        F.zip_with(S.EMBEDDING, S.CENTROID, lambda x, c: (x - c) * (x - c)), F.lit(0.0), lambda acc, d: acc + d
-    )
-    return joined.select(S.SAMPLE_ID, S.LANG, S.CLUSTER_ID, F.sqrt(squared).alias(S.CENTROID_DISTANCE))
 
 
 # ------------------------------------------------------------------ faiss backend
@@ -216,14 +239,8 @@ def _cluster_with_faiss(
         [(lang, i, [float(v) for v in c]) for lang, m in sorted(centroid_matrix.items()) for i, c in enumerate(m)],
         CENTROID_SCHEMA,
     )
-    # the same fixed layout as the Spark path: a row's Arrow batch, and so its BLAS call, does not
-    # depend on the cluster's size or on which executor ran it
-    ordered = embeddings.select(S.SAMPLE_ID, S.LANG, S.EMBEDDING).repartition(cfg.fit_partitions, S.SAMPLE_ID)
-    # a broadcast, not the closure: 10 languages x k 222 x 384 floats already made a 7.5 MB task
-    shared = spark.sparkContext.broadcast(centroid_matrix)
-    assigned = ordered.sortWithinPartitions(S.SAMPLE_ID).mapInPandas(_assign_nearest(shared), ASSIGNMENT_SCHEMA)
     return ClusterResult(
-        assignments=assigned,
+        assignments=_assign_all(spark, embeddings, centroid_matrix, cfg),
         centroids=centroids,
         k_per_lang={lang: len(m) for lang, m in sorted(centroid_matrix.items())},
     )
@@ -237,6 +254,18 @@ ASSIGNMENT_SCHEMA = T.StructType(
         T.StructField(S.CENTROID_DISTANCE, T.DoubleType(), False),
     ]
 )
+
+
+def _assign_all(
+    spark: SparkSession, embeddings: DataFrame, centroid_matrix: dict[str, np.ndarray], cfg: ClusteringConfig
+) -> DataFrame:
+    """Every row's nearest centroid and distance, all languages in one numpy pass (every backend)."""
+    # a fixed layout: a row's Arrow batch, and so its BLAS call, does not depend on the cluster's
+    # size or on which executor ran it
+    ordered = embeddings.select(S.SAMPLE_ID, S.LANG, S.EMBEDDING).repartition(cfg.fit_partitions, S.SAMPLE_ID)
+    # a broadcast, not the closure: 10 languages x k 222 x 384 floats already made a 7.5 MB task
+    shared = spark.sparkContext.broadcast(centroid_matrix)
+    return ordered.sortWithinPartitions(S.SAMPLE_ID).mapInPandas(_assign_nearest(shared), ASSIGNMENT_SCHEMA)
 
 
 def _assign_nearest(shared):

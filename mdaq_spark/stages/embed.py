@@ -12,7 +12,7 @@ from mdaq_spark import schema as S
 from mdaq_spark.rundir import EMBEDDINGS, NORMALIZED
 from mdaq_spark.stages.base import StageContext, Table
 from mdaq_spark.stages.model_batches import CorpusModelStage, compute_missing
-from mdaq_spark.stages.udfs import embed_udf
+from mdaq_spark.stages.udfs import embed_map, map_schema
 
 _TEXT = "_text"
 
@@ -30,9 +30,10 @@ class EmbedStage(CorpusModelStage):
         model, location = self.model, self.location
 
         def compute(rows: DataFrame, counter: Accumulator) -> DataFrame:
-            ordered = rows.sortWithinPartitions(F.length(_TEXT), S.SAMPLE_ID)
-            udf = embed_udf(model, location, model.response_prefix, counter)
-            return ordered.select(S.SAMPLE_ID, S.LANG, udf(F.col(_TEXT)).alias(S.EMBEDDING))
+            ordered = rows.sortWithinPartitions(F.length(_TEXT), S.SAMPLE_ID).select(S.SAMPLE_ID, S.LANG, _TEXT)
+            embed = embed_map(model, location, _TEXT, model.response_prefix, counter)
+            schema = map_schema(ordered.schema, (S.EMBEDDING,))
+            return ordered.mapInPandas(embed, schema, profile=ctx.model_profile)
 
         return compute_missing(
             ctx, EMBEDDINGS, texts, self.fingerprint, compute, self.tasks, self.tasks.rows_per_commit

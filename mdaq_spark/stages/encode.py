@@ -14,8 +14,8 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 from mdaq_spark.rundir import ENCODINGS, NORMALIZED
 from mdaq_spark.stages.base import StageContext, Table
-from mdaq_spark.stages.model_batches import CorpusModelStage, compute_missing, flatten
-from mdaq_spark.stages.udfs import encode_udf
+from mdaq_spark.stages.model_batches import CorpusModelStage, compute_missing
+from mdaq_spark.stages.udfs import encode_map, map_schema
 
 _PROMPT = "_prompt"
 
@@ -36,11 +36,10 @@ class EncodeStage(CorpusModelStage):
             # neighbours of similar length share a padded batch: less padding; sample_id breaks ties
             # so the batches, and with them the floats, are the same on every run
             ordered = rows.sortWithinPartitions(F.length(_PROMPT) + F.length(S.RESPONSE), S.SAMPLE_ID)
-            udf = encode_udf(model, location, counter)
-            return flatten(
-                ordered.select(S.SAMPLE_ID, S.LANG, udf(F.col(_PROMPT), F.col(S.RESPONSE))),
-                (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING),
-            )
+            ordered = ordered.select(S.SAMPLE_ID, S.LANG, _PROMPT, S.RESPONSE)
+            encode = encode_map(model, location, (_PROMPT, S.RESPONSE), counter)
+            schema = map_schema(ordered.schema, (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING))
+            return ordered.mapInPandas(encode, schema, profile=ctx.model_profile)
 
         return compute_missing(
             ctx, ENCODINGS, texts, self.fingerprint, compute, self.tasks, self.tasks.rows_per_commit

@@ -1,10 +1,14 @@
-"""Model inference inside Spark: iterator pandas UDFs over Arrow batches.
+"""Model inference inside Spark: iterator pandas UDFs and mapInPandas functions over Arrow batches.
 
 The pattern of `pyspark.ml.functions.predict_batch_udf`: the UDF closes over a small,
 picklable config; the model itself is built on the executor the first time a Python
 worker needs it and cached in that process for every later task (Spark reuses Python
 workers), so there is one load per worker process, never one per batch or partition.
 Each Arrow batch is encoded in length-sorted mini-batches by the encoder.
+
+The corpus encoders (encode, embed) are `mapInPandas` functions rather than column UDFs:
+only a map can carry a stage-level ResourceProfile (the GPU), and it sees exactly the
+Arrow batches a column UDF would, so the embeddings are the same bit for bit.
 """
 
 from __future__ import annotations
@@ -64,6 +68,48 @@ def _count(counter: Accumulator | None, n: int) -> None:
         counter.add(n)
 
 
+def encode_map(cfg: ModelConfig, location: str, text_cols: tuple[str, str], counter: Accumulator | None = None):
+    """mapInPandas: rows with `text_cols` (prompt, response) -> sample_id, lang and both embeddings."""
+    prompt_col, response_col = text_cols
+
+    def encode_pairs(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        encoder = _cached("encoder", cfg, location)
+        for pdf in batches:
+            _count(counter, len(pdf))
+            p = encoder.encode(_texts(pdf[prompt_col]), cfg.instruction_prefix)
+            r = encoder.encode(_texts(pdf[response_col]), cfg.response_prefix)
+            yield pd.DataFrame(
+                {
+                    S.SAMPLE_ID: pdf[S.SAMPLE_ID],
+                    S.LANG: pdf[S.LANG],
+                    S.PROMPT_EMBEDDING: list(p),
+                    S.RESPONSE_EMBEDDING: list(r),
+                }
+            )
+
+    return encode_pairs
+
+
+def embed_map(cfg: ModelConfig, location: str, text_col: str, prefix: str, counter: Accumulator | None = None):
+    """mapInPandas: rows with `text_col` -> sample_id, lang and the L2-normalised embedding."""
+
+    def embed(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        encoder = _cached("encoder", cfg, location)
+        for pdf in batches:
+            _count(counter, len(pdf))
+            vectors = encoder.encode(_texts(pdf[text_col]), prefix)
+            yield pd.DataFrame({S.SAMPLE_ID: pdf[S.SAMPLE_ID], S.LANG: pdf[S.LANG], S.EMBEDDING: list(vectors)})
+
+    return embed
+
+
+def map_schema(rows: T.StructType, fields: tuple[str, ...]) -> T.StructType:
+    """sample_id and lang as the input has them, then one embedding column per name in `fields`."""
+    return T.StructType(
+        [rows[S.SAMPLE_ID], rows[S.LANG], *[T.StructField(name, EMBEDDING_TYPE, True) for name in fields]]
+    )
+
+
 def encode_udf(cfg: ModelConfig, location: str, counter: Accumulator | None = None):
     """(prompt, response) -> struct(prompt_embedding, response_embedding): the one encoder pass per text."""
 
@@ -101,16 +147,3 @@ def score_udf(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | Non
             yield pd.DataFrame({S.QSM_SCORE: scores, S.EMBEDDING: list(embeddings)})
 
     return qsm_score
-
-
-def embed_udf(cfg: ModelConfig, location: str, prefix: str, counter: Accumulator | None = None):
-    """text -> L2-normalised embedding, for a diversity model separate from the QSM."""
-
-    @F.pandas_udf(EMBEDDING_TYPE)
-    def embed(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        encoder = _cached("encoder", cfg, location)
-        for texts in batches:
-            _count(counter, len(texts))
-            yield pd.Series(list(encoder.encode(_texts(texts), prefix)))
-
-    return embed
