@@ -99,8 +99,9 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     for name, r in results.items():
-        print(f"{name:20s} pairs {r['pairwise']['accuracy']:.3f}  length-matched {r['length_matched']['accuracy']:.3f}  "
-              f"relevance {r['relevance_other_instruction']['accuracy']:.3f}  top20 {r['top20_revised_share']:.3f}")  # fmt: skip
+        pw, lm = r["pairwise"]["accuracy"], r["length_matched"]["accuracy"]
+        rel, top = r["relevance_other_instruction"]["accuracy"], r["top20_revised_share"]
+        print(f"{name:20s} pairs {pw:.3f}  length-matched {lm:.3f}  relevance {rel:.3f}  top20 {top:.3f}")
     print(spread)
     return 0
 

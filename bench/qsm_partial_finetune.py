@@ -136,7 +136,9 @@ def main() -> int:
     ap.add_argument("--midb", required=True)
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--train-records", type=int, default=1200, help="training triplets drawn from the fold's train side")
+    ap.add_argument(
+        "--train-records", type=int, default=1200, help="training triplets drawn from the fold's train side"
+    )
     ap.add_argument("--top-layers", type=int, default=2)
     ap.add_argument("--max-seq-length", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=2)
