@@ -297,6 +297,19 @@ def test_parquet_export_loads_with_datasets_and_carries_a_card(exported_run, tmp
     assert by_files.column_names == ["messages"]
     roles = {m["role"] for row in by_files for m in row["messages"]}
     assert {"system", "user", "assistant", "tool"} <= roles
+
+    # the typed column holds the same conversations as the openai export, turn for turn
+    def from_parquet(message: dict) -> dict:
+        out = {k: v for k, v in message.items() if v is not None or k == "content"}
+        if out.get("tool_calls") is not None:
+            out["tool_calls"] = json.loads(out["tool_calls"])
+        return out
+
+    typed = sorted(_key({"messages": [from_parquet(m) for m in row["messages"]]}) for row in by_files)
+    openai = sorted(
+        _key({"messages": r["messages"]}) for r in _read_jsonl(run / "export" / "openai")
+    )  # fmt: skip
+    assert typed == openai
     whole = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "hf"))
     assert whole.num_rows == total
     lang, entry = max(stats["per_language"].items(), key=lambda kv: kv[1]["selected_total"])
