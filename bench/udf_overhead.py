@@ -5,15 +5,16 @@
         --out bench/results/udf_overhead_static.json
 
 Bare: one plain Python process builds the job's `TextEncoder` and calls `encode` on every
-prompt and every response (the same prefixes, max length and batch size the job uses),
-then the QSM score on the two embedding matrices. Spark: the job's own `encode_udf` and
-`score_udf` over the same rows, in a `local[1]` session, i.e. one Python worker, on one
-thread like the bare side (Spark gives each Python worker OMP_NUM_THREADS = spark.task.cpus,
-so the bare side is pinned to the same count; both are recorded). The rows are written to
-Parquet first and read back, as the job reads its tables; the Spark side's output goes to
-Spark's `noop` sink, the bare side's stays in memory: each side pays for producing its
-result, neither for storing it. A warm-up action loads the model in the worker before the
-timed one (the bare side loads before its clock starts too); the load is timed separately.
+prompt and every response (the same prefixes, max length and batch size the job uses), then
+the QSM score on the two embedding matrices. Spark: the job's own `encode_map` (run by
+`mapInPandas`, as the encode stage runs it) and `score_udf` over the same rows, in a
+`local[1]` session, i.e. one Python worker, on one thread like the bare side (Spark gives
+each Python worker OMP_NUM_THREADS = spark.task.cpus, so the bare side is pinned to the same
+count; both are recorded). The rows are written to Parquet first and read back, as the job
+reads its tables; the Spark side's output goes to Spark's `noop` sink, the bare side's stays
+in memory: each side pays for producing its result, neither for storing it. A warm-up action
+loads the model in the worker before the timed one (the bare side loads before its clock
+starts too); the load is timed separately.
 
 Afterwards a `mapInPandas` reports, from every Python worker that served a task, its pid
 and how many encoders it built (`loads_in_this_process`): the UDFs cache the model per
@@ -90,17 +91,17 @@ def _child_jvm() -> int:
 
 def load_rows(midb: Path, n: int) -> pd.DataFrame:
     """The first n raw MIDB samples, round robin over the language files (prompt = instruction + input)."""
-    per_file = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(midb.glob("*.json"))]
+    per_file = [(p.stem, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(midb.glob("*.json"))]
     rows = []
     i = 0
     while len(rows) < n:
-        for records in per_file:
+        for lang, records in per_file:
             if i < len(records) and len(rows) < n:
                 r = records[i]
                 ins, inp, out = (r.get(f"Raw {f}") for f in ("Instruction", "Input", "Response"))
                 if isinstance(ins, str) and isinstance(out, str):
                     prompt = "\n".join(x for x in (ins, inp if isinstance(inp, str) else "") if x)
-                    rows.append({"sample_id": f"s{len(rows):07d}", "prompt": prompt, "response": out})
+                    rows.append({"sample_id": f"s{len(rows):07d}", "lang": lang, "prompt": prompt, "response": out})
         i += 1
     return pd.DataFrame(rows)
 
@@ -180,10 +181,11 @@ def _report(spark) -> list[dict]:
 def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arrow_batch: int, work: Path) -> dict:
     from pyspark.sql import functions as F
 
+    from mdaq_spark import schema as S
     from mdaq_spark.config import SparkConfig
     from mdaq_spark.models import registry
     from mdaq_spark.session import build_session
-    from mdaq_spark.stages.udfs import encode_udf, score_udf
+    from mdaq_spark.stages.udfs import encode_map, map_schema, score_udf
 
     conf = {"spark.executorEnv.OMP_NUM_THREADS": str(threads)}
     spark = build_session(
@@ -195,11 +197,13 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
     try:
         spark.createDataFrame(rows).repartition(1).write.mode("overwrite").parquet(str(work / "rows"))
         df = spark.read.parquet(str(work / "rows"))
-        udf = encode_udf(cfg, location)
+        encode = encode_map(cfg, location, ("prompt", "response"))
 
         def encoded(frame):
             ordered = frame.sortWithinPartitions(F.length("prompt") + F.length("response"))
-            return ordered.select("sample_id", udf(F.col("prompt"), F.col("response")).alias("e"))
+            ordered = ordered.select("sample_id", "lang", "prompt", "response")
+            schema = map_schema(ordered.schema, (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING))
+            return ordered.mapInPandas(encode, schema)
 
         started = time.perf_counter()
         encoded(df.limit(4)).write.format("noop").mode("overwrite").save()  # loads the model in the worker
@@ -226,7 +230,7 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
             w["pid"]: thread_delta(threads_before.get(w["pid"], {}), json.loads(w["by_thread"])) for w in after
         }
 
-        encoded(df).select("sample_id", "e.*").write.mode("overwrite").parquet(str(work / "enc"))  # untimed
+        encoded(df).write.mode("overwrite").parquet(str(work / "enc"))  # untimed
         enc = spark.read.parquet(str(work / "enc"))
         score = score_udf(cfg, head_dir)
         scored = enc.select("sample_id", score(F.col("prompt_embedding"), F.col("response_embedding")).alias("s"))

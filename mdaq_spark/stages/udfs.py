@@ -28,12 +28,6 @@ _CACHE: dict[tuple[str, str], object] = {}
 _CACHE_LOCK = threading.Lock()
 
 EMBEDDING_TYPE = T.ArrayType(T.FloatType(), False)
-ENCODING_TYPE = T.StructType(
-    [
-        T.StructField(S.PROMPT_EMBEDDING, EMBEDDING_TYPE, True),
-        T.StructField(S.RESPONSE_EMBEDDING, EMBEDDING_TYPE, True),
-    ]
-)
 SCORE_TYPE = T.StructType(
     [T.StructField(S.QSM_SCORE, T.DoubleType(), True), T.StructField(S.EMBEDDING, EMBEDDING_TYPE, True)]
 )
@@ -108,21 +102,6 @@ def map_schema(rows: T.StructType, fields: tuple[str, ...]) -> T.StructType:
     return T.StructType(
         [rows[S.SAMPLE_ID], rows[S.LANG], *[T.StructField(name, EMBEDDING_TYPE, True) for name in fields]]
     )
-
-
-def encode_udf(cfg: ModelConfig, location: str, counter: Accumulator | None = None):
-    """(prompt, response) -> struct(prompt_embedding, response_embedding): the one encoder pass per text."""
-
-    @F.pandas_udf(ENCODING_TYPE)
-    def encode_pair(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-        encoder = _cached("encoder", cfg, location)
-        for prompts, responses in batches:
-            _count(counter, len(prompts))
-            p = encoder.encode(_texts(prompts), cfg.instruction_prefix)
-            r = encoder.encode(_texts(responses), cfg.response_prefix)
-            yield pd.DataFrame({S.PROMPT_EMBEDDING: list(p), S.RESPONSE_EMBEDDING: list(r)})
-
-    return encode_pair
 
 
 def score_udf(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | None = None):
