@@ -147,16 +147,7 @@ def cluster_by_language(spark: SparkSession, embeddings: DataFrame, cfg: Cluster
             for lang, k in k_per_lang.items()
         }
         fitted = {lang: future.result() for lang, future in futures.items()}
-    centroid_matrix = {lang: fitted[lang].astype(np.float32) for lang in sorted(fitted)}
-    centroids = spark.createDataFrame(
-        [(lang, i, [float(x) for x in c]) for lang in sorted(fitted) for i, c in enumerate(fitted[lang])],
-        CENTROID_SCHEMA,
-    )
-    return ClusterResult(
-        assignments=_assign_all(spark, embeddings, centroid_matrix, cfg),
-        centroids=centroids,
-        k_per_lang={lang: len(m) for lang, m in sorted(fitted.items())},
-    )
+    return _result(spark, embeddings, fitted, cfg)
 
 
 # ------------------------------------------------------------------ faiss backend
@@ -235,15 +226,7 @@ def _cluster_with_faiss(
             len(centroid_matrix[lang]),
             "sample" if sizes[lang] > cfg.fit_sample_max else "all",
         )
-    centroids = spark.createDataFrame(
-        [(lang, i, [float(v) for v in c]) for lang, m in sorted(centroid_matrix.items()) for i, c in enumerate(m)],
-        CENTROID_SCHEMA,
-    )
-    return ClusterResult(
-        assignments=_assign_all(spark, embeddings, centroid_matrix, cfg),
-        centroids=centroids,
-        k_per_lang={lang: len(m) for lang, m in sorted(centroid_matrix.items())},
-    )
+    return _result(spark, embeddings, centroid_matrix, cfg)
 
 
 ASSIGNMENT_SCHEMA = T.StructType(
@@ -254,6 +237,22 @@ ASSIGNMENT_SCHEMA = T.StructType(
         T.StructField(S.CENTROID_DISTANCE, T.DoubleType(), False),
     ]
 )
+
+
+def _result(
+    spark: SparkSession, embeddings: DataFrame, centers: dict[str, np.ndarray], cfg: ClusteringConfig
+) -> ClusterResult:
+    """Every backend's output from its fitted centers: the centroids table as fitted, rows assigned in float32."""
+    centroids = spark.createDataFrame(
+        [(lang, i, [float(v) for v in c]) for lang, m in sorted(centers.items()) for i, c in enumerate(m)],
+        CENTROID_SCHEMA,
+    )
+    matrix = {lang: m.astype(np.float32) for lang, m in sorted(centers.items())}
+    return ClusterResult(
+        assignments=_assign_all(spark, embeddings, matrix, cfg),
+        centroids=centroids,
+        k_per_lang={lang: len(m) for lang, m in sorted(centers.items())},
+    )
 
 
 def _assign_all(
