@@ -29,10 +29,9 @@ from mdaq_spark.models import registry
 from mdaq_spark.models.encoder import TextEncoder
 from mdaq_spark.models.qsm import QsmHead, score_and_embed
 from mdaq_spark.train import crossval as cv
-from mdaq_spark.train.midb import load_midb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qsm_partial_finetune import SHIPPED_TRAINED_UP_TO, other_same_language  # noqa: E402
+from qsm_partial_finetune import honest_fold, other_same_language  # noqa: E402
 
 log = logging.getLogger("qsm_combined")
 WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -48,11 +47,7 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    records = load_midb(args.midb)
-    fold = cv.make_folds(records, args.folds, args.seed)[args.fold]
-    _, test = cv.fold_split(records, fold)
-    test = test[test["source"] > SHIPPED_TRAINED_UP_TO]
-    test = test[test["revised_response"].str.strip() != test["raw_response"].str.strip()].reset_index(drop=True)
+    fold, _, test = honest_fold(args.midb, args.fold, args.folds, args.seed)
     cfg = ModelConfig()
     enc = TextEncoder(cfg)
     p = enc.encode(test["revised_prompt"].tolist(), cfg.instruction_prefix)

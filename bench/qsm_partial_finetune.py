@@ -43,6 +43,15 @@ log = logging.getLogger("qsm_partial_finetune")
 SHIPPED_TRAINED_UP_TO = 400  # the previously shipped head read the first 400 records of each file
 
 
+def honest_fold(midb: str, index: int, folds: int, seed: int) -> tuple[cv.Fold, pd.DataFrame, pd.DataFrame]:
+    """(fold, train, test) of changed pairs: test = held-out languages x held-out sources, the old head's never."""
+    records = load_midb(midb)
+    fold = cv.make_folds(records, folds, seed)[index]
+    train, test = cv.fold_split(records, fold)
+    changed = lambda f: f[f["revised_response"].str.strip() != f["raw_response"].str.strip()]  # noqa: E731
+    return fold, changed(train), changed(test[test["source"] > SHIPPED_TRAINED_UP_TO]).reset_index(drop=True)
+
+
 class SplitEncoder:
     """The encoder cut in two: frozen lower layers (run once per text) and trainable top layers."""
 
@@ -155,12 +164,8 @@ def main() -> int:
     torch.manual_seed(args.seed)
     started = time.perf_counter()
 
-    records = load_midb(args.midb)
-    fold = cv.make_folds(records, args.folds, args.seed)[args.fold]
-    train, test = cv.fold_split(records, fold)
-    changed = lambda f: f[f["revised_response"].str.strip() != f["raw_response"].str.strip()]  # noqa: E731
-    train = changed(train).sample(frac=1.0, random_state=args.seed).head(args.train_records).reset_index(drop=True)
-    test = changed(test[test["source"] > SHIPPED_TRAINED_UP_TO]).reset_index(drop=True)
+    fold, train, test = honest_fold(args.midb, args.fold, args.folds, args.seed)
+    train = train.sample(frac=1.0, random_state=args.seed).head(args.train_records).reset_index(drop=True)
     log.info("fold %d: held-out %s; %d training triplets, %d test pairs", fold.index, fold.test_langs,
              len(train), len(test))  # fmt: skip
 
