@@ -7,14 +7,15 @@
 Bare: one plain Python process builds the job's `TextEncoder` and calls `encode` on every
 prompt and every response (the same prefixes, max length and batch size the job uses), then
 the QSM score on the two embedding matrices. Spark: the job's own `encode_map` (run by
-`mapInPandas`, as the encode stage runs it) and `score_udf` over the same rows, in a
-`local[1]` session, i.e. one Python worker, on one thread like the bare side (Spark gives
-each Python worker OMP_NUM_THREADS = spark.task.cpus, so the bare side is pinned to the same
-count; both are recorded). The rows are written to Parquet first and read back, as the job
-reads its tables; the Spark side's output goes to Spark's `noop` sink, the bare side's stays
-in memory: each side pays for producing its result, neither for storing it. A warm-up action
-loads the model in the worker before the timed one (the bare side loads before its clock
-starts too); the load is timed separately.
+`mapInArrow`, as the encode stage runs it) and `score_map` (run by `mapInArrow`, as the
+score stage runs it) over the same rows, in a `local[1]` session, i.e. one Python worker, on
+one thread like the bare side (Spark gives each Python worker OMP_NUM_THREADS =
+spark.task.cpus, so the bare side is pinned to the same count; both are recorded). The rows
+are written to Parquet first and read back, as the job reads its tables; the Spark side's
+output goes to Spark's `noop` sink, the bare side's stays in memory: each side pays for
+producing its result, neither for storing it. A warm-up action loads the model in the worker
+before the timed one (the bare side loads before its clock starts too); the load is timed
+separately.
 
 Afterwards a `mapInPandas` reports, from every Python worker that served a task, its pid
 and how many encoders it built (`loads_in_this_process`): the UDFs cache the model per
@@ -185,7 +186,7 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
     from mdaq_spark.config import SparkConfig
     from mdaq_spark.models import registry
     from mdaq_spark.session import build_session
-    from mdaq_spark.stages.udfs import encode_map, map_schema, score_udf
+    from mdaq_spark.stages.udfs import SCORE_SCHEMA_FIELDS, encode_map, map_schema, score_map
 
     conf = {"spark.executorEnv.OMP_NUM_THREADS": str(threads)}
     spark = build_session(
@@ -203,7 +204,7 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
             ordered = frame.sortWithinPartitions(F.length("prompt") + F.length("response"))
             ordered = ordered.select("sample_id", "lang", "prompt", "response")
             schema = map_schema(ordered.schema, (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING))
-            return ordered.mapInPandas(encode, schema)
+            return ordered.mapInArrow(encode, schema)
 
         started = time.perf_counter()
         encoded(df.limit(4)).write.format("noop").mode("overwrite").save()  # loads the model in the worker
@@ -232,8 +233,11 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
 
         encoded(df).write.mode("overwrite").parquet(str(work / "enc"))  # untimed
         enc = spark.read.parquet(str(work / "enc"))
-        score = score_udf(cfg, head_dir)
-        scored = enc.select("sample_id", score(F.col("prompt_embedding"), F.col("response_embedding")).alias("s"))
+        from pyspark.sql import types as T
+
+        inputs = enc.select("sample_id", "lang", "prompt_embedding", "response_embedding")
+        schema = T.StructType([inputs.schema["sample_id"], inputs.schema["lang"], *SCORE_SCHEMA_FIELDS])
+        scored = inputs.mapInArrow(score_map(cfg, head_dir), schema)
         scored.limit(4).write.format("noop").mode("overwrite").save()
         started = time.perf_counter()
         scored.write.format("noop").mode("overwrite").save()

@@ -39,7 +39,8 @@ def test_a_clear_text_keeps_its_own_language():
 def test_a_detected_expectation_must_also_win_on_both_texts():
     question, answer = "请解释一下地球为什么有四季。", "因为地球转。"  # the demo's answer: Wu 0.50, Chinese 0.48
     probs = rank_languages(pd.Series([question, answer]), None, 1000)
-    assert max(probs[1], key=probs[1].get) == "wuu" and probs[0]["wuu"] >= 0.05
+    answer_probs = probs.of(1)
+    assert max(answer_probs, key=answer_probs.get) == "wuu" and probs.of(0)["wuu"] >= 0.05
     assert identify_expecting(probs[:1], pd.Series(["wuu"]), 0.05).tolist() == ["wuu"]  # as a hint, it would win
     assert identify_expecting(probs[:1], pd.Series(["wuu"]), 0.05, support=probs[1:]).tolist() == ["zh"]
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.ml.clustering import KMeans
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.stat import Summarizer
@@ -40,6 +41,7 @@ from mdaq_spark.config import ClusteringConfig
 from mdaq_spark.errors import missing_dependency
 from mdaq_spark.io import writers
 from mdaq_spark.rundir import CENTROIDS, CLUSTERS
+from mdaq_spark.stages import arrow_vectors
 from mdaq_spark.stages.base import Stage, StageContext, Table, digest, section
 
 log = logging.getLogger(__name__)
@@ -264,7 +266,17 @@ def _assign_all(
     ordered = embeddings.select(S.SAMPLE_ID, S.LANG, S.EMBEDDING).repartition(cfg.fit_partitions, S.SAMPLE_ID)
     # a broadcast, not the closure: 10 languages x k 222 x 384 floats already made a 7.5 MB task
     shared = spark.sparkContext.broadcast(centroid_matrix)
-    return ordered.sortWithinPartitions(S.SAMPLE_ID).mapInPandas(_assign_nearest(shared), ASSIGNMENT_SCHEMA)
+    return ordered.sortWithinPartitions(S.SAMPLE_ID).mapInArrow(_assign_nearest(shared), ASSIGNMENT_SCHEMA)
+
+
+_ASSIGNMENT_ARROW = pa.schema(
+    [
+        pa.field(S.SAMPLE_ID, pa.string(), False),
+        pa.field(S.LANG, pa.string(), False),
+        pa.field(S.CLUSTER_ID, pa.int32(), False),
+        pa.field(S.CENTROID_DISTANCE, pa.float64(), False),
+    ]
+)
 
 
 def _assign_nearest(shared):
@@ -276,23 +288,21 @@ def _assign_nearest(shared):
     def assign(batches):
         centroids = shared.value
         squared = {lang: np.einsum("ij,ij->i", m, m) for lang, m in centroids.items()}
-        for pdf in batches:
-            cluster = np.zeros(len(pdf), dtype=np.int32)
-            distance = np.zeros(len(pdf), dtype=np.float64)
-            langs = pdf[S.LANG].to_numpy()
+        for batch in batches:
+            n = batch.num_rows
+            cluster = np.zeros(n, dtype=np.int32)
+            distance = np.zeros(n, dtype=np.float64)
+            langs = np.asarray(batch.column(S.LANG).to_pylist(), dtype=object)
+            vectors = arrow_vectors.matrix(batch.column(S.EMBEDDING)) if n else np.zeros((0, 0), np.float32)
             for lang in np.unique(langs):
                 at = np.flatnonzero(langs == lang)
-                x = np.stack(pdf[S.EMBEDDING].to_numpy()[at]).astype(np.float32)
+                x = vectors[at]
                 nearest = np.argmin(squared[lang][None, :] - 2.0 * (x @ centroids[lang].T), axis=1)
                 cluster[at] = nearest
                 distance[at] = np.linalg.norm(x - centroids[lang][nearest], axis=1)
-            yield pd.DataFrame(
-                {
-                    S.SAMPLE_ID: pdf[S.SAMPLE_ID],
-                    S.LANG: pdf[S.LANG],
-                    S.CLUSTER_ID: cluster,
-                    S.CENTROID_DISTANCE: distance,
-                }
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(S.SAMPLE_ID), batch.column(S.LANG), pa.array(cluster), pa.array(distance)],
+                schema=_ASSIGNMENT_ARROW,
             )
 
     return assign

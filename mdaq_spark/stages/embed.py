@@ -33,7 +33,7 @@ class EmbedStage(CorpusModelStage):
             ordered = rows.sortWithinPartitions(F.length(_TEXT), S.SAMPLE_ID).select(S.SAMPLE_ID, S.LANG, _TEXT)
             embed = embed_map(model, location, _TEXT, model.response_prefix, counter)
             schema = map_schema(ordered.schema, (S.EMBEDDING,))
-            return ordered.mapInPandas(embed, schema, profile=ctx.model_profile)
+            return ordered.mapInArrow(embed, schema, profile=ctx.model_profile)
 
         return compute_missing(
             ctx, EMBEDDINGS, texts, self.fingerprint, compute, self.tasks, self.tasks.rows_per_commit

@@ -39,7 +39,7 @@ class EncodeStage(CorpusModelStage):
             ordered = ordered.select(S.SAMPLE_ID, S.LANG, _PROMPT, S.RESPONSE)
             encode = encode_map(model, location, (_PROMPT, S.RESPONSE), counter)
             schema = map_schema(ordered.schema, (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING))
-            return ordered.mapInPandas(encode, schema, profile=ctx.model_profile)
+            return ordered.mapInArrow(encode, schema, profile=ctx.model_profile)
 
         return compute_missing(
             ctx, ENCODINGS, texts, self.fingerprint, compute, self.tasks, self.tasks.rows_per_commit

@@ -30,12 +30,6 @@ log = logging.getLogger(__name__)
 BATCH = "mdaq_batch"  # a partition column: a leading "_" would hide its folders from Spark
 
 
-def flatten(df: DataFrame, fields: tuple[str, ...]) -> DataFrame:
-    """(sample_id, lang, <struct from a model UDF>) -> sample_id, lang and the struct's fields as columns."""
-    struct = df.columns[-1]
-    return df.select(S.SAMPLE_ID, S.LANG, *[F.col(f"`{struct}`.{name}").alias(name) for name in fields])
-
-
 def progress(ctx: StageContext, stage: str, done: int, total: int, seconds: float) -> None:
     rate = done / seconds if seconds > 0 else 0.0
     eta = (total - done) / rate if rate > 0 else 0.0

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from pyspark import Accumulator
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import ModelConfig, SparkConfig
 from mdaq_spark.rundir import ENCODINGS, SCORES
 from mdaq_spark.stages.base import Stage, StageContext, Table, digest
-from mdaq_spark.stages.model_batches import compute_missing, flatten
-from mdaq_spark.stages.udfs import score_udf
+from mdaq_spark.stages.model_batches import compute_missing
+from mdaq_spark.stages.udfs import SCORE_SCHEMA_FIELDS, score_map
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,12 @@ class ScoreStage(Stage):
         model, head_dir = self.model, self.head_dir
 
         def compute(rows: DataFrame, counter: Accumulator) -> DataFrame:
-            udf = score_udf(model, head_dir, counter)
             # a fixed row order gives fixed Arrow batches: BLAS results depend on a row's place in the batch
-            rows = rows.sortWithinPartitions(S.SAMPLE_ID)
-            return flatten(
-                rows.select(S.SAMPLE_ID, S.LANG, udf(F.col(S.PROMPT_EMBEDDING), F.col(S.RESPONSE_EMBEDDING))),
-                (S.QSM_SCORE, S.EMBEDDING),
+            rows = rows.sortWithinPartitions(S.SAMPLE_ID).select(
+                S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING
             )
+            schema = T.StructType([rows.schema[S.SAMPLE_ID], rows.schema[S.LANG], *SCORE_SCHEMA_FIELDS])
+            return rows.mapInArrow(score_map(model, head_dir, counter), schema)
 
         info = compute_missing(ctx, SCORES, encodings, self.fingerprint, compute, self.tasks, rows_per_commit=None)
         return {

@@ -1,4 +1,4 @@
-"""Model inference inside Spark: iterator pandas UDFs and mapInPandas functions over Arrow batches.
+"""Model inference inside Spark: `mapInArrow` functions over Arrow batches.
 
 The pattern of `pyspark.ml.functions.predict_batch_udf`: the UDF closes over a small,
 picklable config; the model itself is built on the executor the first time a Python
@@ -6,9 +6,11 @@ worker needs it and cached in that process for every later task (Spark reuses Py
 workers), so there is one load per worker process, never one per batch or partition.
 Each Arrow batch is encoded in length-sorted mini-batches by the encoder.
 
-The corpus encoders (encode, embed) are `mapInPandas` functions rather than column UDFs:
-only a map can carry a stage-level ResourceProfile (the GPU), and it sees exactly the
-Arrow batches a column UDF would, so the embeddings are the same bit for bit.
+The corpus encoders (encode, embed) are maps rather than column UDFs: only a map can carry
+a stage-level ResourceProfile (the GPU), and it sees exactly the Arrow batches a column UDF
+would. Arrow rather than pandas batches: embeddings go back as one float buffer per batch
+(`arrow_vectors`), not as a numpy array per row, which at a GPU's rate costs more than the
+model.
 """
 
 from __future__ import annotations
@@ -16,21 +18,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import pandas as pd
+import numpy as np
+import pyarrow as pa
 from pyspark import Accumulator
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import ModelConfig
+from mdaq_spark.stages import arrow_vectors
 
 _CACHE: dict[tuple[str, str], object] = {}
 _CACHE_LOCK = threading.Lock()
 
 EMBEDDING_TYPE = T.ArrayType(T.FloatType(), False)
-SCORE_TYPE = T.StructType(
-    [T.StructField(S.QSM_SCORE, T.DoubleType(), True), T.StructField(S.EMBEDDING, EMBEDDING_TYPE, True)]
-)
 
 
 def _cached(kind: str, cfg: ModelConfig, location: str):
@@ -48,8 +48,8 @@ def _cached(kind: str, cfg: ModelConfig, location: str):
         return _CACHE[key]
 
 
-def _texts(series: pd.Series) -> list[str]:
-    return series.fillna("").astype(str).tolist()
+def _texts(column: pa.Array | pa.ChunkedArray) -> list[str]:
+    return ["" if t is None else t for t in column.to_pylist()]
 
 
 def _count(counter: Accumulator | None, n: int) -> None:
@@ -63,36 +63,35 @@ def _count(counter: Accumulator | None, n: int) -> None:
 
 
 def encode_map(cfg: ModelConfig, location: str, text_cols: tuple[str, str], counter: Accumulator | None = None):
-    """mapInPandas: rows with `text_cols` (prompt, response) -> sample_id, lang and both embeddings."""
+    """mapInArrow: rows with `text_cols` (prompt, response) -> sample_id, lang and both embeddings."""
     prompt_col, response_col = text_cols
 
-    def encode_pairs(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def encode_pairs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         encoder = _cached("encoder", cfg, location)
-        for pdf in batches:
-            _count(counter, len(pdf))
-            p = encoder.encode(_texts(pdf[prompt_col]), cfg.instruction_prefix)
-            r = encoder.encode(_texts(pdf[response_col]), cfg.response_prefix)
-            yield pd.DataFrame(
-                {
-                    S.SAMPLE_ID: pdf[S.SAMPLE_ID],
-                    S.LANG: pdf[S.LANG],
-                    S.PROMPT_EMBEDDING: list(p),
-                    S.RESPONSE_EMBEDDING: list(r),
-                }
+        for batch in batches:
+            _count(counter, batch.num_rows)
+            p = encoder.encode(_texts(batch.column(prompt_col)), cfg.instruction_prefix)
+            r = encoder.encode(_texts(batch.column(response_col)), cfg.response_prefix)
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(S.SAMPLE_ID), batch.column(S.LANG), arrow_vectors.vectors(p), arrow_vectors.vectors(r)],
+                names=[S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING],
             )
 
     return encode_pairs
 
 
 def embed_map(cfg: ModelConfig, location: str, text_col: str, prefix: str, counter: Accumulator | None = None):
-    """mapInPandas: rows with `text_col` -> sample_id, lang and the L2-normalised embedding."""
+    """mapInArrow: rows with `text_col` -> sample_id, lang and the L2-normalised embedding."""
 
-    def embed(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         encoder = _cached("encoder", cfg, location)
-        for pdf in batches:
-            _count(counter, len(pdf))
-            vectors = encoder.encode(_texts(pdf[text_col]), prefix)
-            yield pd.DataFrame({S.SAMPLE_ID: pdf[S.SAMPLE_ID], S.LANG: pdf[S.LANG], S.EMBEDDING: list(vectors)})
+        for batch in batches:
+            _count(counter, batch.num_rows)
+            vectors = encoder.encode(_texts(batch.column(text_col)), prefix)
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(S.SAMPLE_ID), batch.column(S.LANG), arrow_vectors.vectors(vectors)],
+                names=[S.SAMPLE_ID, S.LANG, S.EMBEDDING],
+            )
 
     return embed
 
@@ -104,25 +103,38 @@ def map_schema(rows: T.StructType, fields: tuple[str, ...]) -> T.StructType:
     )
 
 
-def score_udf(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | None = None):
-    """(prompt_embedding, response_embedding) -> struct(qsm_score, embedding); no encoder involved.
+SCORE_SCHEMA_FIELDS = (
+    T.StructField(S.QSM_SCORE, T.DoubleType(), True),
+    T.StructField(S.EMBEDDING, EMBEDDING_TYPE, True),
+)
 
-    Scoring works on stored encodings, so a newly trained QSM head re-scores a corpus in
-    seconds instead of re-encoding it.
+
+def score_map(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | None = None):
+    """mapInArrow: sample_id, lang and both encodings -> sample_id, lang, qsm_score, embedding.
+
+    No encoder involved: scoring works on stored encodings, so a newly trained QSM head
+    re-scores a corpus in seconds instead of re-encoding it. Arrow in, Arrow out: the
+    encodings are read as matrices and the embedding written back as one buffer, never as
+    one Python object per row.
     """
 
-    @F.pandas_udf(SCORE_TYPE)
-    def qsm_score(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-        import numpy as np
-
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from mdaq_spark.models.qsm import score_and_embed
 
         head = _cached("head", cfg, head_dir or "")
-        for prompts, responses in batches:
-            _count(counter, len(prompts))
-            p = np.stack(prompts.to_numpy()).astype(np.float32)
-            r = np.stack(responses.to_numpy()).astype(np.float32)
-            scores, embeddings = score_and_embed(p, r, head)
-            yield pd.DataFrame({S.QSM_SCORE: scores, S.EMBEDDING: list(embeddings)})
+        for batch in batches:
+            _count(counter, batch.num_rows)
+            p = arrow_vectors.matrix(batch.column(S.PROMPT_EMBEDDING))
+            r = arrow_vectors.matrix(batch.column(S.RESPONSE_EMBEDDING))
+            scores, embeddings = score_and_embed(p, r, head) if batch.num_rows else (np.zeros(0), np.zeros((0, 0)))
+            yield pa.RecordBatch.from_arrays(
+                [
+                    batch.column(S.SAMPLE_ID),
+                    batch.column(S.LANG),
+                    pa.array(scores, type=pa.float64()),
+                    arrow_vectors.vectors(embeddings.astype(np.float32)),
+                ],
+                names=[S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING],
+            )
 
-    return qsm_score
+    return score
