@@ -40,10 +40,17 @@ _MIN_COMMON_HITS = 3
 
 @functools.lru_cache(maxsize=256)
 def _pair_identifier(lang: str, source: str):
-    """A detector restricted to {lang, source}: a two-way decision, and ~50x less work than the open set."""
-    from py3langid import langid
+    """A detector restricted to {lang, source}: a two-way decision, far more reliable on a sentence.
 
-    ident = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE)
+    Built over the arrays of the worker's one loaded model: reading the model file again
+    (an LZMA archive, about a second) for each of a corpus's languages would cost more than
+    the checks themselves.
+    """
+    from py3langid.langid import LanguageIdentifier
+
+    full = identifier(None)
+    ptc, pc, classes = full._full_model
+    ident = LanguageIdentifier(ptc, pc, classes, full.tk_nextmove, full.tk_output, tk_row=full.tk_row)
     ident.set_languages([lang, source])
     return ident
 
