@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import LanguageConfig
 from mdaq_spark.langcodes import language_code
-from mdaq_spark.stages.language import add_languages, identify_expecting, rank_languages
+from mdaq_spark.stages.language import KNOWN_SCRIPTS, add_languages, detectable, identify_expecting, rank_languages
 
 MANSA = "Who was Mansa Musa?"  # py3langid: Hausa 0.14 before English 0.11
 MOROCCO = "ما عاصمة المغرب؟"  # Moroccan Arabic 0.54 before Standard Arabic 0.39
@@ -63,3 +64,22 @@ def test_add_languages_uses_the_response_when_there_is_no_hint(spark):
 
 def test_language_code_normalises_names():
     assert language_code("German") == "de" and language_code("pt-BR") == "pt" and language_code("KO") == "ko"
+
+
+def test_detectable_is_the_letter_rule_spark_regexes_state(spark):
+    """Enough letters, at least half in a known script, within max_chars: as Java's regex counts them."""
+    cfg = LanguageConfig()
+    texts = [
+        MANSA, MOROCCO, DE_QUESTION, "ᏣᎳᎩ ᎦᏬᏂᎯᏍᏗ ᎠᏍᎦᏯ", "ᚠᚢᚦᚨᚱᚲ ᚷᚹ", "12 + 30 = ?", "OK", "Ok!", "abc", "ᏣᎳᎩ abc",
+        "ᏣᎳᎩᏣ abc", "𠀀𠀁𠀂 ok", "😀😀😀 abc", "", "x" * 1500 + "ᏣᎳᎩ" * 400, "ᏣᎳᎩ" * 400 + "x" * 1500,
+    ]  # fmt: skip
+    known = "".join(f"\\p{{Is{name}}}" for name in KNOWN_SCRIPTS)
+    head = F.substring("t", 1, cfg.max_chars)
+    letters = F.regexp_count(head, F.lit("\\p{L}"))
+    in_known = F.regexp_count(head, F.lit(f"[{known}&&\\p{{L}}]"))
+    rule = (letters >= cfg.min_letters) & (in_known * 2 >= letters)
+    rows = spark.createDataFrame([(t,) for t in texts], "t string").select("t", rule.alias("ok")).collect()
+    expected = [r["ok"] for r in rows]
+    got = detectable(pd.Series([r["t"] for r in rows], dtype=object), cfg).notna().tolist()
+    assert got == expected
+    assert expected[:3] == [True, True, True] and expected[3:8] == [False] * 5  # the cases mean what they say

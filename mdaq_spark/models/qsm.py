@@ -57,9 +57,26 @@ class QsmHead:
         return cls(t["prompt.weight"], t["prompt.bias"], t["response.weight"], t["response.bias"], manifest)
 
     def project(self, prompt_emb: np.ndarray, response_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p = prompt_emb @ self.prompt_weight.T + self.prompt_bias
-        r = response_emb @ self.response_weight.T + self.response_bias
+        p = row_by_row(prompt_emb, self.prompt_weight, self.prompt_bias)
+        r = row_by_row(response_emb, self.response_weight, self.response_bias)
         return normalise_rows(p), normalise_rows(r)
+
+
+def row_by_row(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x @ weight.T + bias as one matrix-vector product per row: each row's floats are its own.
+
+    A matrix product's last bits depend on where a row sits in the batch and on the batch's
+    size (BLAS picks kernels by shape), so a score would follow the file layout and the
+    cluster's size unless every batch were fixed by a shuffle. Computed row by row, a sample's
+    score is the same in any batch, at about 20 microseconds a row per side on one core.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    out = np.empty((len(x), weight.shape[0]), dtype=np.float32)
+    for i in range(len(x)):
+        np.dot(weight, x[i], out=out[i])
+    out += bias.astype(np.float32)
+    return out
 
 
 def precision_class(dtype: str, device: str) -> str | None:

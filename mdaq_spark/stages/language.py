@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -26,16 +26,49 @@ from mdaq_spark.stages.language_scores import BatchScorer
 
 # most of a text's letters must be in a script the detector was trained on: Cherokee or Runic
 # text would otherwise come out as whichever language's byte n-grams it happens to share
-_KNOWN_SCRIPTS = "".join(
-    f"\\p{{Is{name}}}"
-    for name in (
-        "Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Devanagari", "Bengali",
-        "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala", "Thai", "Lao",
-        "Tibetan", "Myanmar", "Georgian", "Hangul", "Ethiopic", "Khmer", "Mongolian", "Han", "Hiragana", "Katakana",
-    )
+KNOWN_SCRIPTS = (
+    "Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Devanagari", "Bengali",
+    "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala", "Thai", "Lao",
+    "Tibetan", "Myanmar", "Georgian", "Hangul", "Ethiopic", "Khmer", "Mongolian", "Han", "Hiragana", "Katakana",
 )  # fmt: skip
-_LETTER = "\\p{L}"
-_KNOWN_LETTER = f"[{_KNOWN_SCRIPTS}&&{_LETTER}]"
+# code points covered by the letter tables: the BMP and planes 1-3 (every letter Unicode assigns)
+_TABLE_SIZE = 0x40000
+
+
+@functools.lru_cache(maxsize=1)
+def _letter_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(is a letter, is a letter of a known script) per code point, built once per worker (~0.2 s)."""
+    import regex
+
+    chars = "".join(" " if 0xD800 <= c < 0xE000 else chr(c) for c in range(_TABLE_SIZE))
+    letter = np.zeros(_TABLE_SIZE, dtype=bool)
+    known = np.zeros(_TABLE_SIZE, dtype=bool)
+    for m in regex.finditer(r"\p{L}", chars):
+        letter[m.start()] = True
+    for m in regex.finditer("[" + "".join(f"\\p{{Script={n}}}" for n in KNOWN_SCRIPTS) + "]", chars):
+        known[m.start()] = True
+    return letter, known & letter
+
+
+def detectable(texts: pd.Series, cfg: LanguageConfig) -> pd.Series:
+    """The texts with enough letters in scripts the detector knows; the others become None (-> 'und').
+
+    Counted over each text's first `max_chars` code points with a lookup table, one numpy
+    pass per text: the same rule as two regex counts per text, at a fraction of their cost.
+    """
+    letter, known = _letter_tables()
+    need = max(cfg.min_letters, 1)
+    out = []
+    for t in texts:
+        if not isinstance(t, str):
+            out.append(None)
+            continue
+        points = np.frombuffer(t[: cfg.max_chars].encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        points = points[points < _TABLE_SIZE]
+        n_letters = int(np.count_nonzero(letter[points]))
+        n_known = int(np.count_nonzero(known[points]))
+        out.append(t if n_letters >= need and n_known * 2 >= n_letters else None)
+    return pd.Series(out, index=texts.index, dtype=object)
 
 
 @functools.lru_cache(maxsize=4)
@@ -148,6 +181,7 @@ def _language_pair_udf(cfg: LanguageConfig):
     @F.pandas_udf(_PAIR_TYPE)
     def language_pair(batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         for prompts, responses, hints in batches:
+            prompts, responses = detectable(prompts, cfg), detectable(responses, cfg)
             hints = hints if cfg.use_hint else pd.Series([None] * len(hints), index=hints.index, dtype=object)
             response_probs = rank_languages(responses, languages, cfg.max_chars)
             response_langs = identify_expecting(response_probs, hints, min_prob, min_confidence=min_confidence)
@@ -171,26 +205,13 @@ def _language_pair_udf(cfg: LanguageConfig):
     return language_pair
 
 
-def detectable(text: Column, cfg: LanguageConfig) -> Column:
-    """The text where it holds enough letters in scripts the detector knows, else null (-> 'und').
-
-    Counted by Spark's regex engine, not per row in Python: only texts that pass reach the detector.
-    """
-    head = F.substring(text, 1, cfg.max_chars)
-    letters = F.regexp_count(head, F.lit(_LETTER))
-    known = F.regexp_count(head, F.lit(_KNOWN_LETTER))
-    return F.when((letters >= F.lit(max(cfg.min_letters, 1))) & (known * 2 >= letters), text)
-
-
 def add_languages(df: DataFrame, cfg: LanguageConfig) -> DataFrame:
     """Adds lang_instruction, lang_response, lang_mismatch and lang (the partition key).
 
     `lang` is the record's own language hint when it has one (and use_hint is on), else the
     instruction's detected language: the instruction says which language the sample is for.
     """
-    pair = _language_pair_udf(cfg)(
-        detectable(S.prompt_text(), cfg), detectable(F.col(S.RESPONSE), cfg), F.col(S.LANG_HINT)
-    )
+    pair = _language_pair_udf(cfg)(S.prompt_text(), F.col(S.RESPONSE), F.col(S.LANG_HINT))
     df = df.select("*", pair.alias("_lang_pair")).select("*", "_lang_pair.*").drop("_lang_pair")
     detected = F.col(S.LANG_INSTRUCTION)
     lang = F.coalesce(F.col(S.LANG_HINT), detected) if cfg.use_hint else detected

@@ -46,10 +46,14 @@ def compute_missing(
     compute: Callable[[DataFrame, Accumulator], DataFrame],
     tasks: SparkConfig,
     rows_per_commit: int | None,
+    shuffle: bool = True,
 ) -> dict:
     """Run `compute` on the wanted rows that store `name` lacks; returns the stage's marker info.
 
     `rows_per_commit=None` commits everything at once (cheap stages: a rerun costs little).
+    `shuffle=False` hands `compute` the rows as they are partitioned: for a computation whose
+    result for a row does not depend on the other rows of its batch (scoring), the shuffle
+    into `rows_per_model_task` tasks would only move every stored vector across the network.
     """
     spark = ctx.spark
     store = ctx.rundir.store(name)
@@ -71,7 +75,8 @@ def compute_missing(
     for i, batch in enumerate(batches, start=1):
         rows = todo[batch]
         n_tasks = max(tasks.min_model_tasks, math.ceil(rows / tasks.rows_per_model_task))
-        part = pending.where(F.col(BATCH) == batch).drop(BATCH).repartition(n_tasks, S.SAMPLE_ID)
+        part = pending.where(F.col(BATCH) == batch).drop(BATCH)
+        part = part.repartition(n_tasks, S.SAMPLE_ID) if shuffle else part
         spark.sparkContext.setJobDescription(f"mdaq {STAGE_OF[name]}: batch {i}/{len(batches)} ({rows} rows)")
         store.commit(compute(part, counter).withColumn(STORE_FINGERPRINT[name], F.lit(fingerprint)))
         done += rows
