@@ -59,3 +59,15 @@ def test_a_text_scores_the_same_in_any_batch():
     assert np.array_equal(alone.argmax(axis=1), together.argmax(axis=1))
     assert np.abs(alone - together).max() < 1e-6 and np.abs(reordered - together).max() < 1e-6
     assert scorer.probabilities([], 1000).shape == (0, len(scorer.classes))
+
+
+def test_long_texts_are_scored_in_chunks_with_the_same_answers(monkeypatch):
+    from mdaq_spark.stages import language_scores
+
+    scorer = BatchScorer(identifier(None, True))
+    texts = _texts()
+    whole = scorer.probabilities(texts, 1000)
+    monkeypatch.setattr(language_scores, "_MAX_CELLS", 3000)  # a few texts per chunk, the 5,000-char one alone
+    chunked = scorer.probabilities(texts, 1000)
+    assert np.array_equal(whole.argmax(axis=1), chunked.argmax(axis=1))
+    assert np.abs(whole - chunked).max() < 1e-6

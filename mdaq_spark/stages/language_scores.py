@@ -17,6 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
+# byte positions x texts held at once (int32): 16M cells = 64 MB per grid
+_MAX_CELLS = 1 << 24
+
 
 def _encoded(text: str, max_chars: int) -> bytes:
     """The bytes py3langid scores for a text: its start, lower-cased if all upper case, NFC, UTF-8."""
@@ -49,17 +52,26 @@ class BatchScorer:
         """(len(texts), n_languages) float32; a text with no feature gets the uniform distribution."""
         encoded = [_encoded(t, max_chars) for t in texts]
         n = len(encoded)
-        if n == 0:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        out = np.empty((n, len(self.classes)), dtype=np.float32)
         lengths = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=n)
         order = np.argsort(-lengths, kind="stable")
-        longest = int(lengths[order[0]])
+        start = 0
+        while start < n:
+            # longest first, so a chunk's first text is its longest: a few very long texts
+            # (a large max_chars) get small chunks, and the grid stays under _MAX_CELLS
+            size = max(1, min(n - start, _MAX_CELLS // max(int(lengths[order[start]]), 1)))
+            rows = order[start : start + size]
+            out[rows] = self._sorted_chunk([encoded[i] for i in rows], lengths[rows])
+            start += size
+        return out
+
+    def _sorted_chunk(self, encoded: list[bytes], sorted_lengths: np.ndarray) -> np.ndarray:
+        """Probabilities of texts given longest first, in that order."""
+        n, longest = len(encoded), int(sorted_lengths[0])
         # column-major: step t reads and writes one contiguous run of the texts still going
         grid = np.zeros((max(longest, 1), n), dtype=np.int32)
-        for row, i in enumerate(order):
-            b = encoded[i]
+        for row, b in enumerate(encoded):
             grid[: len(b), row] = np.frombuffer(b, dtype=np.uint8)
-        sorted_lengths = lengths[order]
         # running[t]: how many texts (a prefix, longest first) still have a byte at position t
         running = np.searchsorted(-sorted_lengths, -np.arange(longest), side="left")
         state = np.zeros(n, dtype=np.int32)
@@ -85,6 +97,4 @@ class BatchScorer:
         scores *= (1.0 / np.sqrt(np.maximum(sorted_lengths, 1))).astype(np.float32)[:, None]
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         scores /= scores.sum(axis=1, keepdims=True)
-        out = np.empty((n, len(self.classes)), dtype=np.float32)
-        out[order] = scores @ self._fold
-        return out
+        return scores @ self._fold
