@@ -103,7 +103,7 @@ class SparkConfig(_Section):
     master: str = "local[*]"
     app_name: str = "mdaq-spark"
     shuffle_partitions: int = Field(default=8, ge=1)
-    # rows per Arrow batch handed to the pandas UDFs; the model batch size divides it
+    # rows per Arrow batch handed to the Python maps and UDFs; the model batch size divides it
     # rows per task in the model stages: many small tasks spread the encoder over every executor
     # and make a retried task cheap (the corpus files' own layout may give only a few partitions)
     rows_per_model_task: int = Field(default=2000, ge=1)

@@ -1,4 +1,4 @@
-"""Language identification of instruction and response, as an Arrow-batched pandas UDF.
+"""Language identification of instruction and response, in an Arrow-batched pandas UDF.
 
 py3langid ships its own model inside the wheel (no download); `language_scores` applies it
 to a whole Arrow batch at once, about 50 microseconds a text on one core (py3langid's own
