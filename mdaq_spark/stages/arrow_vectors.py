@@ -4,7 +4,8 @@ A pandas UDF hands an `array<float>` column over as one numpy array per row, and
 back the same way: at 384 floats a row that costs more than the matrix product it feeds.
 An Arrow list column is already a flat float buffer plus offsets, so `matrix` reads it as
 an (n, dim) view and `vectors` wraps a result matrix as a list column, both without
-touching the rows one by one. The `mapInArrow` stages (score, cluster assignment) use these.
+touching the rows one by one. The `mapInArrow` maps of encode, embed, score and the cluster
+assignment use these.
 """
 
 from __future__ import annotations

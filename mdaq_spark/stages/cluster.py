@@ -293,7 +293,7 @@ def _assign_nearest(shared):
             cluster = np.zeros(n, dtype=np.int32)
             distance = np.zeros(n, dtype=np.float64)
             langs = np.asarray(batch.column(S.LANG).to_pylist(), dtype=object)
-            vectors = arrow_vectors.matrix(batch.column(S.EMBEDDING)) if n else np.zeros((0, 0), np.float32)
+            vectors = arrow_vectors.matrix(batch.column(S.EMBEDDING))
             for lang in np.unique(langs):
                 at = np.flatnonzero(langs == lang)
                 x = vectors[at]

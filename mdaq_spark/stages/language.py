@@ -2,8 +2,8 @@
 
 py3langid ships its own model inside the wheel (no download); `language_scores` applies it
 to a whole Arrow batch at once, about 50 microseconds a text on one core (py3langid's own
-loop takes about 250), which matters at two texts per sample over millions of samples. Instruction and response
-are identified separately: a mismatch is either a translation defect (MIDB) or a
+loop takes about 300), which matters at two texts per sample over millions of samples.
+Instruction and response are identified separately: a mismatch is either a translation defect (MIDB) or a
 deliberate cross-lingual sample (XL-Instruct), and later stages decide which.
 """
 

@@ -4,8 +4,8 @@ The detector's cost is its byte automaton: py3langid walks it one byte at a time
 about a quarter of a millisecond per text, and ingest runs it on two texts per sample. Here
 every text of a batch advances through the automaton together (one numpy step per byte
 position, texts sorted longest first so each step touches only those still running), the
-features are counted with one `np.unique`, and the naive Bayes scores come from one sparse
-product. Same model, same features, same normalisation: the languages are py3langid's,
+features are counted by one sparse COO -> CSR conversion, and the naive Bayes scores come
+from one sparse product. Same model, same features, same normalisation: the languages are py3langid's,
 and the probabilities agree with its own to float32 rounding.
 """
 

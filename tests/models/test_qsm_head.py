@@ -74,3 +74,15 @@ def test_a_mismatched_head_warns_in_stats_and_report_and_strict_refuses(spark, m
     assert warning == ["max_seq_length: head trained at 128, run uses 256"]
     html = (tmp_path / "run" / "report" / "report.html").read_text()
     assert "trained under other encoder settings" in html and "head trained at 128" in html
+
+
+def test_a_score_is_the_same_bits_in_any_batch():
+    """The score stage reads stored encodings without a shuffle, so a row's batch follows the file layout."""
+    head = QsmHead.load(registry.resolve_head("auto", "multilingual-e5-small"))
+    rng = np.random.default_rng(1)
+    p, r = rng.normal(size=(600, 384)).astype(np.float32), rng.normal(size=(600, 384)).astype(np.float32)
+    whole, emb = score_and_embed(p, r, head)
+    for start, size in ((0, 1), (5, 3), (11, 7), (40, 100), (50, 513)):
+        part, part_emb = score_and_embed(p[start : start + size], r[start : start + size], head)
+        assert np.array_equal(part, whole[start : start + size])
+        assert np.array_equal(part_emb, emb[start : start + size])

@@ -48,9 +48,10 @@ def _pair_identifier(lang: str, source: str):
     """
     from py3langid.langid import LanguageIdentifier
 
-    full = identifier(None)
-    ptc, pc, classes = full._full_model
-    ident = LanguageIdentifier(ptc, pc, classes, full.tk_nextmove, full.tk_output, tk_row=full.tk_row)
+    full = identifier(None)  # never restricted: its arrays are the whole model
+    ident = LanguageIdentifier(
+        full.nb_ptc, full.nb_pc, full.nb_classes, full.tk_nextmove, full.tk_output, tk_row=full.tk_row
+    )
     ident.set_languages([lang, source])
     return ident
 
