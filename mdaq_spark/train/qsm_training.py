@@ -133,14 +133,27 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
     return {"output": str(out), "manifest": manifest, "metrics": metrics}
 
 
+TRAIN_GROUPS_FILE = "train_groups.txt"
+
+
 def trained_groups(head_dir: str | None) -> set[str]:
-    """The groups (MIDB source records) a head's manifest says it was trained on; empty for none."""
+    """The groups (MIDB source records) a head was trained on; empty for none.
+
+    Heads list them in their manifest. A head trained before that keeps them in a text file
+    beside it (one group per line, `#` comments), so adding them changed no manifest byte and
+    with it no fingerprint of the scores the head gave.
+    """
     if not head_dir:
         return set()
+    groups: set[str] = set()
     manifest = Path(head_dir) / HEAD_MANIFEST
-    if not manifest.is_file():
-        return set()
-    return set(json.loads(manifest.read_text()).get("data", {}).get("train_groups") or [])
+    if manifest.is_file():
+        groups |= set(json.loads(manifest.read_text()).get("data", {}).get("train_groups") or [])
+    listed = Path(head_dir) / TRAIN_GROUPS_FILE
+    if listed.is_file():
+        lines = (line.strip() for line in listed.read_text(encoding="utf-8").splitlines())
+        groups |= {line for line in lines if line and not line.startswith("#")}
+    return groups
 
 
 def eval_qsm(

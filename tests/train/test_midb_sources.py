@@ -90,3 +90,18 @@ def test_eval_qsm_leaves_out_the_heads_training_records(tmp_path, model_cache):
     assert result["metrics"]["all"]["qsm"]["overall"]["pairs"] == result["evaluated"]
     everything = eval_qsm([str(folder)], model, str(tmp_path / "enc"), None, seed=1, include_trained=True)
     assert everything["excluded_trained"] == 0 and everything["evaluated"] == len(triplets)
+
+
+def test_the_shipped_head_lists_every_source_record_its_training_drew_on():
+    from mdaq_spark.models import registry
+    from mdaq_spark.train.qsm_training import trained_groups
+
+    require_midb("German")
+    shipped = registry.resolve_head("auto", "multilingual-e5-small")
+    listed = trained_groups(shipped)
+    # it was trained on triplets of the first 400 records of every file (its manifest says so)
+    first = load_triplets([str(MIDB_DIR)], max_records_per_file=400).triplets
+    assert set(first["group"].dropna()) == listed
+    later = load_triplets([str(MIDB_DIR)]).triplets
+    unseen = later[~later["group"].isin(listed)]
+    assert len(unseen) > 4 * len(first)  # records 400 on (most of MIDB) stay free for honest evaluation
