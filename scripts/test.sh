@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 . .venv/bin/activate
-python -m pytest -q "$@"
+# two test processes, a whole test file each (module fixtures such as a standalone cluster are
+# built once); MDAQ_TEST_WORKERS=0 runs everything in this process
+python -m pytest -q -n "${MDAQ_TEST_WORKERS:-2}" --dist loadfile "$@"

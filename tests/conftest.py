@@ -21,6 +21,22 @@ MIDB_DIR = SHARED_DATA / "midb_train"
 MISSING_MIDB = f"MIDB data not found in {MIDB_DIR}: set {SHARED_DATA_VARIABLE} to the folder that holds midb_train/"
 DEMO_CORPUS = REPO / "mdaq_spark" / "demo" / "corpus"
 
+# The files that take longest, longest first (measured with --durations): under pytest-xdist's
+# --dist loadfile a file runs whole on one process, so starting these early keeps one long file
+# from running alone at the end while the other process idles
+HEAVY_FIRST = (
+    "test_standalone_cluster.py",
+    "test_gpu_cluster.py",
+    "test_pipeline.py",
+    "train/test_qsm_training.py",
+    "test_resume.py",
+    "test_wheel.py",
+    "test_copies.py",
+    "io/test_hostile.py",
+    "report/test_diff.py",
+    "test_refresh.py",
+)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
@@ -49,6 +65,18 @@ def model_dir(model_cache) -> str:
     from mdaq_spark.models import registry
 
     return registry.resolve("multilingual-e5-small")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Heavy files first, each file's tests in their own order (a stable sort)."""
+    tests = Path(__file__).parent
+
+    def rank(item) -> int:
+        path = Path(str(item.fspath))
+        name = path.relative_to(tests).as_posix() if path.is_relative_to(tests) else ""
+        return HEAVY_FIRST.index(name) if name in HEAVY_FIRST else len(HEAVY_FIRST)
+
+    items.sort(key=rank)
 
 
 def pytest_report_header(config) -> str:

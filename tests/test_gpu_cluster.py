@@ -4,8 +4,8 @@ The workers offer a custom resource `gpu` through a discovery script that report
 address: Spark's scheduler cannot tell it from a real device, so what it does with the
 model stages' ResourceProfile is what a GPU cluster gets (the encoder itself runs on the
 CPU). The Spark event log of the one cluster run says which profile each stage ran under
-and when and where each task ran. The same corpus then goes through local[1] and local[2]:
-the selected rows must be the same bytes on all three.
+and when and where each task ran. The same corpus then goes through local[1], one core
+against the cluster's four in two executors: the selected rows must be the same bytes.
 """
 
 from __future__ import annotations
@@ -155,10 +155,12 @@ def _selected(run: Path):
     return table.sort_by("sample_id").combine_chunks()
 
 
-def test_same_selection_on_local_1_local_2_and_the_cluster(cluster_run, model_cache, tmp_path):
+def test_same_selection_on_local_1_and_the_cluster(cluster_run, model_cache, tmp_path):
     cluster_out, _ = cluster_run
     runs = {"cluster": cluster_out}
-    for master in ("local[1]", "local[2]"):
+    # the two ends of what a cluster's size changes: one task at a time in one Python worker, and
+    # four at once in two executors' own workers
+    for master in ("local[1]",):
         runs[master] = tmp_path / master.replace("[", "_").replace("]", "")
         _local_run(DEMO_CORPUS, runs[master], model_cache, master)
     tables = {name: _selected(run) for name, run in runs.items()}

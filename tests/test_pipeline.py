@@ -78,17 +78,11 @@ def test_midb_two_languages_end_to_end(spark, model_cache, tmp_path):
 def test_demo_corpus_end_to_end_and_deterministic(spark, model_cache, tmp_path):
     if not DEMO_CORPUS.is_dir():
         pytest.fail("demo corpus missing from the repository")
+    # determinism: the golden digest pins this run against the recorded one (rows, ranks,
+    # clusters, reasons, texts), and test_gpu_cluster compares runs of different sizes bit for bit
     first = _run(spark, model_cache, [DEMO_CORPUS], tmp_path / "a")
-    second = _run(spark, model_cache, [DEMO_CORPUS], tmp_path / "b")
-    assert first["counts"] == second["counts"]
     assert first["counts"]["identity_holds"] and first["counts"]["quarantined"] > 0
     assert len(first["per_language"]) >= 5
-
-    def selected_ids(out: Path) -> bytes:
-        df = _table(spark, out, SELECTED).sort_values(S.SAMPLE_ID)
-        return "\n".join(f"{r.sample_id} {r.selection_reason} {r.qsm_score!r}" for r in df.itertuples()).encode()
-
-    assert selected_ids(tmp_path / "a") == selected_ids(tmp_path / "b")
     golden.check("demo", spark.read.parquet(str(tmp_path / "a" / SELECTED)), first)
     _check_report_commands(tmp_path / "a", first)
     _check_report(tmp_path / "a", first)  # the page `mdaq report` rebuilt, checked in full

@@ -9,6 +9,7 @@ Three kinds of name work everywhere a model is configured:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -94,9 +95,14 @@ def ensure_prepared(name: str, configured_cache: str | None = None) -> str:
     if name in REGISTRY:
         path = cache_dir(configured_cache) / name
         if not is_prepared(path):
-            log.info("preparing packaged model %s into %s (once)", name, path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            REGISTRY[name].prepare(path)
+            # two processes preparing at once (parallel test workers, two jobs on one host) would
+            # each replace the directory the other may be loading: the second waits, then finds it
+            with open(path.parent / f".{name}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not is_prepared(path):
+                    log.info("preparing packaged model %s into %s (once)", name, path)
+                    REGISTRY[name].prepare(path)
     return resolve(name, configured_cache)
 
 
