@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 . .venv/bin/activate
 # two test processes, a whole test file each (module fixtures such as a standalone cluster are
-# built once); MDAQ_TEST_WORKERS=0 runs everything in this process
-python -m pytest -q -n "${MDAQ_TEST_WORKERS:-2}" --dist loadfile "$@"
+# built once), files in the order tests/conftest.py sorts them (longest first; xdist would
+# otherwise put the files with most tests first); MDAQ_TEST_WORKERS=0 runs all in this process
+python -m pytest -q -n "${MDAQ_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

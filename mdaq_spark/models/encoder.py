@@ -13,6 +13,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,6 +44,20 @@ def pick_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return requested
+
+
+def task_device(device: str, gpu_addresses: Sequence[str]) -> str:
+    """The CUDA device of the GPU Spark assigned to this task, when there is one.
+
+    Plain "cuda" is device 0 in every process: on an executor with two GPUs, two model tasks
+    each holding one GPU would both run on the first. A Python worker is reused by later
+    tasks, which may hold the other GPU, so the device is chosen per task, not per load.
+    Addresses are what the discovery script reports; non-numeric ones cannot name a torch
+    device and leave the choice to CUDA.
+    """
+    if device == "cuda" and gpu_addresses and str(gpu_addresses[0]).isdigit():
+        return f"cuda:{int(gpu_addresses[0])}"
+    return device
 
 
 def _torch_dtype(requested: str, device: str):
@@ -83,7 +98,8 @@ class TextEncoder:
         from sentence_transformers import SentenceTransformer
 
         self.cfg = cfg
-        self.device = pick_device(cfg.device)
+        self.kind = pick_device(cfg.device)  # "cpu" or "cuda"; place() picks the task's GPU
+        self.device = self.kind
         self.location = location or registry.resolve(cfg.name, cfg.cache_dir)
         started = time.perf_counter()
         try:
@@ -103,6 +119,14 @@ class TextEncoder:
             "loaded %s on %s (%s, max_seq_length %d) in %.1fs [pid %d, load #%d]",
             cfg.name, self.device, dtype, max_tokens(model), time.perf_counter() - started, os.getpid(), _LOADS,
         )  # fmt: skip
+
+    def place(self, gpu_addresses: Sequence[str]) -> None:
+        """Move the model to the GPU this task holds (a no-op on CPU or when it is there already)."""
+        device = task_device(self.kind, gpu_addresses)
+        if device != self.device:
+            self.model.to(device)
+            log.info("model moved from %s to %s for this task's GPU [pid %d]", self.device, device, os.getpid())
+            self.device = device
 
     @property
     def dim(self) -> int:

@@ -48,6 +48,22 @@ def _cached(kind: str, cfg: ModelConfig, location: str):
         return _CACHE[key]
 
 
+def _assigned_gpus() -> list[str]:
+    """The GPU addresses Spark gave the running task (none outside a GPU resource profile)."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    gpu = ctx.resources().get("gpu") if ctx is not None else None
+    return list(gpu.addresses) if gpu is not None else []
+
+
+def _encoder(cfg: ModelConfig, location: str):
+    """This worker's encoder, on the GPU the running task holds."""
+    encoder = _cached("encoder", cfg, location)
+    encoder.place(_assigned_gpus())
+    return encoder
+
+
 def _texts(column: pa.Array | pa.ChunkedArray) -> list[str]:
     return ["" if t is None else t for t in column.to_pylist()]
 
@@ -67,7 +83,7 @@ def encode_map(cfg: ModelConfig, location: str, text_cols: tuple[str, str], coun
     prompt_col, response_col = text_cols
 
     def encode_pairs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        encoder = _cached("encoder", cfg, location)
+        encoder = _encoder(cfg, location)
         for batch in batches:
             _count(counter, batch.num_rows)
             p = encoder.encode(_texts(batch.column(prompt_col)), cfg.instruction_prefix)
@@ -84,7 +100,7 @@ def embed_map(cfg: ModelConfig, location: str, text_col: str, prefix: str, count
     """mapInArrow: rows with `text_col` -> sample_id, lang and the L2-normalised embedding."""
 
     def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        encoder = _cached("encoder", cfg, location)
+        encoder = _encoder(cfg, location)
         for batch in batches:
             _count(counter, batch.num_rows)
             vectors = encoder.encode(_texts(batch.column(text_col)), prefix)
