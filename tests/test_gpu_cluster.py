@@ -157,19 +157,17 @@ def _selected(run: Path):
 
 def test_same_selection_on_local_1_and_the_cluster(cluster_run, model_cache, tmp_path):
     cluster_out, _ = cluster_run
-    runs = {"cluster": cluster_out}
     # the two ends of what a cluster's size changes: one task at a time in one Python worker, and
     # four at once in two executors' own workers
-    for master in ("local[1]",):
-        runs[master] = tmp_path / master.replace("[", "_").replace("]", "")
-        _local_run(DEMO_CORPUS, runs[master], model_cache, master)
-    tables = {name: _selected(run) for name, run in runs.items()}
-    stats = {name: json.loads((run / "report" / "stats.json").read_text()) for name, run in runs.items()}
-    reference = tables["cluster"]
+    local_out = tmp_path / "local_1"
+    _local_run(DEMO_CORPUS, local_out, model_cache, "local[1]")
+    reference, table = _selected(cluster_out), _selected(local_out)
     assert reference.num_rows > 0
-    for name, table in tables.items():
-        assert table.schema == reference.schema, name
-        for column in reference.column_names:
-            assert table[column].equals(reference[column]), f"{name}: column {column} differs from the cluster's"
-        assert stats[name]["counts"] == stats["cluster"]["counts"], name
-        assert stats[name]["per_language"] == stats["cluster"]["per_language"], name
+    assert table.schema == reference.schema
+    for column in reference.column_names:
+        assert table[column].equals(reference[column]), f"local[1]: column {column} differs from the cluster's"
+    cluster_stats, local_stats = (
+        json.loads((run / "report" / "stats.json").read_text()) for run in (cluster_out, local_out)
+    )
+    assert local_stats["counts"] == cluster_stats["counts"]
+    assert local_stats["per_language"] == cluster_stats["per_language"]
