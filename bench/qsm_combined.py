@@ -25,13 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from mdaq_spark.config import ModelConfig
-from mdaq_spark.models import registry
 from mdaq_spark.models.encoder import TextEncoder
 from mdaq_spark.models.qsm import QsmHead, score_and_embed
 from mdaq_spark.train import crossval as cv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qsm_partial_finetune import honest_fold, other_same_language  # noqa: E402
+
+# the affine head shipped before source-disjoint training (records 0-400 of every MIDB file)
+AFFINE_HEAD_R400 = Path(__file__).resolve().parent / "heads" / "e5-small-affine-r400"
 
 log = logging.getLogger("qsm_combined")
 WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -54,7 +56,7 @@ def main() -> int:
     raw_p = enc.encode(test["raw_prompt"].tolist(), cfg.instruction_prefix)
     rev = enc.encode(test["revised_response"].tolist(), cfg.response_prefix)
     raw = enc.encode(test["raw_response"].tolist(), cfg.response_prefix)
-    head = QsmHead.load(registry.resolve_head("auto", cfg.name))
+    head = QsmHead.load(AFFINE_HEAD_R400)
     other = other_same_language(test, args.seed + 1)  # the same pairing as qsm_partial_finetune
 
     def both(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

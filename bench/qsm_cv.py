@@ -28,17 +28,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdaq_spark.config import HeadTrainConfig, ModelConfig
-from mdaq_spark.models import registry
+from mdaq_spark.config import HeadTrainConfig, LayerHeadTrainConfig, ModelConfig
 from mdaq_spark.models.qsm import QsmHead, score_and_embed
 from mdaq_spark.train import crossval as cv
 from mdaq_spark.train import sanity
 from mdaq_spark.train.encodings import text_key
 from mdaq_spark.train.features import FeatureStore
 from mdaq_spark.train.head import train_head
-from mdaq_spark.train.layer_head import LayerHeadParams, train_layer_head
+from mdaq_spark.train.layer_head import train_layer_head
 from mdaq_spark.train.midb import load_midb
 from mdaq_spark.train.triplets import with_relevance_negatives
+
+# the affine head shipped before source-disjoint training (records 0-400 of every MIDB file)
+AFFINE_HEAD_R400 = Path(__file__).resolve().parent / "heads" / "e5-small-affine-r400"
 
 log = logging.getLogger("qsm_cv")
 SHIPPED_TRAINED_UP_TO = 400  # the old shipped head read the first 400 records of each file
@@ -65,7 +67,7 @@ def scorers(train: pd.DataFrame, store: FeatureStore, seed: int, which: set[str]
         "random": lambda t: np.array([cv._rank(x, seed) / 2.0**64 for x in t.responses]),
         "untrained_cosine": lambda t: score_and_embed(*t.emb(), None)[0],
     }
-    shipped = QsmHead.load(registry.resolve_head("auto", "multilingual-e5-small"))
+    shipped = QsmHead.load(AFFINE_HEAD_R400)
     out["shipped_head_before"] = lambda t: score_and_embed(*t.emb(), shipped)[0]
     changed = train[train["revised_response"].str.strip() != train["raw_response"].str.strip()]
     a = store.embeddings([text_key(IP, x) for x in changed["revised_prompt"]])
@@ -94,17 +96,21 @@ def scorers(train: pd.DataFrame, store: FeatureStore, seed: int, which: set[str]
         h = train_head(ta, tp, tn, params.model_copy(update={"identity_penalty": penalty}), seed)
         head = QsmHead(h.prompt_weight, h.prompt_bias, h.response_weight, h.response_bias, {})
         out[name] = lambda t, head=head: score_and_embed(*t.emb(), head)[0]
-    variants = (
-        ("layers", (2, 4, 6, 8, 10, 12), True),
-        ("layers_low", (1, 2, 3, 4, 5, 6), True),
-        ("layers_fixed_relevance", (2, 4, 6, 8, 10, 12), False),
+    variants = (  # name, layers, cosine term trained, weight of the other-instruction loss
+        ("layers", (2, 4, 6, 8, 10, 12), True, 1.0),
+        ("layers_low", (1, 2, 3, 4, 5, 6), True, 1.0),
+        ("layers_fixed_relevance", (2, 4, 6, 8, 10, 12), False, 1.0),
+        ("layers_relevance3", (2, 4, 6, 8, 10, 12), True, 3.0),
     )
-    for name, layers, train_relevance in variants:
+    for name, layers, train_relevance, relevance_weight in variants:
         if name not in which:
             continue
-        lp = LayerHeadParams(layers=layers, train_relevance=train_relevance)
+        lp = LayerHeadTrainConfig(
+            layers=list(layers), train_relevance=train_relevance, relevance_weight=relevance_weight
+        )
         lh = train_layer_head(a, p, n, store.layers(pk, list(layers)), store.layers(nk, list(layers)), lp, seed)
-        out[name] = lambda t, lh=lh, layers=layers: lh.score(*t.emb(), store.layers(t.rk, list(layers)))
+        head = lh.head()
+        out[name] = lambda t, h=head, which=list(layers): score_and_embed(*t.emb(), h, store.layers(t.rk, which))[0]
     return out
 
 

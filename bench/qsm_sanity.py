@@ -72,15 +72,22 @@ def main() -> int:
     norm = norm.sort_values("sample_id").reset_index(drop=True)
     norm["prompt"] = [prompt(i, x) for i, x in zip(norm["instruction"], norm["input"], strict=True)]
     encoder = TextEncoder(cfg)
-    p = encoder.encode(norm["prompt"].tolist(), cfg.instruction_prefix)
-    r = encoder.encode(norm["response"].tolist(), cfg.response_prefix)
     head_dir = registry.resolve_head(args.qsm, cfg.name)
     heads = {"qsm": QsmHead.load(head_dir)} if head_dir else {}
+    layers = heads["qsm"].layers if heads else ()
+
+    def encode(texts: list[str], prefix: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """As the encode stage does: through the layer states when the head reads them."""
+        return encoder.with_layers(texts, prefix, layers) if layers else (encoder.encode(texts, prefix), None)
+
+    p = encode(norm["prompt"].tolist(), cfg.instruction_prefix)[0]
+    r, r_states = encode(norm["response"].tolist(), cfg.response_prefix)
     rng = np.random.default_rng(args.seed)
     results: dict = {}
     for name, (idx, negatives) in contrasts(norm).items():
-        neg = encoder.encode(negatives, cfg.response_prefix)
+        neg, neg_states = encode(negatives, cfg.response_prefix)
         pi, ri = p[idx], r[idx]
+        ri_states = r_states[idx] if r_states is not None else None
         gaps = {
             "length": np.array(
                 [len(norm["response"][i]) - len(x) for i, x in zip(idx, negatives, strict=True)], float
@@ -89,7 +96,7 @@ def main() -> int:
             "untrained_cosine": score_and_embed(pi, ri, None)[0] - score_and_embed(pi, neg, None)[0],
         }
         for hname, head in heads.items():
-            gaps[hname] = score_and_embed(pi, ri, head)[0] - score_and_embed(pi, neg, head)[0]
+            gaps[hname] = score_and_embed(pi, ri, head, ri_states)[0] - score_and_embed(pi, neg, head, neg_states)[0]
         results[name] = {k: cv.summarise(g, np.asarray(idx)) for k, g in gaps.items()}
     out = {
         "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),

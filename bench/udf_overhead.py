@@ -120,14 +120,20 @@ def bare(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None) -> dict:
     encoder.encode(["warm up"] * 4, cfg.instruction_prefix)
     threads_before = thread_cpu_seconds()
     model_before = encode_cpu_in_this_process()
+    head = QsmHead.load(head_dir) if head_dir else None
+    layers = head.layers if head is not None else ()
     started, cpu = time.perf_counter(), time.process_time()
-    p = encoder.encode(rows["prompt"].tolist(), cfg.instruction_prefix)
-    r = encoder.encode(rows["response"].tolist(), cfg.response_prefix)
+    states = None
+    if layers:  # as the encode stage does for a layer head: both sides through their hidden states
+        p = encoder.with_layers(rows["prompt"].tolist(), cfg.instruction_prefix, layers)[0]
+        r, states = encoder.with_layers(rows["response"].tolist(), cfg.response_prefix, layers)
+    else:
+        p = encoder.encode(rows["prompt"].tolist(), cfg.instruction_prefix)
+        r = encoder.encode(rows["response"].tolist(), cfg.response_prefix)
     encode_s, encode_cpu = time.perf_counter() - started, time.process_time() - cpu
     by_thread = thread_delta(threads_before, thread_cpu_seconds())
-    head = QsmHead.load(head_dir) if head_dir else None
     started = time.perf_counter()
-    score_and_embed(p, r, head)
+    score_and_embed(p, r, head, states)
     score_s = time.perf_counter() - started
     return {
         "torch_threads": torch.get_num_threads(),
@@ -182,11 +188,11 @@ def _report(spark) -> list[dict]:
 def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arrow_batch: int, work: Path) -> dict:
     from pyspark.sql import functions as F
 
-    from mdaq_spark import schema as S
     from mdaq_spark.config import SparkConfig
     from mdaq_spark.models import registry
+    from mdaq_spark.models.qsm import QsmHead
     from mdaq_spark.session import build_session
-    from mdaq_spark.stages.udfs import SCORE_SCHEMA_FIELDS, encode_map, map_schema, score_map
+    from mdaq_spark.stages.udfs import SCORE_SCHEMA_FIELDS, encode_map, encode_schema, score_map
 
     conf = {"spark.executorEnv.OMP_NUM_THREADS": str(threads)}
     spark = build_session(
@@ -198,13 +204,13 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
     try:
         spark.createDataFrame(rows).repartition(1).write.mode("overwrite").parquet(str(work / "rows"))
         df = spark.read.parquet(str(work / "rows"))
-        encode = encode_map(cfg, location, ("prompt", "response"))
+        layers = QsmHead.load(head_dir).layers if head_dir else ()
+        encode = encode_map(cfg, location, ("prompt", "response"), layers=layers)
 
         def encoded(frame):
             ordered = frame.sortWithinPartitions(F.length("prompt") + F.length("response"))
             ordered = ordered.select("sample_id", "lang", "prompt", "response")
-            schema = map_schema(ordered.schema, (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING))
-            return ordered.mapInArrow(encode, schema)
+            return ordered.mapInArrow(encode, encode_schema(ordered.schema))
 
         started = time.perf_counter()
         encoded(df.limit(4)).write.format("noop").mode("overwrite").save()  # loads the model in the worker
@@ -235,7 +241,7 @@ def spark_side(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None, arro
         enc = spark.read.parquet(str(work / "enc"))
         from pyspark.sql import types as T
 
-        inputs = enc.select("sample_id", "lang", "prompt_embedding", "response_embedding")
+        inputs = enc.select("sample_id", "lang", "prompt_embedding", "response_embedding", "response_layers")
         schema = T.StructType([inputs.schema["sample_id"], inputs.schema["lang"], *SCORE_SCHEMA_FIELDS])
         scored = inputs.mapInArrow(score_map(cfg, head_dir), schema)
         scored.limit(4).write.format("noop").mode("overwrite").save()

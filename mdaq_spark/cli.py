@@ -223,6 +223,7 @@ def cmd_eval_qsm(args: argparse.Namespace) -> int:
         args.seed,
         args.max_records_per_file,
         include_trained=args.include_trained,
+        feature_store=args.feature_store,
     )
     print(f"evaluated {result['evaluated']} triplets; left out {result['excluded_trained']} the head was trained on")
     _print_metrics(result["metrics"])
@@ -305,7 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", action="append", required=True, help="MIDB .json files/folders or triplet .jsonl")
     p.add_argument("--output", "-o", required=True, help="directory to write the trained QSM to")
-    p.add_argument("--mode", choices=["head", "full"], help="head on the frozen encoder (default) or full fine-tuning")
+    p.add_argument(
+        "--mode",
+        choices=["layers", "head", "full"],
+        help="layers: a head over several frozen-encoder layers (default); head: the affine head; full: fine-tuning",
+    )
     p.add_argument("--holdout-langs", help="comma-separated languages kept out of training, evaluated as unseen")
     p.add_argument("--reuse-run", help="a pipeline run dir over the same data: reuse its stored encodings")
     p.add_argument("--seed", type=int)
@@ -322,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="multilingual-e5-small", help="encoder: registry name, dir or hub id")
     p.add_argument("--output", "-o", help="write the metrics JSON here")
     p.add_argument("--encoding-cache", help="where frozen-encoder embeddings are cached")
+    p.add_argument("--feature-store", help="a layer head's layer states (default: inside the encoding cache)")
     p.add_argument("--reuse-run", help="a pipeline run dir over the same data: reuse its stored encodings")
     p.add_argument("--max-records-per-file", type=int, help="read only the first N records of each file")
     p.add_argument(

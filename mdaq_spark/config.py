@@ -460,6 +460,24 @@ class HeadTrainConfig(_Section):
     relevance_negatives: int = Field(default=0, ge=0)
 
 
+class LayerHeadTrainConfig(_Section):
+    """QSM layer head (the shipped default): the affine head's cosine plus an MLP over several layers."""
+
+    layers: list[int] = Field(default_factory=lambda: [2, 4, 6, 8, 10, 12])  # 0: token embeddings, 12: output
+    hidden: int = Field(default=256, ge=1)
+    epochs: int = Field(default=12, ge=1)
+    batch_size: int = Field(default=256, ge=2)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    margin: float = Field(default=0.05, ge=0)
+    identity_penalty: float = Field(default=0.1, ge=0)
+    # weight of the second triplet loss, whose negative is another instruction's revised response
+    # in the same batch: what the quality term learns may never outvote an answer to the question
+    relevance_weight: float = Field(default=1.0, ge=0)
+    # false: the cosine term stays the untrained encoder's (identity maps); only the MLP learns
+    train_relevance: bool = True
+
+
 class FinetuneConfig(_Section):
     """Full fine-tuning of the encoder (for GPU users; ~2.5 s per step of 16 on a 2-core CPU)."""
 
@@ -473,15 +491,19 @@ class FinetuneConfig(_Section):
 class TrainQsmConfig(_Section):
     data: list[str] = Field(default_factory=list)  # MIDB files/folders or triplet JSONL
     output: str = ""
-    mode: Literal["head", "full"] = "head"
+    # layers: a head over several encoder layers (default, CPU); head: the affine head alone;
+    # full: fine-tune the whole encoder (GPU)
+    mode: Literal["layers", "head", "full"] = "layers"
     eval_fraction: float = Field(default=0.1, gt=0, lt=1)  # of prompts, seen languages
     holdout_langs: list[str] = Field(default_factory=list)  # never trained on: cross-language check
     max_per_lang: int | None = Field(default=None, ge=1)  # cap training triplets per language
     max_records_per_file: int | None = Field(default=None, ge=1)  # read only the first N records of each file
     encoding_cache: str | None = None  # null: <model cache>/../qsm_encodings
+    feature_store: str | None = None  # mode layers: every layer's states; null: <encoding cache>/<encoder>/layers
     reuse_run: str | None = None  # a pipeline run dir whose stored encodings are reused
     model: ModelConfig = ModelConfig(qsm_head="none")
     head: HeadTrainConfig = HeadTrainConfig()
+    layer_head: LayerHeadTrainConfig = LayerHeadTrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     seed: int = 42
 

@@ -40,6 +40,9 @@ STORES = (ENCODINGS, SCORES, EMBEDDINGS)
 # each store is keyed by the fingerprint named here, and filled by one stage
 STORE_FINGERPRINT = {ENCODINGS: S.ENCODER_FINGERPRINT, SCORES: S.MODEL_FINGERPRINT, EMBEDDINGS: S.MODEL_FINGERPRINT}
 STAGE_OF = {ENCODINGS: "encode", SCORES: "score", EMBEDDINGS: "embed"}
+# stores whose batches may differ in columns: encodings gained response_layers, and batches an
+# earlier version committed lack it (read as null, so they serve any head but a layer head)
+MERGED_SCHEMA = (ENCODINGS,)
 # bookkeeping
 REPORT = "report"
 STATS_FILE = "stats.json"
@@ -317,7 +320,7 @@ class RunDir:
         if name not in self._stores:
             from mdaq_spark.io.store import ModelStore
 
-            store = ModelStore(self._spark(), self.store_path(name), STORE_FINGERPRINT[name])
+            store = ModelStore(self._spark(), self.store_path(name), STORE_FINGERPRINT[name], name in MERGED_SCHEMA)
             store.adopt_unbatched()
             self._stores[name] = store
         return self._stores[name]

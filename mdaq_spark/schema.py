@@ -41,6 +41,9 @@ LANG_MISMATCH = "lang_mismatch"
 # model outputs
 PROMPT_EMBEDDING = "prompt_embedding"  # frozen encoder, instruction (+input) side, L2-normalised
 RESPONSE_EMBEDDING = "response_embedding"  # frozen encoder, response side, L2-normalised
+# the response's mean-pooled states of the layers a QSM layer head reads: float16 bytes,
+# (layers x dim) row-major; null when the run's head reads none
+RESPONSE_LAYERS = "response_layers"
 ENCODER_FINGERPRINT = "encoder_fingerprint"
 QSM_SCORE = "qsm_score"
 EMBEDDING = "embedding"

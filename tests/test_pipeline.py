@@ -60,7 +60,9 @@ def test_midb_two_languages_end_to_end(spark, model_cache, tmp_path):
     }
 
     scores = _table(spark, out, SCORES)
-    assert len(scores) == len(normalized) and scores[S.QSM_SCORE].between(-1, 1).all()
+    # the shipped layer head: a cosine in [-1, 1] plus a fluency term (within -1.41..0.55 on MIDB's texts)
+    assert len(scores) == len(normalized) and scores[S.QSM_SCORE].between(-3, 3).all()
+    assert scores[S.QSM_SCORE].nunique() > 0.9 * len(scores)
     assert {len(e) for e in scores[S.EMBEDDING]} == {384}
 
     selected = _table(spark, out, SELECTED)
@@ -209,3 +211,10 @@ def test_new_qsm_head_rescores_without_reencoding(spark, model_cache, tmp_path):
     after = _scores(spark, out, stats)
     assert set(after.index) == set(before.index)
     assert not np.allclose(after.loc[before.index].to_numpy(), before.to_numpy())
+
+    # the shipped layer head reads response layer states, which those encodings lack: the corpus is
+    # encoded once more (with the states), and the plain encodings stay stored beside it
+    layered = _run(spark, model_cache, [corpus], out, "model.qsm_head=auto")
+    assert "encode" not in layered["stages_skipped"]
+    assert layered["stage_info"]["encode"]["computed"] == len(before)
+    assert set(_scores(spark, out, layered).index) == set(before.index)

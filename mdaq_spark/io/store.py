@@ -38,10 +38,11 @@ COMPACTION_PLAN = "_compaction.json"  # {"replaces": [batch numbers], "into": ba
 
 
 class ModelStore:
-    def __init__(self, spark: SparkSession, path: str, fingerprint_column: str) -> None:
+    def __init__(self, spark: SparkSession, path: str, fingerprint_column: str, merge_schema: bool = False) -> None:
         self.spark = spark
         self.path = path.rstrip("/")
         self.fingerprint_column = fingerprint_column
+        self.merge_schema = merge_schema  # batches may differ in columns: read the union (one footer job more)
 
     def _listed_batches(self) -> list[int]:
         fs, jpath = writers.filesystem(self.spark, self.path)
@@ -74,7 +75,10 @@ class ModelStore:
         if not numbers:
             return None
         paths = [self._batch_path(n) for n in numbers]
-        return self.spark.read.option("basePath", self.path).parquet(*paths).drop(BATCH)
+        reader = self.spark.read.option("basePath", self.path)
+        if self.merge_schema:
+            reader = reader.option("mergeSchema", "true")
+        return reader.parquet(*paths).drop(BATCH)
 
     def rows(self, fingerprint: str) -> DataFrame | None:
         """Every committed row of this fingerprint, or None when nothing is stored."""

@@ -132,23 +132,13 @@ class TextEncoder:
     def dim(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
 
-    def encode(self, texts: list[str], prefix: str = "") -> np.ndarray:
-        """L2-normalised float32 embeddings, one row per text, in the input order."""
+    def _oom_safe(self, run):
+        """run(batch_size), halving the batch after a CUDA out-of-memory error; counts the model's CPU time."""
         global _ENCODE_CPU
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        texts = [prefix + t for t in texts] if prefix else list(texts)
         while True:
             cpu = time.process_time()
             try:
-                out = self.model.encode(
-                    texts,
-                    batch_size=self.batch_size,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
-                return np.asarray(out, dtype=np.float32)
+                return run(self.batch_size)
             except RuntimeError as exc:
                 if "out of memory" not in str(exc).lower() or self.batch_size == 1:
                     raise
@@ -161,13 +151,32 @@ class TextEncoder:
                 with _LOCK:
                     _ENCODE_CPU += time.process_time() - cpu
 
+    def encode(self, texts: list[str], prefix: str = "") -> np.ndarray:
+        """L2-normalised float32 embeddings, one row per text, in the input order."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        texts = [prefix + t for t in texts] if prefix else list(texts)
+
+        def run(batch_size: int) -> np.ndarray:
+            out = self.model.encode(
+                texts,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            return np.asarray(out, dtype=np.float32)
+
+        return self._oom_safe(run)
+
     def encode_layers(self, texts: list[str], prefix: str = "", batch_size: int | None = None) -> np.ndarray:
         """Mean-pooled hidden states of every layer, (n_texts, n_layers + 1, dim) float32, in input order.
 
         One forward pass gives all of them: lower layers carry fluency and syntax that the
-        last layer's pooled vector has largely abstracted away, which is what a QSM head
-        needs to tell a fluent revision from a literal machine translation. Index 0 is the
-        token-embedding output; the last index pooled and normalised equals `encode`.
+        last layer's pooled vector has largely abstracted away, which is what a QSM layer
+        head needs to tell a fluent revision from a literal machine translation. Index 0 is
+        the token-embedding output; the last, pooled and normalised, is the embedding
+        (`with_layers`). Pooling is in float32 whatever precision the model runs in.
         """
         import torch
 
@@ -176,18 +185,40 @@ class TextEncoder:
         if bert is None:
             raise ModelLoadError(f"model '{self.cfg.name}' has no transformer module: layer states need one")
         texts = [prefix + t for t in texts] if prefix else list(texts)
+        n_states = bert.config.num_hidden_layers + 1
         if not texts:
-            return np.zeros((0, bert.config.num_hidden_layers + 1, self.dim), dtype=np.float32)
-        size = batch_size or self.batch_size
+            return np.zeros((0, n_states, self.dim), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), bert.config.num_hidden_layers + 1, self.dim), dtype=np.float32)
-        with torch.no_grad():
-            for start in range(0, len(texts), size):
-                idx = order[start : start + size]
-                features = first.tokenize([texts[i] for i in idx])
-                features = {k: v.to(self.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
-                states = bert(**features, output_hidden_states=True).hidden_states
-                mask = features["attention_mask"].unsqueeze(-1).to(states[0].dtype)
-                pooled = torch.stack([(h * mask).sum(1) / mask.sum(1).clamp(min=1e-9) for h in states], dim=1)
-                out[idx] = pooled.float().cpu().numpy()
-        return out
+
+        def run(size: int) -> np.ndarray:
+            out = np.zeros((len(texts), n_states, self.dim), dtype=np.float32)
+            with torch.no_grad():
+                for start in range(0, len(texts), size):
+                    idx = order[start : start + size]
+                    features = first.tokenize([texts[i] for i in idx])
+                    features = {k: v.to(self.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
+                    states = bert(**features, output_hidden_states=True).hidden_states
+                    mask = features["attention_mask"].unsqueeze(-1).float()
+                    pooled = [(h.float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9) for h in states]
+                    out[idx] = torch.stack(pooled, dim=1).cpu().numpy()
+            return out
+
+        if batch_size is not None:
+            return run(batch_size)
+        return self._oom_safe(run)
+
+    def with_layers(self, texts: list[str], prefix: str, layers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(L2-normalised embeddings, float16 pooled states of `layers`) from one forward pass.
+
+        What a QSM layer head reads: the embedding exactly as `train.features` derives it from
+        the same states (so training and the pipeline see the same numbers), and the chosen
+        layers' states in the half precision they were trained from.
+        """
+        states = self.encode_layers(texts, prefix)
+        return embedding_of_states(states), states[:, list(layers), :].astype(np.float16)
+
+
+def embedding_of_states(states: np.ndarray) -> np.ndarray:
+    """The L2-normalised output-layer state of (n, n_layers + 1, dim) pooled states: the text's embedding."""
+    last = states[:, -1, :]
+    return (last / np.maximum(np.linalg.norm(last, axis=1, keepdims=True), 1e-12)).astype(np.float32)

@@ -4,11 +4,16 @@ The instruction (+input) and the response are embedded separately by one multili
 encoder ("query: " and "passage: " sides of E5). The score is the cosine of the two
 embeddings after the QSM head: two learned linear maps, one per side, trained by
 `mdaq train-qsm` with a triplet margin loss so that expert-revised responses land nearer
-their instruction than raw machine translations do. Without a head the score is the plain
-cosine of the untrained encoder. Meaning: higher = the response fits what the instruction
-asks for better; range [-1, 1]; only the order within a corpus matters (E5 cosines are
-compressed, unrelated pairs sit near 0.75, so never read the value as an absolute
-threshold).
+their instruction than raw machine translations do. A layer head adds a fluency term: a
+small MLP over the response's mean-pooled hidden states of several encoder layers (lower
+layers keep the surface a literal translation gives away; the last layer's pooled vector
+has abstracted it). Still a bi-encoder: the response's states come from the same single
+pass that gives its embedding. Without a head the score is the plain cosine of the
+untrained encoder. Meaning: higher = the response fits what the instruction
+asks for better. A cosine lies in [-1, 1] and a layer head's fluency term adds an
+unbounded amount (the shipped head's lies within -1.41..0.55 on every MIDB text). Only the
+order within a corpus matters (E5 cosines are compressed, unrelated pairs sit near 0.75,
+so never read the value as an absolute threshold).
 
 The same two frozen embeddings give the sample's diversity embedding (their normalised
 sum), so no text is encoded twice, and scoring needs no encoder at all once a corpus is
@@ -29,19 +34,44 @@ HEAD_WEIGHTS = "qsm_head.safetensors"
 HEAD_MANIFEST = "qsm_head.json"
 
 
+QUALITY_TENSORS = (
+    "quality.mean",
+    "quality.std",
+    "quality.1.weight",
+    "quality.1.bias",
+    "quality.2.weight",
+    "quality.2.bias",
+)
+
+
 @dataclass(frozen=True)
 class QsmHead:
-    """score = cos(P p + bp, R r + br): one affine map per side, identity at initialisation."""
+    """score = cos(P p + bp, R r + br) [+ q(response layer states)]: affine maps start at the identity.
+
+    `layers` names the encoder layers (0 = token embeddings, the last = the output layer)
+    whose mean-pooled response states the quality term q reads; empty for a plain head.
+    """
 
     prompt_weight: np.ndarray  # (out_dim, in_dim)
     prompt_bias: np.ndarray
     response_weight: np.ndarray
     response_bias: np.ndarray
     manifest: dict
+    quality: dict[str, np.ndarray] | None = None  # QUALITY_TENSORS, for a layer head
+    layers: tuple[int, ...] = ()
 
     @property
     def in_dim(self) -> int:
         return int(self.prompt_weight.shape[1])
+
+    def quality_score(self, states: np.ndarray) -> np.ndarray:
+        """q for each row of (n, len(layers), dim) states: standardise, GELU MLP, one value; row by row."""
+        q = self.quality
+        x = np.asarray(states, dtype=np.float32).reshape(len(states), -1)
+        x = (x - q["quality.mean"]) / q["quality.std"]
+        h = row_by_row(x, q["quality.1.weight"], q["quality.1.bias"]).astype(np.float64)
+        h = 0.5 * h * (1.0 + np.tanh(0.7978845608028654 * (h + 0.044715 * h**3)))  # GELU, tanh form
+        return row_by_row(h.astype(np.float32), q["quality.2.weight"], q["quality.2.bias"])[:, 0].astype(np.float64)
 
     @classmethod
     def load(cls, directory: str | Path) -> QsmHead:
@@ -54,7 +84,12 @@ class QsmHead:
             )
         t = load_file(str(directory / HEAD_WEIGHTS))
         manifest = json.loads((directory / HEAD_MANIFEST).read_text()) if (directory / HEAD_MANIFEST).is_file() else {}
-        return cls(t["prompt.weight"], t["prompt.bias"], t["response.weight"], t["response.bias"], manifest)
+        layers = tuple(int(x) for x in manifest.get("layers") or ())
+        quality = {k: t[k] for k in QUALITY_TENSORS} if layers else None
+        if layers and quality["quality.1.weight"].shape[1] != len(layers) * t["prompt.weight"].shape[1]:
+            raise ModelLoadError(f"{directory}: the quality term's input does not match {len(layers)} layers")
+        affine = (t["prompt.weight"], t["prompt.bias"], t["response.weight"], t["response.bias"])
+        return cls(*affine, manifest, quality, layers)
 
     def project(self, prompt_emb: np.ndarray, response_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = row_by_row(prompt_emb, self.prompt_weight, self.prompt_bias)
@@ -119,9 +154,15 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
 
 
 def score_and_embed(
-    prompt_emb: np.ndarray, response_emb: np.ndarray, head: QsmHead | None
+    prompt_emb: np.ndarray,
+    response_emb: np.ndarray,
+    head: QsmHead | None,
+    response_layers: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(qsm scores, L2-normalised sample embeddings) from the frozen encoder's two embeddings."""
+    """(qsm scores, L2-normalised sample embeddings) from the frozen encoder's two embeddings.
+
+    A layer head also needs the response's layer states, (n, len(head.layers), dim).
+    """
     if head is not None and head.in_dim != prompt_emb.shape[1]:
         raise ModelLoadError(
             f"QSM head expects {head.in_dim}-d embeddings but the encoder gives {prompt_emb.shape[1]}-d: "
@@ -129,4 +170,8 @@ def score_and_embed(
         )
     p, r = head.project(prompt_emb, response_emb) if head is not None else (prompt_emb, response_emb)
     scores = np.einsum("ij,ij->i", p, r).astype(np.float64)
+    if head is not None and head.layers:
+        if response_layers is None:
+            raise ModelLoadError(f"QSM head over layers {list(head.layers)} needs the response's layer states")
+        scores = scores + head.quality_score(response_layers)
     return scores, normalise_rows(prompt_emb + response_emb)

@@ -158,6 +158,22 @@ def encoder_fingerprint(location: str, model_cfg) -> str:
     return fingerprint(location, settings)
 
 
+def encodings_fingerprint(encoder_fp: str, layers: tuple[int, ...]) -> str:
+    """Which stored encodings a run reads: the encoder's, plus the layers whose states a head needs.
+
+    Without layers it is the encoder's fingerprint itself, so stores written before layer
+    states existed stay valid for plain heads.
+    """
+    if not layers:
+        return encoder_fp
+    return hashlib.sha256(f"{encoder_fp}|layers={','.join(map(str, layers))}".encode()).hexdigest()[:16]
+
+
+def head_fingerprint(head_dir: str, manifest: dict, encodings_fp: str) -> str:
+    """The QSM's identity: the head's files, the hash of its weights its manifest records, the encodings."""
+    return fingerprint(head_dir, encodings_fp, str(manifest.get("fingerprint", "")))
+
+
 def describe() -> list[dict[str, str]]:
     return [{"name": name, "description": m.description} for name, m in REGISTRY.items()]
 

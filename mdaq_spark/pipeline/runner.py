@@ -89,7 +89,8 @@ def run_pipeline(
 ) -> dict:
     """The whole job on `cfg`; returns the run's stats (also written to report/stats.json)."""
     head_dir = registry.resolve_head(cfg.model.qsm_head, cfg.model.name)
-    mismatches = head_mismatches(QsmHead.load(head_dir).manifest, cfg.model) if head_dir else []
+    head = QsmHead.load(head_dir) if head_dir else None
+    mismatches = head_mismatches(head.manifest, cfg.model) if head is not None else []
     if mismatches and cfg.model.qsm_head_strict:
         raise ConfigError(f"QSM head {head_dir} does not match the run's encoder: " + "; ".join(mismatches))
     for line in mismatches:
@@ -105,12 +106,13 @@ def run_pipeline(
     content = str(ingested.get("content_digest", runner.log.keys[ingest.name]))
 
     location = registry.ensure_prepared(cfg.model.name, cfg.model.cache_dir)
-    encoder_fp = registry.encoder_fingerprint(location, cfg.model)
-    encode = EncodeStage(cfg.model, cfg.spark, location, encoder_fp, content)
+    layers = head.layers if head is not None else ()
+    encodings_fp = registry.encodings_fingerprint(registry.encoder_fingerprint(location, cfg.model), layers)
+    encode = EncodeStage(cfg.model, cfg.spark, location, encodings_fp, content, layers)
     runner.run(encode)
 
-    qsm_fp = registry.fingerprint(head_dir, encoder_fp) if head_dir else encoder_fp
-    score = ScoreStage(cfg.model, cfg.spark, head_dir, encoder_fp, qsm_fp, encode.key(), tuple(mismatches))
+    qsm_fp = registry.head_fingerprint(head_dir, head.manifest, encodings_fp) if head is not None else encodings_fp
+    score = ScoreStage(cfg.model, cfg.spark, head_dir, encodings_fp, qsm_fp, encode.key(), tuple(mismatches), layers)
     runner.run(score)
 
     embedding_table, embedding_fp, upstream = SCORES, qsm_fp, score.key()

@@ -25,15 +25,21 @@ class ScoreStage(Stage):
     model: ModelConfig
     tasks: SparkConfig
     head_dir: str | None  # None: the untrained encoder's cosine
-    encoder_fingerprint: str
+    encoder_fingerprint: str  # of the encodings store: the encoder and the layers the head reads
     fingerprint: str  # the QSM's fingerprint (head and encoder)
     upstream: str  # the encode stage's key
     # how the head's training encoder settings differ from the run's (models.qsm.head_mismatches)
     head_mismatch: tuple[str, ...] = ()
+    layers: tuple[int, ...] = ()  # a layer head's layers: their states are read too
+
+    @property
+    def _read(self) -> tuple[str, ...]:
+        states = (S.RESPONSE_LAYERS,) if self.layers else ()
+        return (S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING, *states)
 
     @property
     def requires(self) -> tuple[Table, ...]:
-        return (Table(ENCODINGS, (S.SAMPLE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING), self.encoder_fingerprint),)
+        return (Table(ENCODINGS, tuple(c for c in self._read if c != S.LANG), self.encoder_fingerprint),)
 
     @property
     def produces(self) -> tuple[Table, ...]:
@@ -44,13 +50,14 @@ class ScoreStage(Stage):
 
     def run(self, ctx: StageContext) -> dict:
         encodings = ctx.rundir.model_table(ENCODINGS, self.encoder_fingerprint)
-        encodings = encodings.select(S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING)
+        read = self._read
+        encodings = encodings.select(*read)
         model, head_dir = self.model, self.head_dir
 
         def compute(rows: DataFrame, counter: Accumulator) -> DataFrame:
             # no shuffle and no sort: the head scores each row on its own (qsm.row_by_row), so
             # the batches the stored files happen to give change no float
-            rows = rows.select(S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING)
+            rows = rows.select(*read)
             schema = T.StructType([rows.schema[S.SAMPLE_ID], rows.schema[S.LANG], *SCORE_SCHEMA_FIELDS])
             return rows.mapInArrow(score_map(model, head_dir, counter), schema)
 
@@ -60,5 +67,6 @@ class ScoreStage(Stage):
         return {
             **info,
             "qsm_head": self.head_dir or "none (untrained encoder cosine)",
+            "qsm_head_layers": list(self.layers),
             "qsm_head_mismatch": list(self.head_mismatch),
         }

@@ -45,8 +45,9 @@ _BUDGET = "_budget"
 _N_QUALITY = "_n_quality"
 
 
-# in MMR's objective a demoted sample's quality sits this far below its score: under every
-# clean sample's, since scores lie in [-1, 1] (the sort key's order, as a number)
+# in MMR's objective a demoted sample's quality sits this far below its score, plus the spread
+# of the language's scores: under every clean sample's whatever range a head's scores have
+# (the sort key's order, as a number; the similarity term moves an objective by at most 2)
 DEMOTE_OFFSET = 10.0
 
 
@@ -183,7 +184,8 @@ def mmr(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
         pdf = pdf.sort_values(S.QUALITY_RANK, kind="mergesort")
         quality = pdf[S.QSM_SCORE].to_numpy(np.float64)
         if S.DEMOTED in pdf.columns:
-            quality = np.where(pdf[S.DEMOTED].to_numpy(bool), quality - DEMOTE_OFFSET, quality)
+            offset = DEMOTE_OFFSET + (float(np.ptp(quality)) if len(quality) else 0.0)
+            quality = np.where(pdf[S.DEMOTED].to_numpy(bool), quality - offset, quality)
         picked = mmr_walk(
             quality,
             np.stack(pdf[S.EMBEDDING].to_numpy()),

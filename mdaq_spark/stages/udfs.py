@@ -78,22 +78,51 @@ def _count(counter: Accumulator | None, n: int) -> None:
         counter.add(n)
 
 
-def encode_map(cfg: ModelConfig, location: str, text_cols: tuple[str, str], counter: Accumulator | None = None):
-    """mapInArrow: rows with `text_cols` (prompt, response) -> sample_id, lang and both embeddings."""
+def encode_map(
+    cfg: ModelConfig,
+    location: str,
+    text_cols: tuple[str, str],
+    counter: Accumulator | None = None,
+    layers: tuple[int, ...] = (),
+):
+    """mapInArrow: rows with `text_cols` (prompt, response) -> sample_id, lang, both embeddings, layer states.
+
+    With `layers` (a QSM layer head), both sides are encoded through their hidden states, the
+    way the head's training features were, and the response's states of those layers are kept.
+    """
     prompt_col, response_col = text_cols
 
     def encode_pairs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         encoder = _encoder(cfg, location)
         for batch in batches:
             _count(counter, batch.num_rows)
-            p = encoder.encode(_texts(batch.column(prompt_col)), cfg.instruction_prefix)
-            r = encoder.encode(_texts(batch.column(response_col)), cfg.response_prefix)
+            prompts, responses = _texts(batch.column(prompt_col)), _texts(batch.column(response_col))
+            if layers:
+                p = encoder.with_layers(prompts, cfg.instruction_prefix, layers)[0]
+                r, states = encoder.with_layers(responses, cfg.response_prefix, layers)
+                kept = arrow_vectors.blobs(states)
+            else:
+                p = encoder.encode(prompts, cfg.instruction_prefix)
+                r = encoder.encode(responses, cfg.response_prefix)
+                kept = pa.nulls(batch.num_rows, pa.binary())
             yield pa.RecordBatch.from_arrays(
-                [batch.column(S.SAMPLE_ID), batch.column(S.LANG), arrow_vectors.vectors(p), arrow_vectors.vectors(r)],
-                names=[S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING],
+                [
+                    batch.column(S.SAMPLE_ID),
+                    batch.column(S.LANG),
+                    arrow_vectors.vectors(p),
+                    arrow_vectors.vectors(r),
+                    kept,
+                ],
+                names=[S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING, S.RESPONSE_LAYERS],
             )
 
     return encode_pairs
+
+
+def encode_schema(rows: T.StructType) -> T.StructType:
+    """encode_map's output: sample_id and lang as the input has them, both embeddings, the layer states."""
+    schema = map_schema(rows, (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING))
+    return schema.add(T.StructField(S.RESPONSE_LAYERS, T.BinaryType(), True))
 
 
 def embed_map(cfg: ModelConfig, location: str, text_col: str, prefix: str, counter: Accumulator | None = None):
@@ -126,7 +155,7 @@ SCORE_SCHEMA_FIELDS = (
 
 
 def score_map(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | None = None):
-    """mapInArrow: sample_id, lang and both encodings -> sample_id, lang, qsm_score, embedding.
+    """mapInArrow: sample_id, lang, both encodings [, layer states] -> sample_id, lang, qsm_score, embedding.
 
     No encoder involved: scoring works on stored encodings, so a newly trained QSM head
     re-scores a corpus in seconds instead of re-encoding it. Arrow in, Arrow out: the
@@ -142,7 +171,12 @@ def score_map(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | Non
             _count(counter, batch.num_rows)
             p = arrow_vectors.matrix(batch.column(S.PROMPT_EMBEDDING))
             r = arrow_vectors.matrix(batch.column(S.RESPONSE_EMBEDDING))
-            scores, embeddings = score_and_embed(p, r, head) if batch.num_rows else (np.zeros(0), np.zeros((0, 0)))
+            states = None
+            if head is not None and head.layers and batch.num_rows:
+                states = arrow_vectors.unblob(batch.column(S.RESPONSE_LAYERS), (len(head.layers), r.shape[1]))
+            scores, embeddings = (
+                score_and_embed(p, r, head, states) if batch.num_rows else (np.zeros(0), np.zeros((0, 0)))
+            )
             yield pa.RecordBatch.from_arrays(
                 [
                     batch.column(S.SAMPLE_ID),

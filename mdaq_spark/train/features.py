@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mdaq_spark.models.encoder import embedding_of_states
+
 
 class FeatureStore:
     def __init__(self, root: Path) -> None:
@@ -37,8 +39,7 @@ class FeatureStore:
 
     def add(self, keys: list[str], layers: np.ndarray) -> None:
         """layers: (n, n_layers + 1, dim) mean-pooled states, the last one the encoder's output layer."""
-        last = layers[:, -1, :]
-        embedding = (last / np.maximum(np.linalg.norm(last, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        embedding = embedding_of_states(layers)
         n = len(self._parts)
         final = self.dir / f"part-{n:05d}.npz"
         tmp = self.dir / f"tmp-{n:05d}.npz"

@@ -21,51 +21,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mdaq_spark.config import LayerHeadTrainConfig
+from mdaq_spark.models.qsm import QUALITY_TENSORS, QsmHead
 from mdaq_spark.train.head import identity_linear
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LayerHeadParams:
-    layers: tuple[int, ...] = (2, 4, 6, 8, 10, 12)
-    hidden: int = 256
-    epochs: int = 12
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    margin: float = 0.05
-    identity_penalty: float = 0.1
-    relevance_weight: float = 1.0
-    # False: the relevance term stays the untrained encoder's cosine (identity maps), which
-    # already ranks the true response above another instruction's ~99% of the time; only q learns
-    train_relevance: bool = True
+@dataclass
+class TrainedLayerHead:
+    tensors: dict[str, np.ndarray]  # models.qsm names: prompt.*, response.*, quality.*
+    layers: tuple[int, ...]
+    losses: list[float]  # mean training loss per epoch
 
-
-class LayerHead:
-    """Trained weights as numpy arrays; scoring needs no torch."""
-
-    def __init__(self, state: dict[str, np.ndarray], params: LayerHeadParams) -> None:
-        self.state, self.params = state, params
-
-    def quality(self, layers: np.ndarray) -> np.ndarray:
-        s = self.state
-        x = layers.reshape(len(layers), -1)
-        x = (x - s["mu"]) / s["sd"]
-        h = x @ s["q1.weight"].T + s["q1.bias"]
-        h = 0.5 * h * (1.0 + np.tanh(0.7978845608 * (h + 0.044715 * h**3)))  # GELU (tanh form)
-        return (h @ s["q2.weight"].T + s["q2.bias"])[:, 0]
-
-    def relevance(self, prompt_emb: np.ndarray, response_emb: np.ndarray) -> np.ndarray:
-        s = self.state
-        p = prompt_emb @ s["p.weight"].T + s["p.bias"]
-        r = response_emb @ s["r.weight"].T + s["r.bias"]
-        p /= np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-        r /= np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
-        return np.einsum("ij,ij->i", p, r)
-
-    def score(self, prompt_emb: np.ndarray, response_emb: np.ndarray, response_layers: np.ndarray) -> np.ndarray:
-        return self.relevance(prompt_emb, response_emb) + self.quality(response_layers)
+    def head(self, manifest: dict | None = None) -> QsmHead:
+        t = self.tensors
+        quality = {k: t[k] for k in QUALITY_TENSORS}
+        return QsmHead(
+            t["prompt.weight"], t["prompt.bias"], t["response.weight"], t["response.bias"],
+            {"layers": list(self.layers), **(manifest or {})}, quality, self.layers,
+        )  # fmt: skip
 
 
 def train_layer_head(
@@ -74,14 +49,15 @@ def train_layer_head(
     negative: np.ndarray,
     positive_layers: np.ndarray,
     negative_layers: np.ndarray,
-    params: LayerHeadParams,
+    params: LayerHeadTrainConfig,
     seed: int,
-) -> LayerHead:
+) -> TrainedLayerHead:
     """anchor/positive/negative: last-layer embeddings (n, d); *_layers: (n, len(params.layers), d) states."""
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
     d = anchor.shape[1]
     flat_pos = positive_layers.reshape(len(positive_layers), -1)
     flat_neg = negative_layers.reshape(len(negative_layers), -1)
@@ -115,6 +91,7 @@ def train_layer_head(
         return q2(act(q1(x)))[:, 0]
 
     generator = torch.Generator().manual_seed(seed)
+    losses = []
     for epoch in range(params.epochs):
         order = torch.randperm(len(a), generator=generator)
         total = 0.0
@@ -131,10 +108,12 @@ def train_layer_head(
             (loss + params.identity_penalty * reg).backward()
             optim.step()
             total += loss.item() * len(idx)
-        log.info("layer head epoch %d/%d: loss %.5f", epoch + 1, params.epochs, total / len(a))
+        losses.append(total / len(a))
+        log.info("layer head epoch %d/%d: loss %.5f", epoch + 1, params.epochs, losses[-1])
     state = {name: v.detach().numpy().astype(np.float32).copy() for name, v in modules.state_dict().items()}
-    rename = {"0.weight": "p.weight", "0.bias": "p.bias", "1.weight": "r.weight", "1.bias": "r.bias",
-              "2.weight": "q1.weight", "2.bias": "q1.bias", "3.weight": "q2.weight", "3.bias": "q2.bias"}  # fmt: skip
+    rename = {"0.weight": "prompt.weight", "0.bias": "prompt.bias", "1.weight": "response.weight",
+              "1.bias": "response.bias", "2.weight": "quality.1.weight", "2.bias": "quality.1.bias",
+              "3.weight": "quality.2.weight", "3.bias": "quality.2.bias"}  # fmt: skip
     state = {rename[k]: v for k, v in state.items()}
-    state["mu"], state["sd"] = mu.astype(np.float32), sd.astype(np.float32)
-    return LayerHead(state, params)
+    state["quality.mean"], state["quality.std"] = mu.astype(np.float32), sd.astype(np.float32)
+    return TrainedLayerHead(state, tuple(params.layers), losses)

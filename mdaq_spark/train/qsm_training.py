@@ -35,15 +35,9 @@ def _cap_per_language(df: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFr
     return df.assign(_o=order).sort_values(["lang", "_o"]).groupby("lang").head(cap).drop(columns="_o")
 
 
-def _save_head(trained, manifest: dict, out: Path) -> str:
+def _save_head(tensors: dict, manifest: dict, out: Path) -> str:
     from safetensors.numpy import save_file
 
-    tensors = {
-        "prompt.weight": trained.prompt_weight,
-        "prompt.bias": trained.prompt_bias,
-        "response.weight": trained.response_weight,
-        "response.bias": trained.response_bias,
-    }
     h = hashlib.sha256()
     for name in sorted(tensors):
         h.update(name.encode() + tensors[name].tobytes())
@@ -76,17 +70,34 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
 
         return finetune_encoder(cfg, train, eval_seen, eval_unseen, data)
 
-    embedder = Embedder(cfg.model, cfg.encoding_cache, cfg.reuse_run)
+    layers = tuple(cfg.layer_head.layers) if cfg.mode == "layers" else ()
+    embedder = Embedder(cfg.model, cfg.encoding_cache, cfg.reuse_run, layers, cfg.feature_store)
     emb = {
         name: (t, *embedder.triplet_embeddings(t))
         for name, t in (("train", train), ("eval_seen_languages", eval_seen), ("eval_unseen_languages", eval_unseen))
     }
-    from mdaq_spark.train.head import train_head
+    if layers:
+        from mdaq_spark.train.layer_head import train_layer_head
 
-    fit = with_relevance_negatives(train, cfg.head.relevance_negatives, cfg.seed)
-    _, a, p, n = (fit, *embedder.triplet_embeddings(fit)) if len(fit) > len(train) else emb["train"]
-    trained = train_head(a, p, n, cfg.head, cfg.seed)
-    head = QsmHead(trained.prompt_weight, trained.prompt_bias, trained.response_weight, trained.response_bias, {})
+        _, a, p, n, lp, ln = emb["train"]
+        fitted = train_layer_head(a, p, n, lp, ln, cfg.layer_head, cfg.seed)
+        head, tensors, losses = fitted.head(), fitted.tensors, fitted.losses
+        hyperparameters = {**cfg.layer_head.model_dump(), "seed": cfg.seed, "mode": "layers"}
+    else:
+        from mdaq_spark.train.head import train_head
+
+        fit = with_relevance_negatives(train, cfg.head.relevance_negatives, cfg.seed)
+        _, a, p, n = (fit, *embedder.triplet_embeddings(fit)) if len(fit) > len(train) else emb["train"]
+        trained = train_head(a, p, n, cfg.head, cfg.seed)
+        head = QsmHead(trained.prompt_weight, trained.prompt_bias, trained.response_weight, trained.response_bias, {})
+        tensors = {
+            "prompt.weight": trained.prompt_weight,
+            "prompt.bias": trained.prompt_bias,
+            "response.weight": trained.response_weight,
+            "response.bias": trained.response_bias,
+        }
+        losses = trained.losses
+        hyperparameters = {**cfg.head.model_dump(), "seed": cfg.seed, "mode": "head"}
     metrics = evaluate_splits(emb, head, cfg.seed)
     # relevance: the true response against another prompt's response of the same language
     relevance = {}
@@ -96,7 +107,7 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
             scored = evaluate_splits({name: (other, *embedder.triplet_embeddings(other))}, head, cfg.seed)[name]
             relevance[name] = {scorer: m["overall"]["accuracy"] for scorer, m in scored.items()}
     manifest = {
-        "kind": "mdaq-qsm-head",
+        "kind": "mdaq-qsm-layer-head" if layers else "mdaq-qsm-head",
         "mdaq_spark_version": __version__,
         "base_model": cfg.model.name,
         "base_model_manifest": registry.manifest(embedder.location),
@@ -104,6 +115,7 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
         "prefixes": {"instruction": cfg.model.instruction_prefix, "response": cfg.model.response_prefix},
         "max_seq_length": cfg.model.max_seq_length,
         "precision_class": precision_class(cfg.model.dtype, pick_device(cfg.model.device)),
+        **({"layers": list(layers)} if layers else {}),
         "data": {
             "files": sorted({str(x) for x in cfg.data}),
             "usable_triplets": len(data.triplets),
@@ -122,13 +134,13 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
             # every group trained on: eval-qsm leaves them out, so a later evaluation cannot reuse them
             "train_groups": sorted(set(train["group"])),
         },
-        "hyperparameters": {**cfg.head.model_dump(), "seed": cfg.seed, "mode": "head"},
-        "train_losses": [round(x, 6) for x in trained.losses],
+        "hyperparameters": hyperparameters,
+        "train_losses": [round(x, 6) for x in losses],
         "metrics": {s: {scorer: m["overall"] for scorer, m in r.items()} for s, r in metrics.items()},
         "relevance_accuracy": relevance,
     }
     out = Path(cfg.output)
-    manifest["fingerprint"] = _save_head(trained, manifest, out)
+    manifest["fingerprint"] = _save_head(tensors, manifest, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return {"output": str(out), "manifest": manifest, "metrics": metrics}
 
@@ -164,6 +176,7 @@ def eval_qsm(
     seed: int,
     max_records_per_file: int | None = None,
     include_trained: bool = False,
+    feature_store: str | None = None,
 ) -> dict:
     """Metrics of one QSM (encoder + head, or the bare encoder) on usable triplets, with the baselines.
 
@@ -171,9 +184,9 @@ def eval_qsm(
     out unless `include_trained`: they would measure memory, not quality.
     """
     data = load_triplets(data_paths, max_records_per_file)
-    embedder = Embedder(model_cfg, cache_root, reuse_run)
     head_dir = registry.resolve_head(model_cfg.qsm_head, model_cfg.name)
     head = QsmHead.load(head_dir) if head_dir else None
+    embedder = Embedder(model_cfg, cache_root, reuse_run, head.layers if head else (), feature_store)
     t = data.triplets
     trained = set() if include_trained else trained_groups(head_dir)
     seen = t["group"].isin(trained)

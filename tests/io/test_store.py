@@ -103,3 +103,14 @@ def test_a_compaction_killed_before_its_commit_leaves_the_old_batches(spark, tmp
     assert _ids(store.rows("fp1")) == ["a", "b"]
     store.sweep()
     assert sorted(p.name for p in root.iterdir()) == ["batch=000000", "batch=000001"]
+
+
+def test_a_merged_schema_store_reads_batches_written_before_a_column_existed(spark, tmp_path):
+    """Encodings gained a column; a store an earlier version filled must still be read, the new column null."""
+    store = ModelStore(spark, str(tmp_path / "encodings"), S.MODEL_FINGERPRINT, merge_schema=True)
+    store.commit(_rows(spark, ["a", "b"], fp="old"))  # the earlier layout: no extra column
+    store.commit(_rows(spark, ["c"], fp="new").withColumn("extra", F.lit(b"\x01\x02")))
+    rows = {r[S.SAMPLE_ID]: r for r in store.read_all().collect()}
+    assert set(rows) == {"a", "b", "c"}
+    assert rows["a"]["extra"] is None and bytes(rows["c"]["extra"]) == b"\x01\x02"
+    assert [bytes(r["extra"]) for r in store.rows("new").collect()] == [b"\x01\x02"]

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mdaq_spark.config import ModelConfig
+from mdaq_spark.errors import ModelLoadError
 from mdaq_spark.models import registry
 from mdaq_spark.models.qsm import QsmHead, score_and_embed
+
+
+def _inputs(n: int, layers: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p, r = rng.normal(size=(n, 384)).astype(np.float32), rng.normal(size=(n, 384)).astype(np.float32)
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    r /= np.linalg.norm(r, axis=1, keepdims=True)
+    return p, r, rng.normal(size=(n, layers, 384)).astype(np.float16)
 
 
 def test_auto_finds_the_shipped_head_for_the_default_encoder(model_dir):
@@ -14,6 +24,7 @@ def test_auto_finds_the_shipped_head_for_the_default_encoder(model_dir):
     assert head_dir is not None
     head = QsmHead.load(head_dir)
     assert head.in_dim == 384
+    assert head.manifest["kind"] == "mdaq-qsm-layer-head" and head.layers == (2, 4, 6, 8, 10, 12)
     # it was trained on embeddings of exactly the encoder the default config runs
     assert head.manifest["encoder_fingerprint"] == registry.encoder_fingerprint(model_dir, ModelConfig())
     assert head.manifest["metrics"]["eval_seen_languages"]["qsm"]["pairs"] > 0
@@ -23,15 +34,16 @@ def test_auto_finds_the_shipped_head_for_the_default_encoder(model_dir):
 
 def test_head_changes_scores_but_not_sample_embeddings():
     head = QsmHead.load(registry.resolve_head("auto", "multilingual-e5-small"))
-    rng = np.random.default_rng(0)
-    p, r = rng.normal(size=(8, 384)).astype(np.float32), rng.normal(size=(8, 384)).astype(np.float32)
-    p /= np.linalg.norm(p, axis=1, keepdims=True)
-    r /= np.linalg.norm(r, axis=1, keepdims=True)
-    trained, emb_a = score_and_embed(p, r, head)
+    p, r, states = _inputs(8, len(head.layers), seed=0)
+    trained, emb_a = score_and_embed(p, r, head, states)
     plain, emb_b = score_and_embed(p, r, None)
     assert not np.allclose(trained, plain)
     assert np.array_equal(emb_a, emb_b)  # clustering uses the frozen embeddings either way
-    assert np.all(np.abs(trained) <= 1 + 1e-6)
+    # the quality term reads the layer states: other states, other scores, same cosine part
+    other = score_and_embed(p, r, head, states[::-1].copy())[0]
+    assert not np.allclose(trained, other)
+    with pytest.raises(ModelLoadError, match="layer states"):
+        score_and_embed(p, r, head)
 
 
 def test_head_mismatches_name_each_setting_that_differs():
@@ -79,10 +91,10 @@ def test_a_mismatched_head_warns_in_stats_and_report_and_strict_refuses(spark, m
 def test_a_score_is_the_same_bits_in_any_batch():
     """The score stage reads stored encodings without a shuffle, so a row's batch follows the file layout."""
     head = QsmHead.load(registry.resolve_head("auto", "multilingual-e5-small"))
-    rng = np.random.default_rng(1)
-    p, r = rng.normal(size=(600, 384)).astype(np.float32), rng.normal(size=(600, 384)).astype(np.float32)
-    whole, emb = score_and_embed(p, r, head)
+    p, r, states = _inputs(600, len(head.layers), seed=1)
+    whole, emb = score_and_embed(p, r, head, states)
     for start, size in ((0, 1), (5, 3), (11, 7), (40, 100), (50, 513)):
-        part, part_emb = score_and_embed(p[start : start + size], r[start : start + size], head)
+        rows = slice(start, start + size)
+        part, part_emb = score_and_embed(p[rows], r[rows], head, states[rows])
         assert np.array_equal(part, whole[start : start + size])
         assert np.array_equal(part_emb, emb[start : start + size])

@@ -1,4 +1,4 @@
-"""Cross-validation folds, intervals and the layer head, on constructed data."""
+"""Cross-validation folds and intervals, on constructed data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 
 from mdaq_spark.train import crossval as cv
-from mdaq_spark.train.layer_head import LayerHeadParams, train_layer_head
 
 
 def _records(langs=("de", "es", "fr", "ko", "tr"), sources=60) -> pd.DataFrame:
@@ -47,25 +46,6 @@ def test_top_fraction_revised_per_language():
     out = cv.top_fraction_revised(scores, revised, langs)
     assert out["a"] == {"samples": 5, "top": 1, "revised_share": 1.0}
     assert out["b"]["revised_share"] == 0.0  # the top "b" sample (score 9) is a raw one
-
-
-def test_layer_head_learns_a_fluency_direction_without_losing_relevance():
-    rng = np.random.default_rng(0)
-    n, d, layers = 600, 16, 3
-    anchor = rng.normal(size=(n, d)).astype(np.float32)
-    pos = anchor + 0.3 * rng.normal(size=(n, d)).astype(np.float32)
-    neg = pos + 0.05 * rng.normal(size=(n, d)).astype(np.float32)  # nearly the same meaning
-    flu = rng.normal(size=d).astype(np.float32)
-    pos_layers = rng.normal(size=(n, layers, d)).astype(np.float32) + flu  # revisions share a surface trait
-    neg_layers = rng.normal(size=(n, layers, d)).astype(np.float32)
-    params = LayerHeadParams(layers=(0, 1, 2), hidden=32, epochs=8, batch_size=64, train_relevance=False)
-    head = train_layer_head(anchor, pos, neg, pos_layers, neg_layers, params, seed=0)
-    again = train_layer_head(anchor, pos, neg, pos_layers, neg_layers, params, seed=0)
-    assert all(np.array_equal(head.state[k], again.state[k]) for k in head.state)
-    s_pos = head.score(anchor, pos, pos_layers)
-    assert (s_pos > head.score(anchor, neg, neg_layers)).mean() > 0.9
-    other = np.roll(np.arange(n), 1)
-    assert (s_pos > head.score(anchor, pos[other], pos_layers[other])).mean() > 0.9
 
 
 def test_relevance_negatives_come_from_other_prompts_of_the_same_language():

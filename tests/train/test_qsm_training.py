@@ -55,6 +55,7 @@ def test_head_training_is_deterministic_and_learns_a_separable_signal():
 
 
 def test_train_qsm_cli_on_real_midb(small_midb, model_cache, tmp_path):
+    """The default mode: a layer head over the frozen encoder's pooled layer states."""
     out = tmp_path / "qsm"
     cache = tmp_path / "enc"
     args = [
@@ -69,28 +70,43 @@ def test_train_qsm_cli_on_real_midb(small_midb, model_cache, tmp_path):
         f"encoding_cache={cache}",
         "--set",
         f"model.cache_dir={model_cache}",
-        "--set",
-        "head.epochs=40",
     ]
     assert main(args) == 0
     manifest = json.loads((out / "qsm_head.json").read_text())
+    assert manifest["kind"] == "mdaq-qsm-layer-head" and manifest["layers"] == [2, 4, 6, 8, 10, 12]
     losses = manifest["train_losses"]
-    assert losses[-1] < losses[0]
+    assert len(losses) == manifest["hyperparameters"]["epochs"] and losses[-1] < losses[0]
     seen = manifest["metrics"]["eval_seen_languages"]
     assert seen["qsm"]["pairs"] > 0 and "length" in seen and "untrained_cosine" in seen
+    assert set(manifest["relevance_accuracy"]["train"]) >= {"qsm", "untrained_cosine"}
     train_acc = json.loads((out / "metrics.json").read_text())
     assert set(train_acc) == {"train", "eval_seen_languages", "eval_unseen_languages"}
     assert train_acc["train"]["qsm"]["overall"]["accuracy"] > 0.6  # beats a coin on what it learned from
     assert abs(train_acc["train"]["random"]["overall"]["accuracy"] - 0.5) < 0.1
 
-    # retraining from the cached encodings gives the same head, bit for bit
+    # retraining from the stored layer states gives the same head, bit for bit, without the encoder
     again = tmp_path / "qsm2"
     assert main([*args[:4], str(again), *args[5:]]) == 0
     assert (out / "qsm_head.safetensors").read_bytes() == (again / "qsm_head.safetensors").read_bytes()
 
-    # the trained head loads into the scorer
+    # the trained head loads into the scorer with its layers
     head = QsmHead.load(out)
-    assert head.in_dim == 384
+    assert head.in_dim == 384 and head.layers == (2, 4, 6, 8, 10, 12)
+    assert head.quality["quality.1.weight"].shape == (256, 6 * 384)
+
+
+def test_train_qsm_head_mode_trains_the_affine_head(model_cache, tmp_path):
+    folder = write_midb_subset(tmp_path / "midb", {"German": 40})
+    out = tmp_path / "affine"
+    args = ["train-qsm", "--data", str(folder), "--output", str(out), "--mode", "head",
+            "--set", f"encoding_cache={tmp_path / 'enc'}", "--set", f"model.cache_dir={model_cache}",
+            "--set", "head.epochs=20", "--set", "eval_fraction=0.25"]  # fmt: skip
+    assert main(args) == 0
+    manifest = json.loads((out / "qsm_head.json").read_text())
+    assert manifest["kind"] == "mdaq-qsm-head" and "layers" not in manifest
+    assert manifest["train_losses"][-1] < manifest["train_losses"][0]
+    head = QsmHead.load(out)
+    assert head.layers == () and head.quality is None
 
 
 def test_evaluate_counts_ties_half_and_length_match():
