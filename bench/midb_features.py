@@ -17,8 +17,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-
 from mdaq_spark.config import ModelConfig, TrainQsmConfig
 from mdaq_spark.train.encodings import text_key
 from mdaq_spark.train.features import FeatureStore
@@ -72,24 +70,15 @@ def main() -> int:
         log.info("encoding cache %s: %d added", cache.dir, seed_from_features(cache, Path(args.out)))
         return 0
     store = FeatureStore(Path(args.out))
-    todo = [k for k in wanted if k not in store]
-    log.info("%d texts wanted, %d already encoded, %d to do", len(wanted), len(wanted) - len(todo), len(todo))
-    encoder = TextEncoder(cfg)
+    todo = sum(k not in store for k in wanted)
+    log.info("%d texts wanted, %d already encoded, %d to do", len(wanted), len(wanted) - todo, todo)
     started = time.perf_counter()
-    for i in range(0, len(todo), args.chunk):
-        keys = todo[i : i + args.chunk]
-        by_prefix: dict[str, list[int]] = {}
-        for j, k in enumerate(keys):
-            by_prefix.setdefault(wanted[k][0], []).append(j)
-        layers = np.zeros((len(keys), 13, encoder.dim), dtype=np.float32)
-        for prefix, idx in by_prefix.items():
-            layers[idx] = encoder.encode_layers([wanted[keys[j]][1] for j in idx], prefix)
-        store.add(keys, layers)
-        done = i + len(keys)
+
+    def progress(done: int, total: int) -> None:
         rate = done / (time.perf_counter() - started)
-        log.info(
-            "%d/%d texts (%.1f texts/s, about %.0f min left)", done, len(todo), rate, (len(todo) - done) / rate / 60
-        )
+        log.info("%d/%d texts (%.1f texts/s, about %.0f min left)", done, total, rate, (total - done) / rate / 60)
+
+    store.fill(TextEncoder(cfg), wanted, args.chunk, progress)
     return 0
 
 

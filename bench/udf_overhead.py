@@ -110,7 +110,7 @@ def load_rows(midb: Path, n: int) -> pd.DataFrame:
 def bare(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None) -> dict:
     import torch
 
-    from mdaq_spark.models.encoder import TextEncoder, encode_cpu_in_this_process, max_tokens
+    from mdaq_spark.models.encoder import TextEncoder, embedding_of_states, encode_cpu_in_this_process, max_tokens
     from mdaq_spark.models.qsm import QsmHead, score_and_embed
 
     torch.set_num_threads(threads)
@@ -125,7 +125,7 @@ def bare(cfg, rows: pd.DataFrame, threads: int, head_dir: str | None) -> dict:
     started, cpu = time.perf_counter(), time.process_time()
     states = None
     if layers:  # as the encode stage does for a layer head: both sides through their hidden states
-        p = encoder.with_layers(rows["prompt"].tolist(), cfg.instruction_prefix, layers)[0]
+        p = embedding_of_states(encoder.encode_layers(rows["prompt"].tolist(), cfg.instruction_prefix))
         r, states = encoder.with_layers(rows["response"].tolist(), cfg.response_prefix, layers)
     else:
         p = encoder.encode(rows["prompt"].tolist(), cfg.instruction_prefix)

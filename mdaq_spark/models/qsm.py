@@ -82,12 +82,16 @@ class QsmHead:
             raise ModelLoadError(
                 f"{directory} is not a QSM head directory (no {HEAD_WEIGHTS}); train one with `mdaq train-qsm`"
             )
-        t = load_file(str(directory / HEAD_WEIGHTS))
         manifest = json.loads((directory / HEAD_MANIFEST).read_text()) if (directory / HEAD_MANIFEST).is_file() else {}
+        return cls.from_tensors(load_file(str(directory / HEAD_WEIGHTS)), manifest, str(directory))
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, np.ndarray], manifest: dict, name: str = "QSM head") -> QsmHead:
+        """A head from its saved tensors (`prompt.*`, `response.*`, and `quality.*` when the manifest names layers)."""
         layers = tuple(int(x) for x in manifest.get("layers") or ())
         quality = {k: t[k] for k in QUALITY_TENSORS} if layers else None
         if layers and quality["quality.1.weight"].shape[1] != len(layers) * t["prompt.weight"].shape[1]:
-            raise ModelLoadError(f"{directory}: the quality term's input does not match {len(layers)} layers")
+            raise ModelLoadError(f"{name}: the quality term's input does not match {len(layers)} layers")
         affine = (t["prompt.weight"], t["prompt.bias"], t["response.weight"], t["response.bias"])
         return cls(*affine, manifest, quality, layers)
 

@@ -93,12 +93,14 @@ def encode_map(
     prompt_col, response_col = text_cols
 
     def encode_pairs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from mdaq_spark.models.encoder import embedding_of_states
+
         encoder = _encoder(cfg, location)
         for batch in batches:
             _count(counter, batch.num_rows)
             prompts, responses = _texts(batch.column(prompt_col)), _texts(batch.column(response_col))
             if layers:
-                p = encoder.with_layers(prompts, cfg.instruction_prefix, layers)[0]
+                p = embedding_of_states(encoder.encode_layers(prompts, cfg.instruction_prefix))
                 r, states = encoder.with_layers(responses, cfg.response_prefix, layers)
                 kept = arrow_vectors.blobs(states)
             else:

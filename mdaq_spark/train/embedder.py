@@ -85,7 +85,7 @@ class Embedder:
             encode_texts(self.cache, enc, t["rejected"].tolist(), rp),
         )
 
-    def _with_layers(self, t: pd.DataFrame, ip: str, rp: str, chunk: int = 512) -> tuple[np.ndarray, ...]:
+    def _with_layers(self, t: pd.DataFrame, ip: str, rp: str) -> tuple[np.ndarray, ...]:
         if t.empty:
             empty, no_states = np.zeros((0, 0), np.float32), np.zeros((0, len(self.layers), 0), np.float32)
             return empty, empty, empty, no_states, no_states
@@ -93,18 +93,8 @@ class Embedder:
         texts = {}
         for keys, column, prefix in zip(sides, ("prompt", "chosen", "rejected"), (ip, rp, rp), strict=True):
             texts.update({k: (prefix, x) for k, x in zip(keys, t[column], strict=True) if k not in self.features})
-        todo = list(texts)
-        for start in range(0, len(todo), chunk):
-            keys = todo[start : start + chunk]
-            states = np.zeros((len(keys), 0), dtype=np.float32)
-            for prefix in (ip, rp):
-                idx = [j for j, k in enumerate(keys) if texts[k][0] == prefix]
-                if idx:
-                    part = self.encoder.encode_layers([texts[keys[j]][1] for j in idx], prefix)
-                    if states.shape[1] == 0:
-                        states = np.zeros((len(keys), *part.shape[1:]), dtype=np.float32)
-                    states[idx] = part
-            self.features.add(keys, states)
+        if texts:
+            self.features.fill(self.encoder, texts)
         a, p, n = (self.features.embeddings(k) for k in sides)
         which = list(self.layers)
         return a, p, n, self.features.layers(sides[1], which), self.features.layers(sides[2], which)

@@ -49,6 +49,28 @@ class FeatureStore:
         for j, k in enumerate(keys):
             self._index.setdefault(k, (n, j))
 
+    def fill(self, encoder, wanted: dict[str, tuple[str, str]], chunk: int = 512, on_chunk=None) -> int:
+        """Encode the (prefix, text) of every key the store lacks, `chunk` texts per written part.
+
+        A chunk mixes prefixes (instructions and responses); each prefix's texts go through the
+        encoder together. Returns how many were encoded; `on_chunk(done, todo)` follows progress.
+        """
+        todo = [k for k in wanted if k not in self]
+        for start in range(0, len(todo), chunk):
+            keys = todo[start : start + chunk]
+            by_prefix: dict[str, list[int]] = {}
+            for j, k in enumerate(keys):
+                by_prefix.setdefault(wanted[k][0], []).append(j)
+            parts = {p: encoder.encode_layers([wanted[keys[j]][1] for j in idx], p) for p, idx in by_prefix.items()}
+            first = next(iter(parts.values()))
+            states = np.zeros((len(keys), *first.shape[1:]), dtype=np.float32)
+            for prefix, idx in by_prefix.items():
+                states[idx] = parts[prefix]
+            self.add(keys, states)
+            if on_chunk is not None:
+                on_chunk(start + len(keys), len(todo))
+        return len(todo)
+
     def _part(self, p: int) -> tuple[np.ndarray, np.ndarray]:
         if p not in self._loaded:
             with np.load(self._parts[p]) as z:

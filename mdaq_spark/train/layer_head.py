@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mdaq_spark.config import LayerHeadTrainConfig
-from mdaq_spark.models.qsm import QUALITY_TENSORS, QsmHead
+from mdaq_spark.models.qsm import QsmHead
 from mdaq_spark.train.head import identity_linear
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,8 @@ class TrainedLayerHead:
     layers: tuple[int, ...]
     losses: list[float]  # mean training loss per epoch
 
-    def head(self, manifest: dict | None = None) -> QsmHead:
-        t = self.tensors
-        quality = {k: t[k] for k in QUALITY_TENSORS}
-        return QsmHead(
-            t["prompt.weight"], t["prompt.bias"], t["response.weight"], t["response.bias"],
-            {"layers": list(self.layers), **(manifest or {})}, quality, self.layers,
-        )  # fmt: skip
+    def head(self) -> QsmHead:
+        return QsmHead.from_tensors(self.tensors, {"layers": list(self.layers)})
 
 
 def train_layer_head(

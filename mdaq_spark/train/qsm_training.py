@@ -89,14 +89,13 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
         fit = with_relevance_negatives(train, cfg.head.relevance_negatives, cfg.seed)
         _, a, p, n = (fit, *embedder.triplet_embeddings(fit)) if len(fit) > len(train) else emb["train"]
         trained = train_head(a, p, n, cfg.head, cfg.seed)
-        head = QsmHead(trained.prompt_weight, trained.prompt_bias, trained.response_weight, trained.response_bias, {})
         tensors = {
             "prompt.weight": trained.prompt_weight,
             "prompt.bias": trained.prompt_bias,
             "response.weight": trained.response_weight,
             "response.bias": trained.response_bias,
         }
-        losses = trained.losses
+        head, losses = QsmHead.from_tensors(tensors, {}), trained.losses
         hyperparameters = {**cfg.head.model_dump(), "seed": cfg.seed, "mode": "head"}
     metrics = evaluate_splits(emb, head, cfg.seed)
     # relevance: the true response against another prompt's response of the same language
