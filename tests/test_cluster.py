@@ -88,12 +88,13 @@ def test_same_clusters_whatever_the_input_layout(spark, backend):
     assert first == run(df.orderBy(S.SAMPLE_ID, ascending=False).repartition(3))
 
 
-def test_faiss_fit_sample_is_bounded_and_every_row_assigned(spark):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_sample_is_bounded_and_every_row_assigned(spark, backend):
     from mdaq_spark.stages.cluster import _fit_sample
 
     rows = blobs({"de": 4, "it": 2}, per_blob=100, seed=5)  # 400 and 200 rows
     df = frame(spark, rows)
-    cfg = ClusteringConfig(backend="faiss", fit_sample_max=100, max_iter=10)
+    cfg = ClusteringConfig(backend=backend, fit_sample_max=100, max_iter=10)
     sample = _fit_sample(df, {"de": 400, "it": 200}, cfg, seed=1)
     per_lang = {r[S.LANG]: r["count"] for r in sample.groupBy(S.LANG).count().collect()}
     assert 60 <= per_lang["de"] <= 140 and 60 <= per_lang["it"] <= 140  # ~100 each, by hash

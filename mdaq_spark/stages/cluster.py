@@ -5,9 +5,10 @@ would. For a large language the model is fitted on a seeded sample and every row
 assigned in one pass: centroids stabilise long before all rows are seen, and the
 assignment pass is a cheap map.
 
-Three backends fit the same model. Spark ML (`clustering.backend: spark`) runs every
-iteration as a Spark job over a distributed sample, so it scales past one machine's
-memory; each fit is a chain of small jobs, so `clustering.parallel_fits` languages are
+Three backends fit the same model on the same fit sample (rows chosen by a seeded hash of
+their id). Spark ML (`clustering.backend: spark`) runs every iteration as a Spark job over
+the sample, cached across the executors once for all languages, so it scales past one
+machine's memory; each fit is a chain of small jobs, so `clustering.parallel_fits` languages are
 fitted at once from driver threads, each in its own FAIR scheduler pool (a fit's layout and
 seed are its own, so the centroids do not depend on which fits overlapped). rapids
 (`backend: rapids`) is the same recipe through spark-rapids-ml's KMeans on the executors'
@@ -34,6 +35,7 @@ from pyspark.ml.stat import Summarizer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.storagelevel import StorageLevel
 from pyspark.util import inheritable_thread_target
 
 from mdaq_spark import schema as S
@@ -96,30 +98,39 @@ def _kmeans_estimator(cfg: ClusteringConfig, k: int, seed: int):
     )
 
 
-def _fit_language(
-    spark: SparkSession, embeddings: DataFrame, lang: str, n: int, k: int, cfg: ClusteringConfig, seed: int
-) -> np.ndarray:
-    """(k, dim) centroids of one language, fitted by Spark ML (or spark-rapids-ml) on its seeded fit sample."""
+_HASH_RANGE = 1 << 30
+
+
+def _fit_sample(embeddings: DataFrame, sizes: dict[str, int], cfg: ClusteringConfig, seed: int) -> DataFrame:
+    """At most about fit_sample_max rows per language, chosen by a seeded hash of the sample id.
+
+    DataFrame.sample draws per partition, so its rows move with the input's layout; a hash
+    threshold picks the same rows on any cluster, after any retry.
+    """
+    fraction = F.create_map(
+        *[x for lang, n in sorted(sizes.items()) for x in (F.lit(lang), F.lit(min(1.0, cfg.fit_sample_max / n)))]
+    )
+    unit = F.pmod(F.xxhash64(S.SAMPLE_ID, F.lit(seed)), F.lit(_HASH_RANGE)) / F.lit(float(_HASH_RANGE))
+    return embeddings.where(unit < F.element_at(fraction, F.col(S.LANG)))
+
+
+def _fit_language(samples: DataFrame, lang: str, n: int, k: int, cfg: ClusteringConfig, seed: int) -> np.ndarray:
+    """(k, dim) centroids of one language, fitted by Spark ML (or spark-rapids-ml) on its rows of `samples`."""
+    spark = samples.sparkSession
     # its own pool: the languages' chains of small jobs share the executors fairly instead of queueing
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"{KMEANS_POOL}-{lang}")
-    rows = embeddings.where(F.col(S.LANG) == lang).select(S.SAMPLE_ID, S.EMBEDDING)
-    features = rows.withColumn(_FEATURES, array_to_vector(S.EMBEDDING))
+    rows = samples.where(F.col(S.LANG) == lang)
     if k == 1:  # Spark's KMeans needs k >= 2; one cluster is the mean
+        features = rows.select(array_to_vector(S.EMBEDDING).alias(_FEATURES))
         mean = features.select(Summarizer.mean(F.col(_FEATURES)).alias("m")).first()["m"]
         return np.asarray([mean.toArray()], dtype=np.float64)
-    # a fixed layout, whatever the cluster's size or the input files' splits: k-means||
-    # seeds and the fit sample are drawn per partition, so this makes them reproducible
-    features = features.repartition(cfg.fit_partitions, S.SAMPLE_ID).sortWithinPartitions(S.SAMPLE_ID)
-    fit_rows = features
-    if n > cfg.fit_sample_max:
-        fit_rows = features.sample(withReplacement=False, fraction=cfg.fit_sample_max / n, seed=seed)
     if cfg.backend == "rapids":  # spark-rapids-ml reads array<float> directly
-        fit_rows = fit_rows.select(F.col(S.EMBEDDING).alias(_FEATURES))
-    fit_rows = fit_rows.select(_FEATURES).persist()
-    try:
-        model = _kmeans_estimator(cfg, k, seed).fit(fit_rows)
-    finally:
-        fit_rows.unpersist()
+        features = rows.select(F.col(S.EMBEDDING).alias(_FEATURES))
+    else:
+        # not persisted here: Spark ML then caches its own deserialized vectors (and their norms) for
+        # the iterations, instead of decoding every cached row again in each of them
+        features = rows.select(array_to_vector(S.EMBEDDING).alias(_FEATURES))
+    model = _kmeans_estimator(cfg, k, seed).fit(features)
     centers = np.asarray(model.clusterCenters(), dtype=np.float64)
     log.info(
         "lang %s: %d samples, k=%d (%s, fitted on %s)",
@@ -139,35 +150,33 @@ def cluster_by_language(spark: SparkSession, embeddings: DataFrame, cfg: Cluster
         return _cluster_with_faiss(spark, embeddings, sizes, cfg, seed)
     require_backend(cfg)
     k_per_lang = {lang: choose_k(sizes[lang], cfg) for lang in sorted(sizes)}
-    # each fit is a chain of small Spark jobs (k-means|| rounds, one per iteration) that leaves most
-    # cores idle: several languages at once fill them. Each fit reads its own fixed layout with its
-    # own seed, so the centroids do not depend on which fits overlapped
-    fit = inheritable_thread_target(spark)(_fit_language)  # the job group and tags follow each fit
-    with ThreadPoolExecutor(max_workers=max(1, min(cfg.parallel_fits, len(sizes)))) as pool:
-        futures = {
-            lang: pool.submit(fit, spark, embeddings, lang, sizes[lang], k, cfg, seed)
-            for lang, k in k_per_lang.items()
-        }
-        fitted = {lang: future.result() for lang, future in futures.items()}
+    # every language's fit sample in one fixed layout, read once and cached: k-means|| seeds are
+    # drawn per partition, so partitions fixed by config (not by the cluster's size or the input
+    # files' splits) make the fits reproducible, and each fit reads its rows from memory instead
+    # of scanning and shuffling the whole table again
+    samples = (
+        _fit_sample(embeddings.select(S.SAMPLE_ID, S.LANG, S.EMBEDDING), sizes, cfg, seed)
+        .repartition(cfg.fit_partitions, S.SAMPLE_ID)
+        .sortWithinPartitions(S.LANG, S.SAMPLE_ID)
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        samples.count()
+        # each fit is a chain of small Spark jobs (k-means|| rounds, one per iteration) that leaves most
+        # cores idle: several languages at once fill them. Each fit reads its own rows of the fixed
+        # layout with its own seed, so the centroids do not depend on which fits overlapped
+        fit = inheritable_thread_target(spark)(_fit_language)  # the job group and tags follow each fit
+        with ThreadPoolExecutor(max_workers=max(1, min(cfg.parallel_fits, len(sizes)))) as pool:
+            futures = {
+                lang: pool.submit(fit, samples, lang, sizes[lang], k, cfg, seed) for lang, k in k_per_lang.items()
+            }
+            fitted = {lang: future.result() for lang, future in futures.items()}
+    finally:
+        samples.unpersist()
     return _result(spark, embeddings, fitted, cfg)
 
 
 # ------------------------------------------------------------------ faiss backend
-
-_HASH_RANGE = 1 << 30
-
-
-def _fit_sample(embeddings: DataFrame, sizes: dict[str, int], cfg: ClusteringConfig, seed: int) -> DataFrame:
-    """At most about fit_sample_max rows per language, chosen by a seeded hash of the sample id.
-
-    DataFrame.sample draws per partition, so its rows move with the input's layout; a hash
-    threshold picks the same rows on any cluster, after any retry.
-    """
-    fraction = F.create_map(
-        *[x for lang, n in sorted(sizes.items()) for x in (F.lit(lang), F.lit(min(1.0, cfg.fit_sample_max / n)))]
-    )
-    unit = F.pmod(F.xxhash64(S.SAMPLE_ID, F.lit(seed)), F.lit(_HASH_RANGE)) / F.lit(float(_HASH_RANGE))
-    return embeddings.where(unit < F.element_at(fraction, F.col(S.LANG)))
 
 
 def faiss_kmeans(x: np.ndarray, k: int, cfg: ClusteringConfig, seed: int) -> np.ndarray:
