@@ -26,6 +26,10 @@ reported per backend, with each language's inertia and their sum:
 
     python bench/kmeans.py --stage --langs 4 --rows-per-lang 10000 --backends spark faiss \
         --parallel-fits 1 4 --out bench/results/kmeans_stage_40k.json
+
+With `--vectors TABLE` beside `--stage`, the stage runs on real embeddings instead (a table
+with sample_id, lang and the vectors, e.g. a run's `scores/`): real sentence embeddings do
+not converge in a few iterations as separated blobs do, so every fit runs its max_iter.
 """
 
 from __future__ import annotations
@@ -172,6 +176,17 @@ def synthetic_languages(langs: int, rows: int, dim: int, blobs: int, seed: int) 
     return out
 
 
+def real_languages(path: Path, column: str) -> dict[str, np.ndarray]:
+    """{lang: (n, dim) float32} of a table with `lang` and a vector column, for the inertia."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["lang", column])
+    langs = np.asarray(table.column("lang").to_pylist(), dtype=object)
+    flat = table.column(column).combine_chunks()
+    x = flat.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(langs), -1)
+    return {lang: x[langs == lang] for lang in sorted(set(langs))}
+
+
 def write_languages(data: dict[str, np.ndarray], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -201,24 +216,33 @@ def git_commit() -> str:
 
 def run_stage(args) -> int:
     """The cluster stage's own code on synthetic languages, per backend (and per parallel_fits for Spark)."""
+    from pyspark.sql import functions as F
+
     from mdaq_spark.config import ClusteringConfig, SparkConfig
     from mdaq_spark.session import build_session
     from mdaq_spark.stages.cluster import cluster_by_language
 
-    if not args.work:
-        raise SystemExit("--stage needs --work (a folder for the synthetic vectors)")
-    data = synthetic_languages(args.langs, args.rows_per_lang, args.dim, args.blobs, args.seed)
-    vectors = Path(args.work) / "stage_vectors"
-    write_languages(data, vectors)
+    if args.vectors:  # real embeddings: a table with sample_id, lang and the vectors
+        vectors = Path(args.vectors)
+        data = real_languages(vectors, args.column)
+    else:
+        if not args.work:
+            raise SystemExit("--stage needs --work (a folder for the synthetic vectors) or --vectors")
+        data = synthetic_languages(args.langs, args.rows_per_lang, args.dim, args.blobs, args.seed)
+        vectors = Path(args.work) / "stage_vectors"
+        write_languages(data, vectors)
     spark = build_session(
         SparkConfig(master=args.master, driver_memory=args.driver_memory, app_name="kmeans-stage-bench")
     )
     runs = []
     try:
-        embeddings = spark.read.parquet(str(vectors))
+        table = spark.read.parquet(str(vectors))
+        embeddings = table.select("sample_id", "lang", F.col(args.column).alias("embedding"))
         for backend in args.backends:
             for parallel in args.parallel_fits if backend != "faiss" else [1]:
                 fields = {"backend": backend, "max_iter": args.iters, "tol": args.tol, "k": args.k}
+                if args.fit_sample_max is not None:
+                    fields["fit_sample_max"] = args.fit_sample_max
                 if "parallel_fits" in ClusteringConfig.model_fields:  # absent before concurrent fits
                     fields["parallel_fits"] = parallel
                 cfg = ClusteringConfig(**fields)
@@ -268,10 +292,12 @@ def run_stage(args) -> int:
         "command": " ".join(["python", *sys.argv]),
         "commit": git_commit(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "gpu": "none", "master": args.master},
-        "langs": args.langs,
-        "rows_per_lang": args.rows_per_lang,
-        "dim": args.dim,
-        "blobs_per_lang": args.blobs,
+        "vectors": str(vectors) if args.vectors else "synthetic",
+        "langs": len(data),
+        "rows_per_lang": {lang: len(x) for lang, x in data.items()},
+        "dim": next(iter(data.values())).shape[1],
+        "blobs_per_lang": None if args.vectors else args.blobs,
+        "fit_sample_max": args.fit_sample_max,
         "k_rule": "ceil(sqrt(N / 2))" if args.k is None else args.k,
         "max_iter": args.iters,
         "tol": args.tol,
@@ -290,7 +316,10 @@ def run_stage(args) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vectors", help="Parquet table with an array<float> column (not with --stage)")
-    parser.add_argument("--stage", action="store_true", help="time the cluster stage's own code, synthetic data")
+    parser.add_argument(
+        "--stage", action="store_true", help="time the cluster stage's own code (synthetic data unless --vectors)"
+    )
+    parser.add_argument("--fit-sample-max", type=int, default=None, help="--stage: clustering.fit_sample_max")
     parser.add_argument("--langs", type=int, default=4)
     parser.add_argument("--rows-per-lang", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=384)
