@@ -181,6 +181,10 @@ class ClusteringConfig(_Section):
     max_k: int = Field(default=2000, ge=1)
     # fit k-means on at most this many rows per language, then assign every row
     fit_sample_max: int = Field(default=200_000, ge=1)
+    # spark and rapids: a language whose fit sample has at most this many rows is fitted inside one
+    # task (scikit-learn's k-means, one thread, seeded) instead of by a chain of Spark jobs, about
+    # 0.5 s each per iteration whatever the rows; 0: every language by the backend
+    local_fit_max: int = Field(default=5000, ge=0)
     max_iter: int = Field(default=30, ge=1)
     tol: float = Field(default=1e-4, gt=0)  # spark only: faiss always runs max_iter iterations
     init_mode: Literal["k-means||", "random"] = "k-means||"  # spark only: faiss starts from random rows

@@ -10,7 +10,15 @@ from mdaq_spark.config import ClusteringConfig
 from mdaq_spark.stages.cluster import choose_k, cluster_by_language
 
 DIM = 16
-BACKENDS = ["spark", "faiss"]
+# spark: Spark ML for every language (local_fit_max 0); local: the spark backend's default, which
+# fits languages this small inside one task (scikit-learn); faiss
+BACKENDS = ["spark", "local", "faiss"]
+
+
+def clustering(backend: str, **fields) -> ClusteringConfig:
+    if backend == "spark":
+        fields.setdefault("local_fit_max", 0)
+    return ClusteringConfig(backend="spark" if backend == "local" else backend, **fields)
 
 
 def blobs(langs: dict[str, int], per_blob: int, seed: int = 0) -> list[tuple[str, str, list[float], int]]:
@@ -44,7 +52,7 @@ def test_choose_k_follows_mdaq_and_caps():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_each_blob_becomes_one_cluster(spark, backend):
     rows = blobs({"de": 3, "fr": 4}, per_blob=30)
-    cfg = ClusteringConfig(backend=backend, k=None, max_k=4, max_iter=20)
+    cfg = clustering(backend, k=None, max_k=4, max_iter=20)
     # k = ceil(sqrt(N/2)) is 7 and 8 here; fix it per language through max_k and the blob count
     cfg_de = cfg.model_copy(update={"max_k": 3})
     result = cluster_by_language(spark, frame(spark, [r for r in rows if r[1] == "de"]), cfg_de, seed=42)
@@ -74,7 +82,7 @@ def test_each_blob_becomes_one_cluster(spark, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_clusters_whatever_the_input_layout(spark, backend):
     rows = blobs({"de": 5, "ko": 3}, per_blob=25, seed=3)
-    cfg = ClusteringConfig(backend=backend, max_iter=10, fit_sample_max=60)  # the fit sees a sample
+    cfg = clustering(backend, max_iter=10, fit_sample_max=60)  # the fit sees a sample
     df = frame(spark, rows)
 
     def run(layout):
@@ -94,7 +102,7 @@ def test_fit_sample_is_bounded_and_every_row_assigned(spark, backend):
 
     rows = blobs({"de": 4, "it": 2}, per_blob=100, seed=5)  # 400 and 200 rows
     df = frame(spark, rows)
-    cfg = ClusteringConfig(backend=backend, fit_sample_max=100, max_iter=10)
+    cfg = clustering(backend, fit_sample_max=100, max_iter=10)
     sample = _fit_sample(df, {"de": 400, "it": 200}, cfg, seed=1)
     per_lang = {r[S.LANG]: r["count"] for r in sample.groupBy(S.LANG).count().collect()}
     assert 60 <= per_lang["de"] <= 140 and 60 <= per_lang["it"] <= 140  # ~100 each, by hash
@@ -109,7 +117,7 @@ def test_fit_sample_is_bounded_and_every_row_assigned(spark, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_single_row_language_is_its_own_cluster(spark, backend):
     rows = blobs({"de": 3}, per_blob=10) + [("ms-0", "ms", [1.0] + [0.0] * (DIM - 1), 0)]
-    result = cluster_by_language(spark, frame(spark, rows), ClusteringConfig(backend=backend), seed=42)
+    result = cluster_by_language(spark, frame(spark, rows), clustering(backend), seed=42)
     assert result.k_per_lang["ms"] == 1
     ms = [r for r in result.assignments.collect() if r[S.LANG] == "ms"]
     assert [(r[S.CLUSTER_ID], r[S.CENTROID_DISTANCE]) for r in ms] == [(0, 0.0)]
@@ -120,7 +128,7 @@ def test_concurrent_fits_give_the_same_clusters(spark):
     df = frame(spark, rows)
 
     def run(parallel):
-        cfg = ClusteringConfig(backend="spark", max_iter=10, parallel_fits=parallel)
+        cfg = clustering("spark", max_iter=10, parallel_fits=parallel)
         result = cluster_by_language(spark, df, cfg, seed=5)
         return (
             sorted(tuple(r) for r in result.assignments.collect()),
@@ -128,6 +136,33 @@ def test_concurrent_fits_give_the_same_clusters(spark):
         )
 
     assert run(1) == run(3)
+
+
+def test_small_languages_fit_in_one_task_beside_spark_ml_fits(spark):
+    rows = blobs({"de": 3}, per_blob=30, seed=13) + blobs({"fr": 3, "ko": 3}, per_blob=15, seed=14)
+    df = frame(spark, rows)  # 90, 45 and 45 rows, three blobs each
+    cfg = clustering("local", k=3, max_iter=20, local_fit_max=60)  # fr and ko in one task, de by Spark ML
+
+    def run(layout, **update):
+        result = cluster_by_language(spark, layout, cfg.model_copy(update=update), seed=3)
+        return (
+            sorted(tuple(r) for r in result.assignments.collect()),
+            sorted((r[S.LANG], r[S.CLUSTER_ID], tuple(r[S.CENTROID])) for r in result.centroids.collect()),
+        )
+
+    mixed = run(df)
+    assert mixed == run(df.repartition(5))  # bit for bit whatever the layout
+    assert {lang for lang, *_ in mixed[1]} == {"de", "fr", "ko"}
+    spark_ml = run(df, local_fit_max=0)
+    german = [c for c in mixed[1] if c[0] == "de"]
+    assert german == [c for c in spark_ml[1] if c[0] == "de"]  # de is Spark ML's fit either way
+    assert [c for c in mixed[1] if c[0] == "ko"] != [c for c in spark_ml[1] if c[0] == "ko"]  # another fit
+    truth = {r[0]: (r[1], r[3]) for r in rows}
+    for assignments in (mixed[0], spark_ml[0]):  # both fits find the blobs: one cluster each
+        clusters = {}
+        for sid, _lang, cid, _ in assignments:
+            clusters.setdefault(truth[sid], set()).add(cid)
+        assert all(len(c) == 1 for c in clusters.values())
 
 
 def test_rapids_backend_without_its_package_stops_before_ingest(spark, tmp_path):

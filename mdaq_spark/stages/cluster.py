@@ -10,7 +10,10 @@ their id). Spark ML (`clustering.backend: spark`) runs every iteration as a Spar
 the sample, cached across the executors once for all languages, so it scales past one
 machine's memory; each fit is a chain of small jobs, so `clustering.parallel_fits` languages are
 fitted at once from driver threads, each in its own FAIR scheduler pool (a fit's layout and
-seed are its own, so the centroids do not depend on which fits overlapped). rapids
+seed are its own, so the centroids do not depend on which fits overlapped). A language whose
+fit sample is small (`clustering.local_fit_max` rows) is fitted inside one task instead, by
+scikit-learn's k-means: its thirty iterations are a fraction of a second of arithmetic, and
+would be sixty Spark jobs. rapids
 (`backend: rapids`) is the same recipe through spark-rapids-ml's KMeans on the executors'
 GPUs. faiss (`backend: faiss`) collects each language's fit sample into one pandas group
 (at most `fit_sample_max` x dim floats: 200k x 384 is 300 MB) and clusters it with BLAS in
@@ -114,7 +117,7 @@ def _fit_sample(embeddings: DataFrame, sizes: dict[str, int], cfg: ClusteringCon
     return embeddings.where(unit < F.element_at(fraction, F.col(S.LANG)))
 
 
-def _fit_language(samples: DataFrame, lang: str, n: int, k: int, cfg: ClusteringConfig, seed: int) -> np.ndarray:
+def _fit_language(samples: DataFrame, lang: str, k: int, cfg: ClusteringConfig, seed: int) -> np.ndarray:
     """(k, dim) centroids of one language, fitted by Spark ML (or spark-rapids-ml) on its rows of `samples`."""
     spark = samples.sparkSession
     # its own pool: the languages' chains of small jobs share the executors fairly instead of queueing
@@ -131,52 +134,105 @@ def _fit_language(samples: DataFrame, lang: str, n: int, k: int, cfg: Clustering
         # the iterations, instead of decoding every cached row again in each of them
         features = rows.select(array_to_vector(S.EMBEDDING).alias(_FEATURES))
     model = _kmeans_estimator(cfg, k, seed).fit(features)
-    centers = np.asarray(model.clusterCenters(), dtype=np.float64)
-    log.info(
-        "lang %s: %d samples, k=%d (%s, fitted on %s)",
-        lang,
-        n,
-        len(centers),
-        cfg.backend,
-        "sample" if n > cfg.fit_sample_max else "all",
-    )
-    return centers
+    return np.asarray(model.clusterCenters(), dtype=np.float64)
 
 
 def cluster_by_language(spark: SparkSession, embeddings: DataFrame, cfg: ClusteringConfig, seed: int) -> ClusterResult:
     """`embeddings` has sample_id, lang, embedding. One k-means per language, seeded."""
     sizes = {row[S.LANG]: row["count"] for row in embeddings.groupBy(S.LANG).count().collect()}
-    if cfg.backend == "faiss":
-        return _cluster_with_faiss(spark, embeddings, sizes, cfg, seed)
-    require_backend(cfg)
     k_per_lang = {lang: choose_k(sizes[lang], cfg) for lang in sorted(sizes)}
+    rows = embeddings.select(S.SAMPLE_ID, S.LANG, S.EMBEDDING)
+    if cfg.backend == "faiss":
+        fitted = _fit_in_tasks(_fit_sample(rows, sizes, cfg, seed), k_per_lang, cfg, seed, faiss_kmeans)
+        _log_fits(fitted, sizes, cfg, {lang: "faiss" for lang in fitted})
+        return _result(spark, embeddings, fitted, cfg)
+    require_backend(cfg)
+    # a small fit is a second or less of arithmetic but 30 rounds of Spark jobs: in one task instead
+    local = {lang for lang, n in sizes.items() if min(n, cfg.fit_sample_max) <= cfg.local_fit_max}
     # every language's fit sample in one fixed layout, read once and cached: k-means|| seeds are
     # drawn per partition, so partitions fixed by config (not by the cluster's size or the input
     # files' splits) make the fits reproducible, and each fit reads its rows from memory instead
     # of scanning and shuffling the whole table again
     samples = (
-        _fit_sample(embeddings.select(S.SAMPLE_ID, S.LANG, S.EMBEDDING), sizes, cfg, seed)
+        _fit_sample(rows, sizes, cfg, seed)
         .repartition(cfg.fit_partitions, S.SAMPLE_ID)
         .sortWithinPartitions(S.LANG, S.SAMPLE_ID)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
         samples.count()
+        fitted = {}
+        if local:
+            small = samples.where(F.col(S.LANG).isin(*sorted(local)))
+            fitted.update(_fit_in_tasks(small, {lang: k_per_lang[lang] for lang in local}, cfg, seed, local_kmeans))
         # each fit is a chain of small Spark jobs (k-means|| rounds, one per iteration) that leaves most
         # cores idle: several languages at once fill them. Each fit reads its own rows of the fixed
         # layout with its own seed, so the centroids do not depend on which fits overlapped
         fit = inheritable_thread_target(spark)(_fit_language)  # the job group and tags follow each fit
-        with ThreadPoolExecutor(max_workers=max(1, min(cfg.parallel_fits, len(sizes)))) as pool:
-            futures = {
-                lang: pool.submit(fit, samples, lang, sizes[lang], k, cfg, seed) for lang, k in k_per_lang.items()
-            }
-            fitted = {lang: future.result() for lang, future in futures.items()}
+        large = [lang for lang in k_per_lang if lang not in local]
+        with ThreadPoolExecutor(max_workers=max(1, min(cfg.parallel_fits, len(large) or 1))) as pool:
+            futures = {lang: pool.submit(fit, samples, lang, k_per_lang[lang], cfg, seed) for lang in large}
+            fitted.update({lang: future.result() for lang, future in futures.items()})
     finally:
         samples.unpersist()
+    _log_fits(fitted, sizes, cfg, {lang: "in one task" if lang in local else cfg.backend for lang in fitted})
     return _result(spark, embeddings, fitted, cfg)
 
 
-# ------------------------------------------------------------------ faiss backend
+def _log_fits(fitted: dict, sizes: dict[str, int], cfg: ClusteringConfig, how: dict[str, str]) -> None:
+    for lang in sorted(fitted):
+        log.info(
+            "lang %s: %d samples, k=%d (%s, fitted on %s)",
+            lang,
+            sizes[lang],
+            len(fitted[lang]),
+            how[lang],
+            "sample" if sizes[lang] > cfg.fit_sample_max else "all",
+        )
+
+
+# ------------------------------------------------------------------ fits inside one task per language
+
+
+def _fit_in_tasks(samples: DataFrame, k_wanted: dict[str, int], cfg: ClusteringConfig, seed: int, fitter) -> dict:
+    """{lang: (k, dim) centroids}: each language's rows of `samples` fitted by `fitter` in one pandas group.
+
+    At most `fit_sample_max` x dim floats per group (200k x 384 is 300 MB), so one executor holds it.
+    """
+
+    def fit(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
+        lang = key[0]
+        pdf = pdf.sort_values(S.SAMPLE_ID, kind="stable")  # the rows' order, not the shuffle's, feeds the fit
+        x = np.stack(pdf[S.EMBEDDING].to_numpy())
+        centers = fitter(x, min(k_wanted[lang], len(pdf)), cfg, seed)
+        return pd.DataFrame(
+            {S.LANG: lang, S.CLUSTER_ID: np.arange(len(centers), dtype=np.int32), S.CENTROID: list(centers)}
+        )
+
+    rows = samples.groupBy(S.LANG).applyInPandas(fit, CENTROID_SCHEMA).collect()  # k x dim per language
+    centers: dict[str, list] = {}
+    for row in rows:
+        centers.setdefault(row[S.LANG], []).append((row[S.CLUSTER_ID], row[S.CENTROID]))
+    return {lang: np.asarray([c for _, c in sorted(parts)], dtype=np.float32) for lang, parts in centers.items()}
+
+
+def local_kmeans(x: np.ndarray, k: int, cfg: ClusteringConfig, seed: int) -> np.ndarray:
+    """(k, d) centroids by scikit-learn's k-means (k-means++ start, Lloyd iterations), seeded; k = 1 is the mean.
+
+    One thread: scikit-learn sums the centres' updates per thread chunk, so the last bits of a
+    centroid, and with them a near-tie assignment, would depend on the executor's cores.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if k <= 1:
+        return x.mean(axis=0, keepdims=True)
+    from sklearn.cluster import KMeans as SklearnKMeans
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        model = SklearnKMeans(
+            n_clusters=k, init="k-means++", n_init=1, max_iter=cfg.max_iter, tol=cfg.tol, random_state=seed
+        ).fit(x)
+    return np.asarray(model.cluster_centers_, dtype=np.float32)
 
 
 def faiss_kmeans(x: np.ndarray, k: int, cfg: ClusteringConfig, seed: int) -> np.ndarray:
@@ -204,40 +260,6 @@ def faiss_kmeans(x: np.ndarray, k: int, cfg: ClusteringConfig, seed: int) -> np.
     )
     km.train(x)
     return np.asarray(km.centroids, dtype=np.float32).reshape(k, x.shape[1])
-
-
-def _cluster_with_faiss(
-    spark: SparkSession, embeddings: DataFrame, sizes: dict[str, int], cfg: ClusteringConfig, seed: int
-) -> ClusterResult:
-    k_wanted = {lang: choose_k(n, cfg) for lang, n in sizes.items()}
-
-    def fit(key: tuple, pdf: pd.DataFrame) -> pd.DataFrame:
-        lang = key[0]
-        pdf = pdf.sort_values(S.SAMPLE_ID, kind="stable")  # the rows' order, not the shuffle's, feeds faiss
-        x = np.stack(pdf[S.EMBEDDING].to_numpy())
-        k = min(k_wanted[lang], len(pdf))
-        centers = faiss_kmeans(x, k, cfg, seed)
-        return pd.DataFrame(
-            {S.LANG: lang, S.CLUSTER_ID: np.arange(len(centers), dtype=np.int32), S.CENTROID: list(centers)}
-        )
-
-    sample = _fit_sample(embeddings.select(S.SAMPLE_ID, S.LANG, S.EMBEDDING), sizes, cfg, seed)
-    rows = sample.groupBy(S.LANG).applyInPandas(fit, CENTROID_SCHEMA).collect()  # k x dim per language
-    centers = {}
-    for row in rows:
-        centers.setdefault(row[S.LANG], []).append((row[S.CLUSTER_ID], row[S.CENTROID]))
-    centroid_matrix = {
-        lang: np.asarray([c for _, c in sorted(parts)], dtype=np.float32) for lang, parts in centers.items()
-    }
-    for lang in sorted(sizes):
-        log.info(
-            "lang %s: %d samples, k=%d (faiss, fitted on %s)",
-            lang,
-            sizes[lang],
-            len(centroid_matrix[lang]),
-            "sample" if sizes[lang] > cfg.fit_sample_max else "all",
-        )
-    return _result(spark, embeddings, centroid_matrix, cfg)
 
 
 ASSIGNMENT_SCHEMA = T.StructType(
