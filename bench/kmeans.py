@@ -243,6 +243,8 @@ def run_stage(args) -> int:
                 fields = {"backend": backend, "max_iter": args.iters, "tol": args.tol, "k": args.k}
                 if args.fit_sample_max is not None:
                     fields["fit_sample_max"] = args.fit_sample_max
+                if args.init_mode is not None:
+                    fields["init_mode"] = args.init_mode
                 if "parallel_fits" in ClusteringConfig.model_fields:  # absent before concurrent fits
                     fields["parallel_fits"] = parallel
                 cfg = ClusteringConfig(**fields)
@@ -298,6 +300,7 @@ def run_stage(args) -> int:
         "dim": next(iter(data.values())).shape[1],
         "blobs_per_lang": None if args.vectors else args.blobs,
         "fit_sample_max": args.fit_sample_max,
+        "init_mode": args.init_mode or "default",
         "k_rule": "ceil(sqrt(N / 2))" if args.k is None else args.k,
         "max_iter": args.iters,
         "tol": args.tol,
@@ -320,6 +323,7 @@ def main() -> int:
         "--stage", action="store_true", help="time the cluster stage's own code (synthetic data unless --vectors)"
     )
     parser.add_argument("--fit-sample-max", type=int, default=None, help="--stage: clustering.fit_sample_max")
+    parser.add_argument("--init-mode", default=None, help="--stage: clustering.init_mode (Spark ML's start)")
     parser.add_argument("--langs", type=int, default=4)
     parser.add_argument("--rows-per-lang", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=384)
