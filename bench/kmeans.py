@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mdaq_spark.report.stats import code_commit
+
 
 def load_matrix(path: str, column: str, limit: int | None) -> np.ndarray:
     """The vectors as one float32 matrix, filled batch by batch (no intermediate Python lists)."""
@@ -205,15 +207,6 @@ def write_languages(data: dict[str, np.ndarray], path: Path) -> None:
         pq.write_table(table, path / f"{lang}.parquet")
 
 
-def git_commit() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def run_stage(args) -> int:
     """The cluster stage's own code on synthetic languages, per backend (and per parallel_fits for Spark)."""
     from pyspark.sql import functions as F
@@ -292,7 +285,7 @@ def run_stage(args) -> int:
     result = {
         "benchmark": "kmeans_stage",
         "command": " ".join(["python", *sys.argv]),
-        "commit": git_commit(),
+        "commit": code_commit() or "unknown",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "gpu": "none", "master": args.master},
         "vectors": str(vectors) if args.vectors else "synthetic",
         "langs": len(data),
@@ -390,7 +383,7 @@ def main() -> int:
     result = {
         "benchmark": "kmeans",
         "command": " ".join(["python", *sys.argv]),
-        "commit": git_commit(),
+        "commit": code_commit() or "unknown",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "gpu": "none"},
         "vectors": args.vectors,
         "replicated": {"times": args.replicate, "noise": args.noise} if args.replicate > 1 else None,

@@ -19,17 +19,9 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> int:
@@ -43,6 +35,7 @@ def main() -> int:
 
     from mdaq_spark import schema as S
     from mdaq_spark.config import SparkConfig, load_config
+    from mdaq_spark.report.stats import code_commit
     from mdaq_spark.rundir import NORMALIZED
     from mdaq_spark.session import build_session
     from mdaq_spark.stages.tag import crosslingual, domains, heuristics, translation
@@ -81,7 +74,7 @@ def main() -> int:
     out = {
         "benchmark": "tag_rules",
         "command": " ".join(["python", *sys.argv]),
-        "commit": git_commit(),
+        "commit": code_commit() or "unknown",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "rows": rows,
         "repeats": args.repeats,

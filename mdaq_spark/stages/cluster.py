@@ -8,12 +8,12 @@ assignment pass is a cheap map.
 Three backends fit the same model on the same fit sample (rows chosen by a seeded hash of
 their id). Spark ML (`clustering.backend: spark`) runs every iteration as a Spark job over
 the sample, cached across the executors once for all languages, so it scales past one
-machine's memory; each fit is a chain of small jobs, so `clustering.parallel_fits` languages are
-fitted at once from driver threads, each in its own FAIR scheduler pool (a fit's layout and
-seed are its own, so the centroids do not depend on which fits overlapped). A language whose
-fit sample is small (`clustering.local_fit_max` rows) is fitted inside one task instead, by
-scikit-learn's k-means: its thirty iterations are a fraction of a second of arithmetic, and
-would be sixty Spark jobs. rapids
+machine's memory; each fit is a chain of small jobs, so `clustering.parallel_fits`
+languages are fitted at once from driver threads, each in its own FAIR scheduler pool (a
+fit's layout and seed are its own, so the centroids do not depend on which fits
+overlapped). A language whose fit sample is small (`clustering.local_fit_max` rows) is
+fitted inside one task instead, by scikit-learn's k-means: its thirty iterations are a
+fraction of a second of arithmetic, and would be sixty Spark jobs. rapids
 (`backend: rapids`) is the same recipe through spark-rapids-ml's KMeans on the executors'
 GPUs. faiss (`backend: faiss`) collects each language's fit sample into one pandas group
 (at most `fit_sample_max` x dim floats: 200k x 384 is 300 MB) and clusters it with BLAS in
@@ -123,16 +123,15 @@ def _fit_language(samples: DataFrame, lang: str, k: int, cfg: ClusteringConfig, 
     # its own pool: the languages' chains of small jobs share the executors fairly instead of queueing
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"{KMEANS_POOL}-{lang}")
     rows = samples.where(F.col(S.LANG) == lang)
-    if k == 1:  # Spark's KMeans needs k >= 2; one cluster is the mean
-        features = rows.select(array_to_vector(S.EMBEDDING).alias(_FEATURES))
-        mean = features.select(Summarizer.mean(F.col(_FEATURES)).alias("m")).first()["m"]
-        return np.asarray([mean.toArray()], dtype=np.float64)
-    if cfg.backend == "rapids":  # spark-rapids-ml reads array<float> directly
+    if cfg.backend == "rapids" and k > 1:  # spark-rapids-ml reads array<float> directly
         features = rows.select(F.col(S.EMBEDDING).alias(_FEATURES))
     else:
         # not persisted here: Spark ML then caches its own deserialized vectors (and their norms) for
         # the iterations, instead of decoding every cached row again in each of them
         features = rows.select(array_to_vector(S.EMBEDDING).alias(_FEATURES))
+    if k == 1:  # Spark's KMeans needs k >= 2; one cluster is the mean
+        mean = features.select(Summarizer.mean(F.col(_FEATURES)).alias("m")).first()["m"]
+        return np.asarray([mean.toArray()], dtype=np.float64)
     model = _kmeans_estimator(cfg, k, seed).fit(features)
     return np.asarray(model.clusterCenters(), dtype=np.float64)
 
@@ -149,34 +148,48 @@ def cluster_by_language(spark: SparkSession, embeddings: DataFrame, cfg: Cluster
     require_backend(cfg)
     # a small fit is a second or less of arithmetic but 30 rounds of Spark jobs: in one task instead
     local = {lang for lang, n in sizes.items() if min(n, cfg.fit_sample_max) <= cfg.local_fit_max}
+    large = [lang for lang in k_per_lang if lang not in local]
+    sample = _fit_sample(rows, sizes, cfg, seed)
+    fitted = {}
+    if local:
+        small = sample.where(F.col(S.LANG).isin(*sorted(local)))
+        fitted.update(_fit_in_tasks(small, k_per_lang, cfg, seed, local_kmeans))
+    if large:
+        fitted.update(_fit_with_spark(spark, sample, large, k_per_lang, cfg, seed))
+    _log_fits(fitted, sizes, cfg, {lang: "in one task" if lang in local else cfg.backend for lang in fitted})
+    return _result(spark, embeddings, fitted, cfg)
+
+
+def _fit_with_spark(
+    spark: SparkSession,
+    sample: DataFrame,
+    langs: list[str],
+    k_per_lang: dict[str, int],
+    cfg: ClusteringConfig,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """{lang: centroids} of Spark ML (or spark-rapids-ml) fits of `langs`' rows of `sample`, several at once."""
     # every language's fit sample in one fixed layout, read once and cached: k-means|| seeds are
     # drawn per partition, so partitions fixed by config (not by the cluster's size or the input
     # files' splits) make the fits reproducible, and each fit reads its rows from memory instead
     # of scanning and shuffling the whole table again
     samples = (
-        _fit_sample(rows, sizes, cfg, seed)
+        sample.where(F.col(S.LANG).isin(*langs))
         .repartition(cfg.fit_partitions, S.SAMPLE_ID)
         .sortWithinPartitions(S.LANG, S.SAMPLE_ID)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
         samples.count()
-        fitted = {}
-        if local:
-            small = samples.where(F.col(S.LANG).isin(*sorted(local)))
-            fitted.update(_fit_in_tasks(small, {lang: k_per_lang[lang] for lang in local}, cfg, seed, local_kmeans))
         # each fit is a chain of small Spark jobs (k-means|| rounds, one per iteration) that leaves most
         # cores idle: several languages at once fill them. Each fit reads its own rows of the fixed
         # layout with its own seed, so the centroids do not depend on which fits overlapped
         fit = inheritable_thread_target(spark)(_fit_language)  # the job group and tags follow each fit
-        large = [lang for lang in k_per_lang if lang not in local]
-        with ThreadPoolExecutor(max_workers=max(1, min(cfg.parallel_fits, len(large) or 1))) as pool:
-            futures = {lang: pool.submit(fit, samples, lang, k_per_lang[lang], cfg, seed) for lang in large}
-            fitted.update({lang: future.result() for lang, future in futures.items()})
+        with ThreadPoolExecutor(max_workers=max(1, min(cfg.parallel_fits, len(langs)))) as pool:
+            futures = {lang: pool.submit(fit, samples, lang, k_per_lang[lang], cfg, seed) for lang in langs}
+            return {lang: future.result() for lang, future in futures.items()}
     finally:
         samples.unpersist()
-    _log_fits(fitted, sizes, cfg, {lang: "in one task" if lang in local else cfg.backend for lang in fitted})
-    return _result(spark, embeddings, fitted, cfg)
 
 
 def _log_fits(fitted: dict, sizes: dict[str, int], cfg: ClusteringConfig, how: dict[str, str]) -> None:
