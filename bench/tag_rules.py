@@ -60,7 +60,9 @@ def main() -> int:
 
         annotate(content, cfg).write.format("noop").mode("overwrite").save()  # warm-up
         results = {"scan": timed(content.select(S.SAMPLE_ID)), "annotate (all notes)": timed(annotate(content, cfg))}
-        marked = content.withColumn(S.CROSSLINGUAL, crosslingual.is_crosslingual(cfg.crosslingual, cfg.translation))
+        marked = translation.with_texts(
+            content.withColumn(S.CROSSLINGUAL, crosslingual.is_crosslingual(cfg.crosslingual, cfg.translation))
+        )
         results["crosslingual"] = timed(marked.select(S.CROSSLINGUAL))
         for name, expr in heuristics.rules(cfg.filters).items():
             results[f"filters.{name}"] = timed(content.select(expr.alias(name)))

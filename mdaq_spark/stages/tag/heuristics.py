@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 from mdaq_spark.config import CrossLingualConfig, FiltersConfig, TranslationConfig
 from mdaq_spark.stages.tag.crosslingual import is_crosslingual
+from mdaq_spark.stages.tag.translation import NOTES_FOLDED, NOTES_TEXT, with_texts
 from mdaq_spark.stages.tag.translation import rules as translation_rules
 
 RULES_VERSION = "3"  # part of the select stage's key: changing a rule redoes the selection
@@ -77,11 +78,12 @@ def add_flags(
     checks = rules(cfg)
     if translation is not None:
         xl_cfg = crosslingual or CrossLingualConfig(enabled=False)
-        df = df.withColumn(S.CROSSLINGUAL, is_crosslingual(xl_cfg, translation))
+        df = with_texts(df.withColumn(S.CROSSLINGUAL, is_crosslingual(xl_cfg, translation)))
         checks.update(translation_rules(translation))
     if cfg.lang_mismatch and S.LANG_MISMATCH in df.columns:
         checks["lang_mismatch"] = F.coalesce(F.col(S.LANG_MISMATCH), F.lit(False))
     if not checks:
-        return df.withColumn(S.FLAGS, F.array().cast("array<string>"))
+        return df.withColumn(S.FLAGS, F.array().cast("array<string>")).drop(NOTES_TEXT, NOTES_FOLDED)
     flagged = [F.when(expr, F.lit(name)) for name, expr in checks.items()]
-    return df.withColumn(S.FLAGS, F.filter(F.array(*flagged), lambda x: x.isNotNull()))
+    out = df.withColumn(S.FLAGS, F.filter(F.array(*flagged), lambda x: x.isNotNull()))
+    return out.drop(NOTES_TEXT, NOTES_FOLDED)

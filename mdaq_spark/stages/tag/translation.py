@@ -19,7 +19,7 @@ import functools
 import re
 
 import pandas as pd
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -27,6 +27,7 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import TranslationConfig
 from mdaq_spark.stages.language import identifier, identify
 from mdaq_spark.stages.tag.crosslingual import identified_other_language, is_neighbour
+from mdaq_spark.stages.tag.prefilter import folded, may_match
 
 _CODE_BLOCK = re.compile(r"```.*?(```|$)", re.S)
 _URL = re.compile(r"(https?://|www\.)\S+")
@@ -120,18 +121,34 @@ def _untranslated_udf(cfg: TranslationConfig):
     return untranslated
 
 
-def _any(col: Column, patterns: list[str]) -> Column:
+# the texts the placeholder and note patterns read, as columns of their own (with_texts): every
+# literal test reads the folded text, and computing it once per row instead of once per literal
+# is what makes the test cheaper than the regex it guards
+NOTES_TEXT = "_notes_text"
+NOTES_FOLDED = "_notes_text_folded"
+
+
+def with_texts(df: DataFrame) -> DataFrame:
+    """`df` with the two text columns `rules` reads (drop them after use)."""
+    text = F.concat_ws("\n", S.prompt_text(), F.col(S.RESPONSE))
+    return df.withColumn(NOTES_TEXT, text).withColumn(NOTES_FOLDED, folded(F.col(NOTES_TEXT)))
+
+
+def _any(patterns: list[str]) -> Column:
+    """Any of the case-insensitive `patterns` matches; the regex runs only on texts holding one of their literals."""
     if not patterns:
         return F.lit(False)
-    return col.rlike("(?iu)(" + "|".join(f"(?:{p})" for p in patterns) + ")")
+    regex = F.col(NOTES_TEXT).rlike("(?iu)(" + "|".join(f"(?:{p})" for p in patterns) + ")")
+    hint = may_match(F.col(NOTES_FOLDED), patterns)
+    return regex if hint is None else hint & regex
 
 
 def rules(cfg: TranslationConfig) -> dict[str, Column]:
-    """Flag name -> boolean column; needs lang, lang_instruction, lang_response, the texts and `crosslingual`."""
+    """Flag name -> boolean column; needs lang, lang_instruction, lang_response, the texts (and `with_texts`'s)
+    and `crosslingual`."""
     if not cfg.enabled:
         return {}
     prompt = S.prompt_text()
-    text = F.concat_ws("\n", prompt, F.col(S.RESPONSE))
     instruction_letters = F.length(F.regexp_replace(prompt, r"[^\p{L}]", ""))
     untranslated = _untranslated_udf(cfg)
     asked_for = F.coalesce(F.col(S.CROSSLINGUAL), F.lit(False))  # the prompt asked for the other language
@@ -149,7 +166,7 @@ def rules(cfg: TranslationConfig) -> dict[str, Column]:
             >= cfg.untranslated_min_chars
         )
         & ~asked_for,
-        "leftover_placeholder": _any(text, cfg.placeholder_patterns),
-        "translation_note": _any(text, cfg.note_patterns),
+        "leftover_placeholder": _any(cfg.placeholder_patterns),
+        "translation_note": _any(cfg.note_patterns),
     }
     return {name: expr for name, expr in out.items() if name in cfg.rules}
