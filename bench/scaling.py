@@ -86,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         },
         "model": args.model,
         "corpus_manifest": json.loads(manifest_path.read_text()) if manifest_path.is_file() else None,
+        "commit": stats.get("code_commit"),  # what the job ran on, from its own stats.json
         "records_read": stats["counts"]["records_read"],
         "wall_seconds": round(wall, 1),
         "peak_rss_gib": round(max((r for _, r in samples), default=0) / 2**30, 2),
