@@ -15,6 +15,7 @@ one shard of rows is held in memory at once.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import math
@@ -267,13 +268,11 @@ def export_selection(
     files.delete_tree(staging)
     files.mkdirs(staging)
     written: dict[str, list[str]] = {}
-    for lang, n in counts.items():
-        shards = math.ceil(n / spec.max_rows_per_file) if spec.max_rows_per_file else 1
-        rows = (
-            selected.where(F.col(S.LANG) == lang)
-            .orderBy(F.col(S.QUALITY_RANK).asc(), F.col(S.SAMPLE_ID).asc())
-            .toLocalIterator()
-        )
+    # one sort of the whole selection, streamed to the driver a partition at a time: a sort
+    # per language cost a few Spark jobs per language and partition, most of a small export
+    ordered = selected.orderBy(F.col(S.LANG).asc(), F.col(S.QUALITY_RANK).asc(), F.col(S.SAMPLE_ID).asc())
+    for lang, rows in itertools.groupby(ordered.toLocalIterator(), key=lambda row: row[S.LANG]):
+        shards = math.ceil(counts[lang] / spec.max_rows_per_file) if spec.max_rows_per_file else 1
         for shard, chunk in enumerate(_chunks(rows, spec.max_rows_per_file)):
             name = file_name(lang, shard, shards, spec.format)
             records = [record(spec.format, row.asDict(), spec.with_metadata) for row in chunk]
