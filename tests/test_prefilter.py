@@ -17,14 +17,11 @@ from pyspark.sql import functions as F
 
 from mdaq_spark.config import TranslationConfig
 from mdaq_spark.stages.tag.prefilter import _safe, cover, folded, literals, may_match, rule_literals
+from mdaq_spark.stages.tag.translation import any_pattern
 from tests.conftest import require_midb
 
 SHIPPED = TranslationConfig()
 RULES = {"note": SHIPPED.note_patterns, "placeholder": SHIPPED.placeholder_patterns}
-
-
-def _regex(col, patterns):
-    return col.rlike("(?iu)(" + "|".join(f"(?:{p})" for p in patterns) + ")")
 
 
 def test_the_shipped_rules_have_literals():
@@ -134,7 +131,7 @@ def _agree(frame, column: str) -> None:
     for name, patterns in RULES.items():
         hint = may_match(folded(F.col(column)), patterns)
         assert hint is not None, name
-        regex = _regex(F.col(column), patterns)
+        regex = F.col(column).rlike(any_pattern(patterns))
         counts = frame.select(
             F.sum(regex.cast("int")).alias("matched"),
             F.sum((regex & ~hint).cast("int")).alias("lost"),

@@ -148,11 +148,12 @@ def _sequence(items) -> tuple[set[str] | None, set[str] | None, set[str] | None]
         if joined is not None:
             run = joined
             continue
+        # the run joined with the node's prefixes: longer strings than the run alone, so more selective
         ended = (_product(run, head) if head is not None else None) or run
         if whole:
             prefix = ended
         whole = False
-        factors += [ended, run]
+        factors.append(ended)
         if required is not None:
             factors.append(required)
         run = exact if exact is not None and len(exact) <= MAX_LITERALS else {""}
@@ -216,25 +217,22 @@ def cover(found: Iterable[str], min_chars: int = MIN_COVER_CHARS) -> list[str]:
     """Fewer, shorter strings such that every literal contains one of them.
 
     Each string is one scan of every text, so twelve "translated ... into ..." phrases are
-    tested as one "transl". Greedy set cover over the literals' substrings of `min_chars` to
+    tested as one "translat". Greedy set cover over the literals' substrings of `min_chars` to
     2 * `min_chars` characters (a literal shorter than that stands for itself): the string
     that covers the most literals not yet covered, then one without an "i", the longer, the first.
     """
     todo = sorted(set(found))
     chosen: list[str] = []
     while todo:
-        candidates: dict[str, int] = {}
-        for lit in todo:
-            if len(lit) <= min_chars:
-                candidates[lit] = candidates.get(lit, 0)
-                continue
-            subs = {lit[i : i + n] for n in range(min_chars, 2 * min_chars + 1) for i in range(len(lit) - n + 1)}
-            for sub in subs:
-                candidates[sub] = 0
-        for sub in candidates:
-            candidates[sub] = sum(sub in lit for lit in todo)
+        subs = {lit for lit in todo if len(lit) <= min_chars} | {
+            lit[i : i + n]
+            for lit in todo
+            for n in range(min_chars, 2 * min_chars + 1)
+            for i in range(len(lit) - n + 1)
+        }
+        covers = {sub: sum(sub in lit for lit in todo) for sub in subs}
         # an "i" in a scanned string sends every Turkish text (ı) on to the regex: avoided where possible
-        best = max(sorted(candidates), key=lambda sub: (candidates[sub], "i" not in sub, len(sub)))
+        best = max(sorted(covers), key=lambda sub: (covers[sub], "i" not in sub, len(sub)))
         chosen.append(best)
         todo = [lit for lit in todo if best not in lit]
     return sorted(chosen)

@@ -134,11 +134,16 @@ def with_texts(df: DataFrame) -> DataFrame:
     return df.withColumn(NOTES_TEXT, text).withColumn(NOTES_FOLDED, folded(F.col(NOTES_TEXT)))
 
 
+def any_pattern(patterns: list[str]) -> str:
+    """One case-insensitive Java regex that matches where any of `patterns` does."""
+    return "(?iu)(" + "|".join(f"(?:{p})" for p in patterns) + ")"
+
+
 def _any(patterns: list[str]) -> Column:
     """Any of the case-insensitive `patterns` matches; the regex runs only on texts holding one of their literals."""
     if not patterns:
         return F.lit(False)
-    regex = F.col(NOTES_TEXT).rlike("(?iu)(" + "|".join(f"(?:{p})" for p in patterns) + ")")
+    regex = F.col(NOTES_TEXT).rlike(any_pattern(patterns))
     hint = may_match(F.col(NOTES_FOLDED), patterns)
     return regex if hint is None else hint & regex
 
