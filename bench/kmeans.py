@@ -207,6 +207,16 @@ def write_languages(data: dict[str, np.ndarray], path: Path) -> None:
         pq.write_table(table, path / f"{lang}.parquet")
 
 
+def _backend_variants(backends: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """`spark:row:random` is the spark backend with Spark ML's row solver and a random start; a part
+    left out (`spark`, `spark:block`) keeps the config's default (or --init-mode)."""
+    out = []
+    for item in backends:
+        backend, solver, init = (item.split(":") + [None, None])[:3]
+        out.append((backend, solver or None, init or None))
+    return out
+
+
 def run_stage(args) -> int:
     """The cluster stage's own code on synthetic languages, per backend (and per parallel_fits for Spark)."""
     from pyspark.sql import functions as F
@@ -231,13 +241,15 @@ def run_stage(args) -> int:
     try:
         table = spark.read.parquet(str(vectors))
         embeddings = table.select("sample_id", "lang", F.col(args.column).alias("embedding"))
-        for backend in args.backends:
+        for backend, solver, init in _backend_variants(args.backends):
             for parallel in args.parallel_fits if backend != "faiss" else [1]:
                 fields = {"backend": backend, "max_iter": args.iters, "tol": args.tol, "k": args.k}
                 if args.fit_sample_max is not None:
                     fields["fit_sample_max"] = args.fit_sample_max
-                if args.init_mode is not None:
-                    fields["init_mode"] = args.init_mode
+                if (init or args.init_mode) is not None:
+                    fields["init_mode"] = init or args.init_mode
+                if solver is not None:
+                    fields["solver"] = solver
                 if "parallel_fits" in ClusteringConfig.model_fields:  # absent before concurrent fits
                     fields["parallel_fits"] = parallel
                 cfg = ClusteringConfig(**fields)
@@ -256,6 +268,8 @@ def run_stage(args) -> int:
                     per_lang[lang] = round(inertia(x, c), 3)
                 run = {
                     "backend": backend,
+                    "solver": cfg.solver if backend == "spark" else None,
+                    "init_mode": cfg.init_mode if backend != "faiss" else None,
                     "parallel_fits": parallel if backend != "faiss" else None,
                     "fit_seconds": round(fit_s, 2),
                     "assign_seconds": round(assign_s, 2),
@@ -277,6 +291,8 @@ def run_stage(args) -> int:
                 comparison.append(
                     {
                         "backend": r["backend"],
+                        "solver": r["solver"],
+                        "init_mode": r["init_mode"],
                         "parallel_fits": r["parallel_fits"],
                         "time_ratio_to_faiss": round(r["wall_seconds"] / ref["wall_seconds"], 2),
                         "inertia_diff_vs_faiss_percent": round(100 * (r["inertia"] / ref["inertia"] - 1), 3),
@@ -321,7 +337,9 @@ def main() -> int:
     parser.add_argument("--rows-per-lang", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--blobs", type=int, default=40, help="true groups per synthetic language")
-    parser.add_argument("--backends", nargs="+", default=["spark", "faiss"])
+    parser.add_argument(
+        "--backends", nargs="+", default=["spark", "faiss"], help="--stage: faiss, spark, or spark:<solver>[:<init mode>] (spark:row, spark:block:random, ...)"
+    )
     parser.add_argument("--parallel-fits", type=int, nargs="+", default=[4], help="clustering.parallel_fits values")
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--column", default="embedding")

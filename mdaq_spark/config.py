@@ -188,6 +188,11 @@ class ClusteringConfig(_Section):
     max_iter: int = Field(default=30, ge=1)
     tol: float = Field(default=1e-4, gt=0)  # spark only: faiss always runs max_iter iterations
     init_mode: Literal["k-means||", "random"] = "k-means||"  # spark only: faiss starts from random rows
+    # spark only: how Spark ML finds each row's nearest centre. block stacks a partition's rows into
+    # matrices and takes all distances in one level-3 BLAS product per block (dense embeddings: several
+    # times faster per iteration); row walks the centres one row at a time with triangle-inequality
+    # bounds (Spark's choice for sparse features); auto lets Spark choose
+    solver: Literal["block", "row", "auto"] = "block"
     # partitions of each language's k-means input, fixed by config (not by the number of cores) so
     # the same seed gives the same clusters on a laptop, a cluster, or a cluster that lost a worker
     fit_partitions: int = Field(default=8, ge=1)

@@ -96,6 +96,7 @@ def _kmeans_estimator(cfg: ClusteringConfig, k: int, seed: int):
         maxIter=cfg.max_iter,
         tol=cfg.tol,
         initMode=cfg.init_mode,
+        solver=cfg.solver,
         featuresCol=_FEATURES,
         predictionCol=S.CLUSTER_ID,
     )
