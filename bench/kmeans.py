@@ -30,6 +30,9 @@ reported per backend, with each language's inertia and their sum:
 With `--vectors TABLE` beside `--stage`, the stage runs on real embeddings instead (a table
 with sample_id, lang and the vectors, e.g. a run's `scores/`): real sentence embeddings do
 not converge in a few iterations as separated blobs do, so every fit runs its max_iter.
+`--replicate R --work DIR` then repeats each language's vectors R times with seeded noise (as
+above): a 100k run's embeddings become a 1M-row stage. `--backends` names variants of the
+spark backend as `spark:<solver>[:<init mode>]` (`spark:row`, `spark:block:random`).
 """
 
 from __future__ import annotations
@@ -228,6 +231,13 @@ def run_stage(args) -> int:
     if args.vectors:  # real embeddings: a table with sample_id, lang and the vectors
         vectors = Path(args.vectors)
         data = real_languages(vectors, args.column)
+        if args.replicate > 1:  # each language's real vectors, R noisy copies each: a 1M-row stage from a 100k run
+            if not args.work:
+                raise SystemExit("--replicate needs --work (a folder for the replicated vectors)")
+            data = {lang: replicate(x, args.replicate, args.noise, args.seed) for lang, x in data.items()}
+            vectors = Path(args.work) / "stage_vectors_replicated"
+            write_languages(data, vectors)
+            args.column = "embedding"
     else:
         if not args.work:
             raise SystemExit("--stage needs --work (a folder for the synthetic vectors) or --vectors")
@@ -303,7 +313,8 @@ def run_stage(args) -> int:
         "command": " ".join(["python", *sys.argv]),
         "commit": code_commit() or "unknown",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "gpu": "none", "master": args.master},
-        "vectors": str(vectors) if args.vectors else "synthetic",
+        "vectors": str(args.vectors) if args.vectors else "synthetic",
+        "replicated": {"times": args.replicate, "noise": args.noise} if args.vectors and args.replicate > 1 else None,
         "langs": len(data),
         "rows_per_lang": {lang: len(x) for lang, x in data.items()},
         "dim": next(iter(data.values())).shape[1],

@@ -138,6 +138,28 @@ def test_concurrent_fits_give_the_same_clusters(spark):
     assert run(1) == run(3)
 
 
+def test_block_and_row_solvers_find_the_same_clusters(spark):
+    from mdaq_spark.stages.cluster import _kmeans_estimator
+
+    assert ClusteringConfig().solver == "block"
+    assert _kmeans_estimator(ClusteringConfig(), k=4, seed=1).getSolver() == "block"  # reaches Spark ML
+    rows = blobs({"de": 4, "fr": 3}, per_blob=40, seed=17)
+    df = frame(spark, rows)
+
+    def run(solver):
+        result = cluster_by_language(spark, df, clustering("spark", max_iter=20, solver=solver), seed=9)
+        centroids = {(r[S.LANG], r[S.CLUSTER_ID]): np.array(r[S.CENTROID]) for r in result.centroids.collect()}
+        return {r[S.SAMPLE_ID]: r[S.CLUSTER_ID] for r in result.assignments.collect()}, centroids
+
+    block, row = run("block"), run("row")
+    # one BLAS product per block of rows or one distance at a time: the same start, assignments and
+    # centres (up to the last bits of the sums)
+    assert block[0] == row[0]
+    assert block[1].keys() == row[1].keys()
+    for key in block[1]:
+        np.testing.assert_allclose(block[1][key], row[1][key], rtol=0, atol=1e-6)
+
+
 def test_small_languages_fit_in_one_task_beside_spark_ml_fits(spark):
     rows = blobs({"de": 3}, per_blob=30, seed=13) + blobs({"fr": 3, "ko": 3}, per_blob=15, seed=14)
     df = frame(spark, rows)  # 90, 45 and 45 rows, three blobs each
