@@ -349,7 +349,10 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--blobs", type=int, default=40, help="true groups per synthetic language")
     parser.add_argument(
-        "--backends", nargs="+", default=["spark", "faiss"], help="--stage: faiss, spark, or spark:<solver>[:<init mode>] (spark:row, spark:block:random, ...)"
+        "--backends",
+        nargs="+",
+        default=["spark", "faiss"],
+        help="--stage: faiss, spark, or spark:<solver>[:<init mode>] (spark:row, spark:block:random, ...)",
     )
     parser.add_argument("--parallel-fits", type=int, nargs="+", default=[4], help="clustering.parallel_fits values")
     parser.add_argument("--master", default="local[*]")
