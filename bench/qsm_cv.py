@@ -96,17 +96,27 @@ def scorers(train: pd.DataFrame, store: FeatureStore, seed: int, which: set[str]
         h = train_head(ta, tp, tn, params.model_copy(update={"identity_penalty": penalty}), seed)
         head = QsmHead(h.prompt_weight, h.prompt_bias, h.response_weight, h.response_bias, {})
         out[name] = lambda t, head=head: score_and_embed(*t.emb(), head)[0]
-    variants = (  # name, layers, cosine term trained, weight of the other-instruction loss
-        ("layers", (2, 4, 6, 8, 10, 12), True, 1.0),
-        ("layers_low", (1, 2, 3, 4, 5, 6), True, 1.0),
-        ("layers_fixed_relevance", (2, 4, 6, 8, 10, 12), False, 1.0),
-        ("layers_relevance3", (2, 4, 6, 8, 10, 12), True, 3.0),
+    six = (2, 4, 6, 8, 10, 12)
+    variants = (  # name, layers, cosine term trained, weight of the other-instruction loss, gate scale
+        ("layers", six, True, 1.0, 0.0),
+        ("layers_low", (1, 2, 3, 4, 5, 6), True, 1.0, 0.0),
+        ("layers_fixed_relevance", six, False, 1.0, 0.0),
+        ("layers_relevance3", six, True, 3.0, 0.0),
+        ("layers_gated005", six, True, 1.0, 0.05),
+        ("layers_gated01", six, True, 1.0, 0.1),
+        ("layers_gated02", six, True, 1.0, 0.2),
+        ("layers_gated002_fixed", six, False, 1.0, 0.02),
+        ("layers_gated005_fixed", six, False, 1.0, 0.05),
+        ("layers_gated01_fixed", six, False, 1.0, 0.1),
     )
-    for name, layers, train_relevance, relevance_weight in variants:
+    for name, layers, train_relevance, relevance_weight, gate_scale in variants:
         if name not in which:
             continue
         lp = LayerHeadTrainConfig(
-            layers=list(layers), train_relevance=train_relevance, relevance_weight=relevance_weight
+            layers=list(layers),
+            train_relevance=train_relevance,
+            relevance_weight=relevance_weight,
+            gate_scale=gate_scale,
         )
         lh = train_layer_head(a, p, n, store.layers(pk, list(layers)), store.layers(nk, list(layers)), lp, seed)
         head = lh.head()

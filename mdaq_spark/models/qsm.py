@@ -95,6 +95,15 @@ class QsmHead:
         affine = (t["prompt.weight"], t["prompt.bias"], t["response.weight"], t["response.bias"])
         return cls(*affine, manifest, quality, layers)
 
+    def combine(self, cosine: np.ndarray, quality: np.ndarray) -> np.ndarray:
+        """The score from the cosine and q: their sum, or with a gate (manifest `quality_gate`) the
+        cosine plus scale * sigmoid(q) * sigmoid((cosine - threshold) / temperature)."""
+        gate = self.manifest.get("quality_gate")
+        if not gate:
+            return cosine + quality
+        opened = _sigmoid((cosine - gate["threshold"]) / gate["temperature"])
+        return cosine + gate["scale"] * _sigmoid(quality) * opened
+
     def project(self, prompt_emb: np.ndarray, response_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = row_by_row(prompt_emb, self.prompt_weight, self.prompt_bias)
         r = row_by_row(response_emb, self.response_weight, self.response_bias)
@@ -152,6 +161,10 @@ def head_mismatches(manifest: dict, model_cfg) -> list[str]:
     return out
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
 def normalise_rows(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -177,5 +190,5 @@ def score_and_embed(
     if head is not None and head.layers:
         if response_layers is None:
             raise ModelLoadError(f"QSM head over layers {list(head.layers)} needs the response's layer states")
-        scores = scores + head.quality_score(response_layers)
+        scores = head.combine(scores, head.quality_score(response_layers))
     return scores, normalise_rows(prompt_emb + response_emb)

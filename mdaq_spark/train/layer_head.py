@@ -33,9 +33,11 @@ class TrainedLayerHead:
     tensors: dict[str, np.ndarray]  # models.qsm names: prompt.*, response.*, quality.*
     layers: tuple[int, ...]
     losses: list[float]  # mean training loss per epoch
+    gate: dict | None = None  # scale, threshold, temperature of a gated fluency term (manifest "quality_gate")
 
     def head(self) -> QsmHead:
-        return QsmHead.from_tensors(self.tensors, {"layers": list(self.layers)})
+        manifest = {"layers": list(self.layers), **({"quality_gate": self.gate} if self.gate else {})}
+        return QsmHead.from_tensors(self.tensors, manifest)
 
 
 def train_layer_head(
@@ -70,7 +72,12 @@ def train_layer_head(
         for m in (p_map, r_map):
             m.requires_grad_(False)
     trainable = [x for x in modules.parameters() if x.requires_grad]
-    optim = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
+    gated = params.gate_scale > 0
+    # the gate's threshold starts halfway between the untrained cosines of true answers and of
+    # another instruction's answers
+    tau = torch.nn.Parameter(torch.tensor(_initial_threshold(anchor, positive), dtype=torch.float32))
+    groups = [{"params": trainable}] + ([{"params": [tau], "weight_decay": 0.0}] if gated else [])
+    optim = torch.optim.AdamW(groups, lr=params.lr, weight_decay=params.weight_decay)
     eye = torch.eye(d)
 
     def t(x: np.ndarray) -> torch.Tensor:
@@ -85,6 +92,13 @@ def train_layer_head(
     def q(x):
         return q2(act(q1(x)))[:, 0]
 
+    def score(prompt, response, states):
+        c = cos(prompt, response)
+        if not gated:
+            return c + q(states)
+        gate = torch.sigmoid((c - tau) / params.gate_temperature)
+        return c + params.gate_scale * torch.sigmoid(q(states)) * gate
+
     generator = torch.Generator().manual_seed(seed)
     losses = []
     for epoch in range(params.epochs):
@@ -92,10 +106,10 @@ def train_layer_head(
         total = 0.0
         for start in range(0, len(a), params.batch_size):
             idx = order[start : start + params.batch_size]
-            s_pos = cos(a[idx], p[idx]) + q(lp[idx])
-            s_neg = cos(a[idx], n[idx]) + q(ln[idx])
+            s_pos = score(a[idx], p[idx], lp[idx])
+            s_neg = score(a[idx], n[idx], ln[idx])
             other = idx.roll(1)  # another instruction's revised response
-            s_other = cos(a[idx], p[other]) + q(lp[other])
+            s_other = score(a[idx], p[other], lp[other])
             loss = torch.relu(params.margin - (s_pos - s_neg)).mean()
             loss = loss + params.relevance_weight * torch.relu(params.margin - (s_pos - s_other)).mean()
             reg = ((p_map.weight - eye) ** 2).sum() + ((r_map.weight - eye) ** 2).sum()
@@ -111,4 +125,17 @@ def train_layer_head(
               "3.weight": "quality.2.weight", "3.bias": "quality.2.bias"}  # fmt: skip
     state = {rename[k]: v for k, v in state.items()}
     state["quality.mean"], state["quality.std"] = mu.astype(np.float32), sd.astype(np.float32)
-    return TrainedLayerHead(state, tuple(params.layers), losses)
+    gate = None
+    if gated:
+        gate = {"scale": params.gate_scale, "threshold": float(tau.detach()), "temperature": params.gate_temperature}
+        log.info("layer head gate: threshold %.4f", gate["threshold"])
+    return TrainedLayerHead(state, tuple(params.layers), losses, gate)
+
+
+def _initial_threshold(anchor: np.ndarray, positive: np.ndarray) -> float:
+    """Midway between the mean cosine of true (instruction, response) pairs and of mismatched ones."""
+    a = anchor / np.linalg.norm(anchor, axis=1, keepdims=True)
+    p = positive / np.linalg.norm(positive, axis=1, keepdims=True)
+    true = np.einsum("ij,ij->i", a, p).mean()
+    other = np.einsum("ij,ij->i", a, np.roll(p, 1, axis=0)).mean()
+    return float((true + other) / 2)

@@ -115,6 +115,7 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
         "max_seq_length": cfg.model.max_seq_length,
         "precision_class": precision_class(cfg.model.dtype, pick_device(cfg.model.device)),
         **({"layers": list(layers)} if layers else {}),
+        **({"quality_gate": head.manifest["quality_gate"]} if "quality_gate" in head.manifest else {}),
         "data": {
             "files": sorted({str(x) for x in cfg.data}),
             "usable_triplets": len(data.triplets),
