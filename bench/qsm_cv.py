@@ -105,6 +105,8 @@ def scorers(train: pd.DataFrame, store: FeatureStore, seed: int, which: set[str]
         ("layers_gated005", six, True, 1.0, 0.05),
         ("layers_gated01", six, True, 1.0, 0.1),
         ("layers_gated02", six, True, 1.0, 0.2),
+        ("layers_gated03", six, True, 1.0, 0.3),
+        ("layers_gated05", six, True, 1.0, 0.5),
         ("layers_gated002_fixed", six, False, 1.0, 0.02),
         ("layers_gated005_fixed", six, False, 1.0, 0.05),
         ("layers_gated01_fixed", six, False, 1.0, 0.1),
