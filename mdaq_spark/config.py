@@ -485,11 +485,11 @@ class LayerHeadTrainConfig(_Section):
     relevance_weight: float = Field(default=1.0, ge=0)
     # false: the cosine term stays the untrained encoder's (identity maps); only the MLP learns
     train_relevance: bool = True
-    # 0: the fluency term is added as it is (score = cos + q). > 0: it is bounded and opened only
-    # for a response on the instruction's topic, score = cos + scale * sigmoid(q) * sigmoid((cos -
-    # tau) / gate_temperature), tau learned: an off-topic response gets back the cosine alone, so
-    # fluency cannot lift it above a true answer
-    gate_scale: float = Field(default=0.0, ge=0)
+    # > 0 (the shipped design): the fluency term is bounded and opened only for a response on the
+    # instruction's topic, score = cos + scale * sigmoid(q) * sigmoid((cos - tau) /
+    # gate_temperature), tau learned: an off-topic response gets back the cosine alone, so fluency
+    # cannot lift it far above a true answer. 0: the fluency term is added as it is (cos + q)
+    gate_scale: float = Field(default=0.2, ge=0)
     gate_temperature: float = Field(default=0.02, gt=0)
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mdaq_spark.config import LayerHeadTrainConfig
 from mdaq_spark.models.qsm import score_and_embed
 from mdaq_spark.train.layer_head import train_layer_head
 
 
-def test_layer_head_learns_a_fluency_direction_without_losing_relevance():
+@pytest.mark.parametrize("gate_scale", [None, 0.0], ids=["default-gated", "ungated"])
+def test_layer_head_learns_a_fluency_direction_without_losing_relevance(gate_scale):
     rng = np.random.default_rng(0)
     n, d, layers = 600, 16, 3
     anchor = rng.normal(size=(n, d)).astype(np.float32)
@@ -19,6 +21,8 @@ def test_layer_head_learns_a_fluency_direction_without_losing_relevance():
     pos_layers = rng.normal(size=(n, layers, d)).astype(np.float32) + flu  # revisions share a surface trait
     neg_layers = rng.normal(size=(n, layers, d)).astype(np.float32)
     params = LayerHeadTrainConfig(layers=[0, 1, 2], hidden=32, epochs=8, batch_size=64, train_relevance=False)
+    if gate_scale is not None:
+        params = params.model_copy(update={"gate_scale": gate_scale})
     trained = train_layer_head(anchor, pos, neg, pos_layers, neg_layers, params, seed=0)
     again = train_layer_head(anchor, pos, neg, pos_layers, neg_layers, params, seed=0)
     assert all(np.array_equal(trained.tensors[k], again.tensors[k]) for k in trained.tensors)
