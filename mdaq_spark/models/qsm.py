@@ -8,12 +8,14 @@ their instruction than raw machine translations do. A layer head adds a fluency 
 small MLP over the response's mean-pooled hidden states of several encoder layers (lower
 layers keep the surface a literal translation gives away; the last layer's pooled vector
 has abstracted it). Still a bi-encoder: the response's states come from the same single
-pass that gives its embedding. Without a head the score is the plain cosine of the
-untrained encoder. Meaning: higher = the response fits what the instruction
-asks for better. A cosine lies in [-1, 1] and a layer head's fluency term adds an
-unbounded amount (the shipped head's lies within -1.41..0.55 on every MIDB text). Only the
-order within a corpus matters (E5 cosines are compressed, unrelated pairs sit near 0.75,
-so never read the value as an absolute threshold).
+pass that gives its embedding. The shipped head gates that term (manifest
+`quality_gate`): it adds scale * sigmoid(q) * sigmoid((cos - threshold) / temperature), at
+most `scale`, and next to nothing to a response whose cosine says it answers another
+question, so fluency cannot carry an off-topic response far; an ungated head adds q as it
+is. Without a head the score is the plain cosine of the untrained encoder. Meaning:
+higher = the response fits what the instruction asks for better. A cosine lies in [-1, 1];
+only the order within a corpus matters (E5 cosines are compressed, unrelated pairs sit near
+0.75, so never read the value as an absolute threshold).
 
 The same two frozen embeddings give the sample's diversity embedding (their normalised
 sum), so no text is encoded twice, and scoring needs no encoder at all once a corpus is
