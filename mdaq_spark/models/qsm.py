@@ -48,7 +48,7 @@ QUALITY_TENSORS = (
 
 @dataclass(frozen=True)
 class QsmHead:
-    """score = cos(P p + bp, R r + br) [+ q(response layer states)]: affine maps start at the identity.
+    """score = cos(P p + bp, R r + br) [+ q(response layer states), maybe gated]: maps start at the identity.
 
     `layers` names the encoder layers (0 = token embeddings, the last = the output layer)
     whose mean-pooled response states the quality term q reads; empty for a plain head.

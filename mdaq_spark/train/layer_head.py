@@ -5,13 +5,16 @@ wording-independent, so it says little about whether a response reads like a lit
 translation. Lower layers keep more of the surface: word order, agreement, calques. The
 score stays a bi-encoder score (instruction and response encoded separately, once each):
 
-    score = cos(P e_prompt, R e_response) + q(layers of the response)
+    c = cos(P e_prompt, R e_response)
+    score = c + scale * sigmoid(q(layers of the response)) * sigmoid((c - tau) / temperature)
 
 The cosine term (affine maps starting at the identity, as in the plain head) carries
 relevance; q, a small MLP over the response's pooled layer states, carries fluency. It is
 trained with two kinds of negatives: the raw machine translation of the same instruction
-(quality) and the response of another instruction (relevance), so that what q learns can
-never outvote a response that does not answer the question.
+(quality) and the response of another instruction (relevance). The gate bounds what q can
+add and opens it only above a learned cosine threshold tau, so fluency lifts answers to the
+question and next to nothing else; with `gate_scale: 0` q is added as it is (score = c + q),
+and then a fluent non-answer can be lifted above a true answer.
 """
 
 from __future__ import annotations
