@@ -11,11 +11,16 @@ from mdaq_spark.models import registry
 from mdaq_spark.models.qsm import QsmHead, score_and_embed
 
 
-def _inputs(n: int, layers: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _inputs(n: int, layers: int, seed: int, on_topic: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prompt and response embeddings (the response near its prompt when on topic) and layer states."""
     rng = np.random.default_rng(seed)
-    p, r = rng.normal(size=(n, 384)).astype(np.float32), rng.normal(size=(n, 384)).astype(np.float32)
-    p /= np.linalg.norm(p, axis=1, keepdims=True)
-    r /= np.linalg.norm(r, axis=1, keepdims=True)
+    p = _unit(rng.normal(size=(n, 384)))
+    noise = _unit(rng.normal(size=(n, 384)))
+    r = _unit(p + 0.3 * noise) if on_topic else noise
     return p, r, rng.normal(size=(n, layers, 384)).astype(np.float16)
 
 
@@ -42,6 +47,15 @@ def test_head_changes_scores_but_not_sample_embeddings():
     # the quality term reads the layer states: other states, other scores, same cosine part
     other = score_and_embed(p, r, head, states[::-1].copy())[0]
     assert not np.allclose(trained, other)
+    # ... within the gate's bound: at most its scale above the cosine
+    gate = head.manifest["quality_gate"]
+    cosine = np.einsum("ij,ij->i", *head.project(p, r))
+    assert np.all((trained >= cosine - 1e-6) & (trained <= cosine + gate["scale"] + 1e-6))
+    # and only for a response on the prompt's topic: an unrelated one gets its cosine alone
+    p, r, states = _inputs(8, len(head.layers), seed=1, on_topic=False)
+    off = score_and_embed(p, r, head, states)[0]
+    assert np.allclose(off, score_and_embed(p, r, head, states[::-1].copy())[0], atol=1e-6)
+    assert np.allclose(off, np.einsum("ij,ij->i", *head.project(p, r)), atol=1e-6)
     with pytest.raises(ModelLoadError, match="layer states"):
         score_and_embed(p, r, head)
 
