@@ -110,6 +110,8 @@ def scorers(train: pd.DataFrame, store: FeatureStore, seed: int, which: set[str]
         ("layers_gated002_fixed", six, False, 1.0, 0.02),
         ("layers_gated005_fixed", six, False, 1.0, 0.05),
         ("layers_gated01_fixed", six, False, 1.0, 0.1),
+        ("layers_gated02_fixed", six, False, 1.0, 0.2),
+        ("layers_gated02_relevance3", six, True, 3.0, 0.2),
     )
     for name, layers, train_relevance, relevance_weight, gate_scale in variants:
         if name not in which:
