@@ -97,22 +97,16 @@ def scorers(train: pd.DataFrame, store: FeatureStore, seed: int, which: set[str]
         head = QsmHead(h.prompt_weight, h.prompt_bias, h.response_weight, h.response_bias, {})
         out[name] = lambda t, head=head: score_and_embed(*t.emb(), head)[0]
     six = (2, 4, 6, 8, 10, 12)
-    variants = (  # name, layers, cosine term trained, weight of the other-instruction loss, gate scale
+    variants = [  # name, layers, cosine term trained, weight of the other-instruction loss, gate scale
         ("layers", six, True, 1.0, 0.0),
         ("layers_low", (1, 2, 3, 4, 5, 6), True, 1.0, 0.0),
         ("layers_fixed_relevance", six, False, 1.0, 0.0),
         ("layers_relevance3", six, True, 3.0, 0.0),
-        ("layers_gated005", six, True, 1.0, 0.05),
-        ("layers_gated01", six, True, 1.0, 0.1),
-        ("layers_gated02", six, True, 1.0, 0.2),
-        ("layers_gated03", six, True, 1.0, 0.3),
-        ("layers_gated05", six, True, 1.0, 0.5),
-        ("layers_gated002_fixed", six, False, 1.0, 0.02),
-        ("layers_gated005_fixed", six, False, 1.0, 0.05),
-        ("layers_gated01_fixed", six, False, 1.0, 0.1),
-        ("layers_gated02_fixed", six, False, 1.0, 0.2),
         ("layers_gated02_relevance3", six, True, 3.0, 0.2),
-    )
+    ]
+    scales = {"002": 0.02, "005": 0.05, "01": 0.1, "02": 0.2, "03": 0.3, "05": 0.5}
+    variants += [(f"layers_gated{tag}", six, True, 1.0, scales[tag]) for tag in ("005", "01", "02", "03", "05")]
+    variants += [(f"layers_gated{tag}_fixed", six, False, 1.0, scales[tag]) for tag in ("002", "005", "01", "02")]
     for name, layers, train_relevance, relevance_weight, gate_scale in variants:
         if name not in which:
             continue
