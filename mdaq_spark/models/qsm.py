@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from mdaq_spark.errors import ModelLoadError
 
@@ -103,8 +104,8 @@ class QsmHead:
         gate = self.manifest.get("quality_gate")
         if not gate:
             return cosine + quality
-        opened = _sigmoid((cosine - gate["threshold"]) / gate["temperature"])
-        return cosine + gate["scale"] * _sigmoid(quality) * opened
+        opened = expit((np.asarray(cosine, dtype=np.float64) - gate["threshold"]) / gate["temperature"])
+        return cosine + gate["scale"] * expit(np.asarray(quality, dtype=np.float64)) * opened
 
     def project(self, prompt_emb: np.ndarray, response_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = row_by_row(prompt_emb, self.prompt_weight, self.prompt_bias)
@@ -161,10 +162,6 @@ def head_mismatches(manifest: dict, model_cfg) -> list[str]:
     if run_precision is not None and run_precision != trained_precision:
         out.append(f"precision: head trained in {trained_precision}, run encodes in {run_precision}")
     return out
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mdaq_spark.config import LayerHeadTrainConfig
-from mdaq_spark.models.qsm import QsmHead
+from mdaq_spark.models.qsm import QsmHead, normalise_rows
 from mdaq_spark.train.head import identity_linear
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,12 @@ def train_layer_head(
             m.requires_grad_(False)
     trainable = [x for x in modules.parameters() if x.requires_grad]
     gated = params.gate_scale > 0
-    # the gate's threshold starts halfway between the untrained cosines of true answers and of
-    # another instruction's answers
-    tau = torch.nn.Parameter(torch.tensor(_initial_threshold(anchor, positive), dtype=torch.float32))
-    groups = [{"params": trainable}] + ([{"params": [tau], "weight_decay": 0.0}] if gated else [])
+    groups = [{"params": trainable}]
+    if gated:
+        # the gate's threshold starts halfway between the untrained cosines of true answers and of
+        # another instruction's answers
+        tau = torch.nn.Parameter(torch.tensor(_initial_threshold(anchor, positive), dtype=torch.float32))
+        groups.append({"params": [tau], "weight_decay": 0.0})
     optim = torch.optim.AdamW(groups, lr=params.lr, weight_decay=params.weight_decay)
     eye = torch.eye(d)
 
@@ -137,8 +139,7 @@ def train_layer_head(
 
 def _initial_threshold(anchor: np.ndarray, positive: np.ndarray) -> float:
     """Midway between the mean cosine of true (instruction, response) pairs and of mismatched ones."""
-    a = anchor / np.linalg.norm(anchor, axis=1, keepdims=True)
-    p = positive / np.linalg.norm(positive, axis=1, keepdims=True)
+    a, p = normalise_rows(anchor), normalise_rows(positive)
     true = np.einsum("ij,ij->i", a, p).mean()
     other = np.einsum("ij,ij->i", a, np.roll(p, 1, axis=0)).mean()
     return float((true + other) / 2)
