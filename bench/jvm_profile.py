@@ -115,8 +115,12 @@ def main() -> int:
         "samples": total,
         "note": "shares of the JVM's Java execution samples; a category includes everything it calls",
         "categories": [
-            {"name": name, "marker": dict(categories).get(name), "samples": counts[name],
-             "share": round(counts[name] / total, 3) if total else 0.0}
+            {
+                "name": name,
+                "marker": dict(categories).get(name),
+                "samples": counts[name],
+                "share": round(counts[name] / total, 3) if total else 0.0,
+            }
             for name in order
         ],  # fmt: skip
         "other_top_frames": [{"frame": frame, "samples": n} for frame, n in other.most_common(15)],
