@@ -225,7 +225,7 @@ def cmd_eval_qsm(args: argparse.Namespace) -> int:
         include_trained=args.include_trained,
         feature_store=args.feature_store,
     )
-    print(f"evaluated {result['evaluated']} triplets; left out {result['excluded_trained']} the head was trained on")
+    print(f"evaluated {result['evaluated']} triplets; left out {result['excluded_trained']} the QSM was trained on")
     _print_metrics(result["metrics"])
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--include-trained",
         action="store_true",
-        help="also score triplets whose source record the head was trained on (left out by default)",
+        help="also score triplets whose source record the QSM was trained on (left out by default)",
     )
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_eval_qsm)

@@ -501,6 +501,10 @@ class FinetuneConfig(_Section):
     lr: float = Field(default=2e-5, gt=0)
     margin: float = Field(default=0.05, ge=0)
     max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke runs)
+    # per training triplet, this many more whose negative is another instruction's response in the
+    # same language: fine-tuned on the MT contrast alone, the encoder learns "polished beats raw"
+    # and loses the relevance the untrained encoder has
+    relevance_negatives: int = Field(default=1, ge=0)
 
 
 class TrainQsmConfig(_Section):

@@ -98,13 +98,7 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
         head, losses = QsmHead.from_tensors(tensors, {}), trained.losses
         hyperparameters = {**cfg.head.model_dump(), "seed": cfg.seed, "mode": "head"}
     metrics = evaluate_splits(emb, head, cfg.seed)
-    # relevance: the true response against another prompt's response of the same language
-    relevance = {}
-    for name, (t, *_) in emb.items():
-        other = with_relevance_negatives(t, 1, cfg.seed + 2).iloc[len(t) :].reset_index(drop=True)
-        if len(other):
-            scored = evaluate_splits({name: (other, *embedder.triplet_embeddings(other))}, head, cfg.seed)[name]
-            relevance[name] = {scorer: m["overall"]["accuracy"] for scorer, m in scored.items()}
+    relevance = relevance_accuracy({name: t for name, (t, *_) in emb.items()}, embedder, head, cfg.seed)
     manifest = {
         "kind": "mdaq-qsm-layer-head" if layers else "mdaq-qsm-head",
         "mdaq_spark_version": __version__,
@@ -116,24 +110,7 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
         "precision_class": precision_class(cfg.model.dtype, pick_device(cfg.model.device)),
         **({"layers": list(layers)} if layers else {}),
         **({"quality_gate": head.manifest["quality_gate"]} if "quality_gate" in head.manifest else {}),
-        "data": {
-            "files": sorted({str(x) for x in cfg.data}),
-            "usable_triplets": len(data.triplets),
-            "skipped_identical": data.skipped_identical,
-            "skipped_malformed": data.skipped_malformed,
-            "languages": sorted(data.triplets["lang"].unique()),
-            "train": len(train),
-            "eval_seen_languages": len(eval_seen),
-            "eval_unseen_languages": len(eval_unseen),
-            "holdout_langs": sorted(cfg.holdout_langs),
-            "eval_fraction": cfg.eval_fraction,
-            "max_per_lang": cfg.max_per_lang,
-            "max_records_per_file": cfg.max_records_per_file,
-            "no_source_record": data.no_group,
-            "split": "by source record across languages (MIDB) or by group",
-            # every group trained on: eval-qsm leaves them out, so a later evaluation cannot reuse them
-            "train_groups": sorted(set(train["group"])),
-        },
+        "data": data_manifest(cfg, data, train, eval_seen, eval_unseen),
         "hyperparameters": hyperparameters,
         "train_losses": [round(x, 6) for x in losses],
         "metrics": {s: {scorer: m["overall"] for scorer, m in r.items()} for s, r in metrics.items()},
@@ -143,6 +120,39 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
     manifest["fingerprint"] = _save_head(tensors, manifest, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return {"output": str(out), "manifest": manifest, "metrics": metrics}
+
+
+def data_manifest(cfg: TrainQsmConfig, data, train: pd.DataFrame, eval_seen, eval_unseen) -> dict:
+    """The manifest's account of the training data, the same for heads and fine-tuned encoders."""
+    return {
+        "files": sorted({str(x) for x in cfg.data}),
+        "usable_triplets": len(data.triplets),
+        "skipped_identical": data.skipped_identical,
+        "skipped_malformed": data.skipped_malformed,
+        "languages": sorted(data.triplets["lang"].unique()),
+        "train": len(train),
+        "eval_seen_languages": len(eval_seen),
+        "eval_unseen_languages": len(eval_unseen),
+        "holdout_langs": sorted(cfg.holdout_langs),
+        "eval_fraction": cfg.eval_fraction,
+        "max_per_lang": cfg.max_per_lang,
+        "max_records_per_file": cfg.max_records_per_file,
+        "no_source_record": data.no_group,
+        "split": "by source record across languages (MIDB) or by group",
+        # every group trained on: eval-qsm leaves them out, so a later evaluation cannot reuse them
+        "train_groups": sorted(set(train["group"])),
+    }
+
+
+def relevance_accuracy(splits: dict[str, pd.DataFrame], embedder: Embedder, head, seed: int) -> dict:
+    """Per split and scorer: how often the true response beats another prompt's response (same language)."""
+    out = {}
+    for name, t in splits.items():
+        other = with_relevance_negatives(t, 1, seed + 2).iloc[len(t) :].reset_index(drop=True)
+        if len(other):
+            scored = evaluate_splits({name: (other, *embedder.triplet_embeddings(other))}, head, seed)[name]
+            out[name] = {scorer: m["overall"]["accuracy"] for scorer, m in scored.items()}
+    return out
 
 
 TRAIN_GROUPS_FILE = "train_groups.txt"
@@ -168,6 +178,17 @@ def trained_groups(head_dir: str | None) -> set[str]:
     return groups
 
 
+def encoder_trained_groups(model_name: str) -> set[str]:
+    """The groups a fine-tuned encoder (a directory written by mode "full") was trained on; empty otherwise."""
+    manifest = Path(model_name) / registry.MANIFEST
+    if not manifest.is_file():
+        return set()
+    found = json.loads(manifest.read_text())
+    if found.get("kind") != "mdaq-qsm-encoder":
+        return set()
+    return set(found.get("data", {}).get("train_groups") or [])
+
+
 def eval_qsm(
     data_paths: list[str],
     model_cfg: ModelConfig,
@@ -180,18 +201,19 @@ def eval_qsm(
 ) -> dict:
     """Metrics of one QSM (encoder + head, or the bare encoder) on usable triplets, with the baselines.
 
-    Triplets of a group the head was trained on (a MIDB source record in any language) are left
-    out unless `include_trained`: they would measure memory, not quality.
+    Triplets of a group the head or fine-tuned encoder was trained on (a MIDB source record in
+    any language) are left out unless `include_trained`: they would measure memory, not quality.
     """
     data = load_triplets(data_paths, max_records_per_file)
     head_dir = registry.resolve_head(model_cfg.qsm_head, model_cfg.name)
     head = QsmHead.load(head_dir) if head_dir else None
     embedder = Embedder(model_cfg, cache_root, reuse_run, head.layers if head else (), feature_store)
     t = data.triplets
-    trained = set() if include_trained else trained_groups(head_dir)
+    # a fine-tuned encoder (train-qsm --mode full) lists its training records in its own manifest
+    trained = set() if include_trained else trained_groups(head_dir) | encoder_trained_groups(model_cfg.name)
     seen = t["group"].isin(trained)
     if seen.any():
-        log.warning("left out %d triplets whose source record the head was trained on", int(seen.sum()))
+        log.warning("left out %d triplets whose source record the QSM was trained on", int(seen.sum()))
     t = t[~seen].reset_index(drop=True)
     if t.empty:
         raise ConfigError("every triplet shares a source record with the head's training data: nothing to evaluate")

@@ -138,7 +138,8 @@ def test_config_rejects_unknown_training_keys():
 
 
 def test_full_finetune_mode_saves_a_loadable_encoder(model_cache, tmp_path):
-    """Mode "full" on a handful of triplets (two optimiser steps): it trains, saves and evaluates a real encoder."""
+    """Mode "full" on a handful of triplets (two optimiser steps): it trains on both contrasts, saves a real
+    encoder with its training records, reports relevance, and eval-qsm then leaves those records out."""
     folder = write_midb_subset(tmp_path / "tiny", {"Portuguese": 24})
     out = tmp_path / "qsm-full"
     args = ["train-qsm", "--data", str(folder), "--output", str(out), "--mode", "full",
@@ -151,11 +152,30 @@ def test_full_finetune_mode_saves_a_loadable_encoder(model_cache, tmp_path):
     assert len(manifest["train_losses"]) == 2
     metrics = manifest["metrics"]["eval_seen_languages"]
     assert {"qsm", "untrained_cosine", "length", "random"} <= set(metrics)
+    data = manifest["data"]
+    # one more triplet per training triplet, its negative another instruction's response
+    assert data["train_with_relevance"] == 2 * data["train"] > 0
+    assert manifest["hyperparameters"]["relevance_negatives"] == 1
+    relevance = manifest["relevance_accuracy"]["eval_seen_languages"]
+    assert {"qsm", "untrained_cosine", "length", "random"} <= set(relevance)
+    assert 0.0 <= relevance["qsm"] <= 1.0
 
     from sentence_transformers import SentenceTransformer
 
     tuned = SentenceTransformer(str(out), device="cpu", local_files_only=True)
     assert tuned.encode(["query: Olá"], normalize_embeddings=True).shape == (1, 384)
+
+    from mdaq_spark.config import ModelConfig
+    from mdaq_spark.train.qsm_training import eval_qsm
+    from mdaq_spark.train.triplets import load_triplets
+
+    triplets = load_triplets([str(folder)]).triplets
+    trained = set(data["train_groups"])
+    assert len(trained) == data["train"]  # one Portuguese triplet per source record
+    model = ModelConfig(name=str(out), qsm_head="none", cache_dir=model_cache, max_seq_length=64)
+    result = eval_qsm([str(folder)], model, str(tmp_path / "enc"), None, seed=1)
+    assert result["excluded_trained"] == int(triplets["group"].isin(trained).sum()) == data["train"]
+    assert result["evaluated"] == len(triplets) - data["train"]
 
 
 def test_reuse_run_copies_a_runs_encodings_into_the_cache(tmp_path):
