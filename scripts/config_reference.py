@@ -17,7 +17,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
-_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w]*):(?P<value>[^#]*?)\s*(#\s?(?P<comment>.*))?$")
+# a key is a bare word or a quoted string (`"no":`, which YAML would otherwise read as false)
+_LINE = re.compile(
+    r"""^(?P<indent> *)(?P<key>[A-Za-z_][\w]*|"[^"]+"|'[^']+'):(?P<value>[^#]*?)\s*(#\s?(?P<comment>.*))?$"""
+)
 
 
 def rows(yaml_text: str) -> list[tuple[str, str, str]]:
@@ -31,13 +34,15 @@ def rows(yaml_text: str) -> list[tuple[str, str, str]]:
         indent = len(m["indent"])
         while stack and stack[-1][0] >= indent:
             stack.pop()
-        key = ".".join([k for _, k in stack] + [m["key"]])
+        name = m["key"].strip("\"'")
+        key = ".".join([k for _, k in stack] + [name])
         value = m["value"].strip()
+        comment = (m["comment"] or "").strip()
         if not value:  # a section or a nested mapping
-            stack.append((indent, m["key"]))
-            if indent == 0:
+            stack.append((indent, name))
+            if indent == 0 and not comment:
                 continue
-        out.append((key, value or "(section)", (m["comment"] or "").strip()))
+        out.append((key, value or "(section)", comment))
     return out
 
 
@@ -45,7 +50,7 @@ def render(yaml_text: str) -> str:
     lines = ["| key | default | meaning |", "|---|---|---|"]
     for key, value, comment in rows(yaml_text):
         value = value.replace("|", "\\|")
-        lines.append(f"| `{key}` | `{value}` | {comment.replace('|', '/')} |")
+        lines.append(f"| `{key}` | `{value}` | {comment.replace('|', chr(92) + '|')} |")
     return "\n".join(lines)
 
 

@@ -99,3 +99,28 @@ def test_config_reference_is_generated_and_complete():
     }
     missing = [k for k in _leaf_keys(JobConfig) if k not in documented]
     assert not missing, f"keys without a line in conf/default.yaml: {missing}"
+
+
+def test_config_reference_keeps_quoted_keys_section_comments_and_pipes():
+    """`"no":` is a key (YAML would read a bare no as false), a section's comment is its row, and
+    `|` in a comment stays a pipe inside the table cell."""
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("config_reference", REPO / "scripts" / "config_reference.py")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    yaml_text = (
+        "langs:                 # allowed pairs\n"
+        '  allowed:\n    "no": [da, nb]   # Norwegian\n    cs: [sk]\n'
+        '  mode: "a||b"         # a|| | b\n'
+    )
+    assert ref.rows(yaml_text) == [
+        ("langs", "(section)", "allowed pairs"),
+        ("langs.allowed", "(section)", ""),
+        ("langs.allowed.no", "[da, nb]", "Norwegian"),
+        ("langs.allowed.cs", "[sk]", ""),
+        ("langs.mode", '"a||b"', "a|| | b"),
+    ]
+    assert '| `langs.mode` | `"a\\|\\|b"` | a\\|\\| \\| b |' in ref.render(yaml_text).splitlines()
