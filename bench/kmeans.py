@@ -297,6 +297,8 @@ def run_stage(args) -> int:
                 fields["fit_partitions"] = partitions
             if args.fit_sample_max is not None:
                 fields["fit_sample_max"] = args.fit_sample_max
+            if args.local_fit_max is not None:
+                fields["local_fit_max"] = args.local_fit_max
             if (init or args.init_mode) is not None:
                 fields["init_mode"] = init or args.init_mode
             if solver is not None:
@@ -348,6 +350,7 @@ def run_stage(args) -> int:
         "dim": next(iter(data.values())).shape[1],
         "blobs_per_lang": None if args.vectors else args.blobs,
         "fit_sample_max": args.fit_sample_max,
+        "local_fit_max": args.local_fit_max,
         "init_mode": args.init_mode or "default",
         "k_rule": "ceil(sqrt(N / 2))" if args.k is None else args.k,
         "max_iter": args.iters,
@@ -390,6 +393,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--rounds", type=int, default=2, help="--stage: every variant this many times; ratios use the fastest"
+    )
+    parser.add_argument(
+        "--local-fit-max", type=int, default=None, help="--stage: clustering.local_fit_max (0: every fit by Spark ML)"
     )
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--column", default="embedding")
