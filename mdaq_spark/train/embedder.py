@@ -21,6 +21,7 @@ from mdaq_spark.models.qsm import QsmHead, score_and_embed
 from mdaq_spark.train import evaluate as ev
 from mdaq_spark.train.encodings import EncodingCache, encode_texts, seed_from_run, text_key
 from mdaq_spark.train.features import FeatureStore
+from mdaq_spark.train.triplets import with_relevance_negatives
 
 FEATURE_FINGERPRINT = "encoder_fingerprint.txt"
 
@@ -118,4 +119,15 @@ def evaluate_splits(splits: dict[str, tuple], head: QsmHead | None, seed: int) -
         gaps["untrained_cosine"] = _gap(a, p, n, None)
         gaps.update(ev.baseline_gaps(t, seed))
         out[name] = ev.evaluate(t, gaps)
+    return out
+
+
+def relevance_accuracy(splits: dict[str, pd.DataFrame], embedder: Embedder, head, seed: int) -> dict:
+    """Per split and scorer: how often the true response beats another prompt's response (same language)."""
+    out = {}
+    for name, t in splits.items():
+        other = with_relevance_negatives(t, 1, seed + 2).iloc[len(t) :].reset_index(drop=True)
+        if len(other):
+            scored = evaluate_splits({name: (other, *embedder.triplet_embeddings(other))}, head, seed)[name]
+            out[name] = {scorer: m["overall"]["accuracy"] for scorer, m in scored.items()}
     return out

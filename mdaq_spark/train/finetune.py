@@ -34,9 +34,8 @@ def finetune_encoder(
     from sentence_transformers import SentenceTransformer
     from torch import nn
 
-    from mdaq_spark.train.embedder import Embedder, evaluate_splits
-    from mdaq_spark.train.qsm_training import data_manifest, relevance_accuracy
-    from mdaq_spark.train.triplets import with_relevance_negatives
+    from mdaq_spark.train.embedder import Embedder, evaluate_splits, relevance_accuracy
+    from mdaq_spark.train.triplets import data_manifest, with_relevance_negatives
 
     ft, m = cfg.finetune, cfg.model
     fit = with_relevance_negatives(train, ft.relevance_negatives, cfg.seed)

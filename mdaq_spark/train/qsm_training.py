@@ -22,8 +22,8 @@ from mdaq_spark.io.local_dirs import publish_dir
 from mdaq_spark.models import registry
 from mdaq_spark.models.encoder import pick_device
 from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS, QsmHead, precision_class
-from mdaq_spark.train.embedder import Embedder, evaluate_splits
-from mdaq_spark.train.triplets import bucket, load_triplets, split, with_relevance_negatives
+from mdaq_spark.train.embedder import Embedder, evaluate_splits, relevance_accuracy
+from mdaq_spark.train.triplets import bucket, data_manifest, load_triplets, split, with_relevance_negatives
 
 log = logging.getLogger(__name__)
 
@@ -120,39 +120,6 @@ def train_qsm(cfg: TrainQsmConfig) -> dict:
     manifest["fingerprint"] = _save_head(tensors, manifest, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return {"output": str(out), "manifest": manifest, "metrics": metrics}
-
-
-def data_manifest(cfg: TrainQsmConfig, data, train: pd.DataFrame, eval_seen, eval_unseen) -> dict:
-    """The manifest's account of the training data, the same for heads and fine-tuned encoders."""
-    return {
-        "files": sorted({str(x) for x in cfg.data}),
-        "usable_triplets": len(data.triplets),
-        "skipped_identical": data.skipped_identical,
-        "skipped_malformed": data.skipped_malformed,
-        "languages": sorted(data.triplets["lang"].unique()),
-        "train": len(train),
-        "eval_seen_languages": len(eval_seen),
-        "eval_unseen_languages": len(eval_unseen),
-        "holdout_langs": sorted(cfg.holdout_langs),
-        "eval_fraction": cfg.eval_fraction,
-        "max_per_lang": cfg.max_per_lang,
-        "max_records_per_file": cfg.max_records_per_file,
-        "no_source_record": data.no_group,
-        "split": "by source record across languages (MIDB) or by group",
-        # every group trained on: eval-qsm leaves them out, so a later evaluation cannot reuse them
-        "train_groups": sorted(set(train["group"])),
-    }
-
-
-def relevance_accuracy(splits: dict[str, pd.DataFrame], embedder: Embedder, head, seed: int) -> dict:
-    """Per split and scorer: how often the true response beats another prompt's response (same language)."""
-    out = {}
-    for name, t in splits.items():
-        other = with_relevance_negatives(t, 1, seed + 2).iloc[len(t) :].reset_index(drop=True)
-        if len(other):
-            scored = evaluate_splits({name: (other, *embedder.triplet_embeddings(other))}, head, seed)[name]
-            out[name] = {scorer: m["overall"]["accuracy"] for scorer, m in scored.items()}
-    return out
 
 
 TRAIN_GROUPS_FILE = "train_groups.txt"

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mdaq_spark.config import TrainQsmConfig
 from mdaq_spark.errors import InputError
 from mdaq_spark.langcodes import language_code
 from mdaq_spark.train import midb
@@ -162,3 +163,27 @@ def with_relevance_negatives(triplets: pd.DataFrame, per_triplet: int, seed: int
                 )
             )
     return pd.concat([triplets, *extra], ignore_index=True) if extra else triplets
+
+
+def data_manifest(
+    cfg: TrainQsmConfig, data: TripletSet, train: pd.DataFrame, eval_seen: pd.DataFrame, eval_unseen: pd.DataFrame
+) -> dict:
+    """The manifest's account of the training data, the same for heads and fine-tuned encoders."""
+    return {
+        "files": sorted({str(x) for x in cfg.data}),
+        "usable_triplets": len(data.triplets),
+        "skipped_identical": data.skipped_identical,
+        "skipped_malformed": data.skipped_malformed,
+        "languages": sorted(data.triplets["lang"].unique()),
+        "train": len(train),
+        "eval_seen_languages": len(eval_seen),
+        "eval_unseen_languages": len(eval_unseen),
+        "holdout_langs": sorted(cfg.holdout_langs),
+        "eval_fraction": cfg.eval_fraction,
+        "max_per_lang": cfg.max_per_lang,
+        "max_records_per_file": cfg.max_records_per_file,
+        "no_source_record": data.no_group,
+        "split": "by source record across languages (MIDB) or by group",
+        # every group trained on: eval-qsm leaves them out, so a later evaluation cannot reuse them
+        "train_groups": sorted(set(train["group"])),
+    }
