@@ -2,7 +2,7 @@
 
     python bench/jvm_profile.py --out bench/results/kmeans_stage_100k_jvm_profile.json -- \
         python bench/kmeans.py --stage --vectors runs/scale_100k/scores --fit-sample-max 20000 \
-        --iters 30 --backends spark:block --parallel-fits 4 --driver-memory 4g --out /tmp/stage.json
+        --iters 30 --backends spark:block --parallel-fits 4 --driver-memory 4g --out runs/stage.json
 
 The command's Spark driver (in local mode the executors too) is started with a recording
 (`SPARK_SUBMIT_OPTS=-XX:StartFlightRecording=...,settings=profile`, read by Spark's launch
@@ -107,6 +107,7 @@ def main() -> int:
     counts, other = categorise(samples, categories)
     total = sum(counts.values())
     order = [name for name, _ in categories] + ["other"]
+    markers = dict(categories)
     result = {
         "benchmark": "jvm_profile",
         "command": " ".join(command),
@@ -117,12 +118,12 @@ def main() -> int:
         "categories": [
             {
                 "name": name,
-                "marker": dict(categories).get(name),
+                "marker": markers.get(name),
                 "samples": counts[name],
                 "share": round(counts[name] / total, 3) if total else 0.0,
             }
             for name in order
-        ],  # fmt: skip
+        ],
         "other_top_frames": [{"frame": frame, "samples": n} for frame, n in other.most_common(15)],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,8 @@ from mdaq_spark.models.encoder import pick_device
 
 log = logging.getLogger(__name__)
 
+ENCODER_KIND = "mdaq-qsm-encoder"  # the manifest kind of an encoder this mode wrote
+
 
 def finetune_encoder(
     cfg: TrainQsmConfig, train: pd.DataFrame, eval_seen: pd.DataFrame, eval_unseen: pd.DataFrame, data
@@ -86,7 +88,7 @@ def finetune_encoder(
 
     out = Path(cfg.output)
     manifest = {
-        "kind": "mdaq-qsm-encoder",
+        "kind": ENCODER_KIND,
         "mdaq_spark_version": __version__,
         "name": out.name,
         "base_model": m.name,
@@ -103,8 +105,8 @@ def finetune_encoder(
     tuned = Embedder(m.model_copy(update={"name": str(out), "qsm_head": "none"}), cfg.encoding_cache, None)
     untrained = Embedder(m, cfg.encoding_cache, cfg.reuse_run)
     metrics = {}
-    splits = {name: t for name, t in (("eval_seen_languages", eval_seen), ("eval_unseen_languages", eval_unseen))}
-    splits = {name: t for name, t in splits.items() if len(t)}
+    named = (("eval_seen_languages", eval_seen), ("eval_unseen_languages", eval_unseen))
+    splits = {name: t for name, t in named if len(t)}
     for name, t in splits.items():
         ours = evaluate_splits({name: (t, *tuned.triplet_embeddings(t))}, None, cfg.seed)[name]
         base = evaluate_splits({name: (t, *untrained.triplet_embeddings(t))}, None, cfg.seed)[name]

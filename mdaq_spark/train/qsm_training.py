@@ -23,6 +23,7 @@ from mdaq_spark.models import registry
 from mdaq_spark.models.encoder import pick_device
 from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS, QsmHead, precision_class
 from mdaq_spark.train.embedder import Embedder, evaluate_splits, relevance_accuracy
+from mdaq_spark.train.finetune import ENCODER_KIND
 from mdaq_spark.train.triplets import bucket, data_manifest, load_triplets, split, with_relevance_negatives
 
 log = logging.getLogger(__name__)
@@ -134,10 +135,7 @@ def trained_groups(head_dir: str | None) -> set[str]:
     """
     if not head_dir:
         return set()
-    groups: set[str] = set()
-    manifest = Path(head_dir) / HEAD_MANIFEST
-    if manifest.is_file():
-        groups |= set(json.loads(manifest.read_text()).get("data", {}).get("train_groups") or [])
+    groups = _listed_groups(_read_manifest(Path(head_dir) / HEAD_MANIFEST))
     listed = Path(head_dir) / TRAIN_GROUPS_FILE
     if listed.is_file():
         lines = (line.strip() for line in listed.read_text(encoding="utf-8").splitlines())
@@ -147,13 +145,16 @@ def trained_groups(head_dir: str | None) -> set[str]:
 
 def encoder_trained_groups(model_name: str) -> set[str]:
     """The groups a fine-tuned encoder (a directory written by mode "full") was trained on; empty otherwise."""
-    manifest = Path(model_name) / registry.MANIFEST
-    if not manifest.is_file():
-        return set()
-    found = json.loads(manifest.read_text())
-    if found.get("kind") != "mdaq-qsm-encoder":
-        return set()
-    return set(found.get("data", {}).get("train_groups") or [])
+    manifest = _read_manifest(Path(model_name) / registry.MANIFEST)
+    return _listed_groups(manifest) if manifest.get("kind") == ENCODER_KIND else set()
+
+
+def _read_manifest(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _listed_groups(manifest: dict) -> set[str]:
+    return set(manifest.get("data", {}).get("train_groups") or [])
 
 
 def eval_qsm(

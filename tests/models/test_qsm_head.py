@@ -8,19 +8,15 @@ import pytest
 from mdaq_spark.config import ModelConfig
 from mdaq_spark.errors import ModelLoadError
 from mdaq_spark.models import registry
-from mdaq_spark.models.qsm import QsmHead, score_and_embed
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+from mdaq_spark.models.qsm import QsmHead, normalise_rows, score_and_embed
 
 
 def _inputs(n: int, layers: int, seed: int, on_topic: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Prompt and response embeddings (the response near its prompt when on topic) and layer states."""
     rng = np.random.default_rng(seed)
-    p = _unit(rng.normal(size=(n, 384)))
-    noise = _unit(rng.normal(size=(n, 384)))
-    r = _unit(p + 0.3 * noise) if on_topic else noise
+    p = normalise_rows(rng.normal(size=(n, 384)))
+    noise = normalise_rows(rng.normal(size=(n, 384)))
+    r = normalise_rows(p + 0.3 * noise) if on_topic else noise
     return p, r, rng.normal(size=(n, layers, 384)).astype(np.float16)
 
 
