@@ -179,6 +179,27 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_jars(args: argparse.Namespace) -> int:
+    from mdaq_spark import jars
+
+    folder = jars.jars_dir(args.dir)
+    names = args.names or list(jars.PACKAGES)
+    unknown = sorted(set(names) - set(jars.PACKAGES))
+    if unknown:
+        raise MdaqError(f"unknown jar package {unknown}; known: {', '.join(jars.PACKAGES)}")
+    if args.action == "fetch":
+        for name, outcome in jars.fetch(names, folder).items():
+            print(f"{name:6s} {outcome:8s} {folder / name}")
+    elif args.action == "list":
+        have = jars.fetched(folder)
+        for name, coordinate in sorted(jars.coordinates().items()):
+            state = "fetched" if name in have and have[name].coordinate == coordinate else "not fetched"
+            print(f"{name:6s} {state:12s} {coordinate}  {folder / name}")
+    else:
+        print(" ".join(jars.submit_args(names, folder)))
+    return 0
+
+
 def _train_config(args: argparse.Namespace):
     from mdaq_spark.config import load_train_config
 
@@ -297,6 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="packaged model names (default: all)")
     p.add_argument("--cache-dir", help="model cache (default: $MDAQ_MODEL_CACHE or ~/.cache/mdaq_spark/models)")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "jars",
+        help="fetch the JVM packages (delta-spark, hadoop-aws) from Maven Central once, list them, or print "
+        "the spark-submit arguments that load them",
+        epilog="example: mdaq jars fetch delta s3a; spark-submit $(mdaq jars submit-args) jobs/run_select.py ...",
+    )
+    p.add_argument("action", choices=["fetch", "list", "submit-args"])
+    p.add_argument("names", nargs="*", help="delta, s3a (default: both)")
+    p.add_argument("--dir", help="jar folder (default: $MDAQ_JARS_DIR or ~/.cache/mdaq_spark/jars)")
+    p.set_defaults(func=cmd_jars)
 
     p = sub.add_parser(
         "train-qsm",

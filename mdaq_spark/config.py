@@ -115,6 +115,15 @@ class SparkConfig(_Section):
     arrow_batch_size: int = Field(default=512, ge=1)
     driver_memory: str = "4g"
     conf: dict[str, str] = Field(default_factory=dict)
+    # JVM packages a session built by this job loads from the jar folder (`mdaq jars fetch`):
+    # auto = whichever of delta (delta-spark) and s3a (hadoop-aws) are there; a list = those,
+    # missing ones an error. Under spark-submit the cluster's --packages / image decide instead
+    packages: Literal["auto"] | list[Literal["delta", "s3a"]] = "auto"
+    # the jar folder; null: $MDAQ_JARS_DIR or ~/.cache/mdaq_spark/jars
+    jars_dir: str | None = None
+    # who reads and MERGEs Delta tables: auto = delta-spark when the session has it, else delta-rs
+    # (driver-side, no JVM package); delta-spark or delta-rs forces one
+    delta_engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
     # resources of each model task (encode, embed) on a cluster, e.g. {cpus: 1, gpu: 1}: those stages
     # run under their own ResourceProfile and every other stage asks for CPU cores only. Needs a
     # standalone, YARN or Kubernetes master whose executors have the GPUs
@@ -527,8 +536,16 @@ class TrainQsmConfig(_Section):
     seed: int = 42
 
 
+# maps whose own keys contain dots (`spark.conf.spark.hadoop.fs.s3a.endpoint=...`): past these
+# prefixes, the rest of an override's name is one key
+_DOTTED_KEY_MAPS = (("spark", "conf"),)
+
+
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
+    for prefix in _DOTTED_KEY_MAPS:
+        if tuple(keys[: len(prefix)]) == prefix and len(keys) > len(prefix) + 1:
+            keys = [*prefix, ".".join(keys[len(prefix) :])]
     node = tree
     for key in keys[:-1]:
         child = node.setdefault(key, {})

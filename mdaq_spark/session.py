@@ -14,6 +14,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
+from mdaq_spark import jars
 from mdaq_spark.config import SparkConfig
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,11 @@ def build_session(cfg: SparkConfig) -> SparkSession:
     # executors must run the same interpreter that has this package and the models installed
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.app_name)
+    packages: dict[str, str] = {}
     if not _under_spark_submit():
         builder = builder.master(cfg.master).config("spark.driver.memory", cfg.driver_memory)
+        # under spark-submit the JVM has started: its --packages / --jars / image decide
+        packages = jars.session_conf(cfg.packages, jars.jars_dir(cfg.jars_dir), cfg.master.startswith("local"))
     settings = {
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -51,11 +55,25 @@ def build_session(cfg: SparkConfig) -> SparkSession:
         # the per-language k-means fits run from several driver threads, each in its own pool
         "spark.scheduler.mode": "FAIR",
         **{f"spark.executorEnv.{k}": v for k, v in OFFLINE_ENV.items()},
+        **packages,
         **cfg.conf,
     }
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    apply_hadoop_conf(spark, cfg.conf)
     log.info("Spark %s, master %s", spark.version, spark.sparkContext.master)
     return spark
+
+
+def apply_hadoop_conf(spark: SparkSession, conf: dict[str, str]) -> None:
+    """The job's `spark.hadoop.*` settings (S3 endpoint, credentials) on a session that already existed.
+
+    A session is built once per process: one made before this job's config was read (a notebook,
+    a test, a driver that runs several jobs) would otherwise keep its own file-system settings.
+    """
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in conf.items():
+        if key.startswith("spark.hadoop."):
+            hadoop.set(key[len("spark.hadoop.") :], value)

@@ -19,6 +19,9 @@ SHARED_DATA_VARIABLE = "MDAQ_SHARED_DATA"
 SHARED_DATA = Path(os.environ.get(SHARED_DATA_VARIABLE) or REPO.parent / "shared" / "data")
 MIDB_DIR = SHARED_DATA / "midb_train"
 MISSING_MIDB = f"MIDB data not found in {MIDB_DIR}: set {SHARED_DATA_VARIABLE} to the folder that holds midb_train/"
+MISSING_JARS = (
+    "the delta-spark / hadoop-aws jars are not in the jar folder: run `mdaq jars fetch` (scripts/install.sh does)"
+)
 DEMO_CORPUS = REPO / "mdaq_spark" / "demo" / "corpus"
 
 # The files that take longest, longest first (measured with --durations): under pytest-xdist's
@@ -49,6 +52,38 @@ def spark():
     session = build_session(SparkConfig(master="local[2]", shuffle_partitions=4, driver_memory="3g"))
     yield session
     session.stop()
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test whose outside ingredient is missing; under CI=true a missing ingredient is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def lake_spark(spark):
+    """The shared session, after checking it loaded delta-spark and hadoop-aws from the jar folder."""
+    from mdaq_spark.io import delta
+
+    jvm = spark.sparkContext._jvm
+    try:
+        jvm.java.lang.Class.forName("org.apache.hadoop.fs.s3a.S3AFileSystem")
+    except Exception:  # py4j: ClassNotFoundException
+        skip_or_fail(MISSING_JARS)
+    if not delta.spark_has_delta(spark):
+        skip_or_fail(MISSING_JARS)
+    return spark
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1 for this test process."""
+    from tests import s3_server as server
+
+    running = server.start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="session")
@@ -91,9 +126,7 @@ def pytest_report_header(config) -> str:
 def require_midb(*languages: str) -> Path:
     """MIDB_DIR, after checking it holds these languages' files: else skip (fail under CI=true), one reason for all."""
     if not MIDB_DIR.is_dir() or any(not (MIDB_DIR / f"{lang}.json").is_file() for lang in languages):
-        if os.environ.get("CI") == "true":
-            pytest.fail(MISSING_MIDB)
-        pytest.skip(MISSING_MIDB)
+        skip_or_fail(MISSING_MIDB)
     return MIDB_DIR
 
 

@@ -222,6 +222,47 @@ def test_spark_submit_select_job(standalone_cluster: StandaloneCluster, clean_se
     assert standalone_cluster.status()["completedapps"][-1]["state"] == "FINISHED"
 
 
+@pytest.mark.delta_spark
+@pytest.mark.s3
+def test_spark_submit_delta_on_s3(
+    standalone_cluster: StandaloneCluster, lake_spark, s3_server, model_cache, select_corpus, clean_select_run
+):
+    """The same job from and to a bucket, selected/ a Delta table MERGEd by delta-spark on the executors.
+
+    spark-submit brings the jar folder's delta-spark and hadoop-aws (`mdaq jars submit-args`:
+    driver and executor class paths, Delta's extension) and the job's config the S3A settings.
+    """
+    import json
+
+    import pandas as pd
+
+    from mdaq_spark import jars
+
+    bucket = s3_server.new_bucket("cluster")
+    corpus = s3_server.upload_tree(select_corpus, bucket, "corpus")
+    out = f"s3a://{bucket}/runs/delta"
+    args = _select_args(corpus, out, model_cache)
+    args[args.index("--input") + 1] = corpus
+    s3 = [a for o in s3_server.overrides() for a in ("--set", o)]
+    lake = ["--set", "input.file_type=json", "--set", "output.format=delta", "--set", "spark.delta_engine=delta-spark"]
+    submit = jars.submit_args(["delta", "s3a"], jars.jars_dir())
+    proc = standalone_cluster.spark_submit([*submit, *args, *s3, *lake], timeout=900)
+    assert proc.returncode == 0, f"spark-submit failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+
+    keys = s3_server.keys(bucket, "runs/delta/")
+    assert any(k.startswith("runs/delta/selected/_delta_log/") for k in keys)
+    stats = json.loads(lake_spark.sparkContext.wholeTextFiles(f"{out}/report/stats.json").first()[1])
+    assert stats["environment"]["spark_master"].startswith("spark://")
+    assert stats["stage_info"]["select"]["delta"]["engine"] == "delta-spark"
+    cols = ["sample_id", "selection_reason", "qsm_score"]
+    on_s3 = lake_spark.read.format("delta").load(f"{out}/selected").select(*cols).toPandas()
+    local = pd.read_parquet(clean_select_run / "selected", columns=cols)
+    key = "sample_id"
+    pd.testing.assert_frame_equal(
+        on_s3.sort_values(key).reset_index(drop=True), local.sort_values(key).reset_index(drop=True), atol=1e-6
+    )
+
+
 def test_worker_killed_while_encoding_same_selection(
     standalone_cluster: StandaloneCluster, model_cache, select_corpus, clean_select_run, tmp_path
 ):

@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 
 from mdaq_spark.config import JobConfig
 from mdaq_spark.errors import ConfigError, MdaqError
+from mdaq_spark.io import delta
 from mdaq_spark.io.export import export_all
 from mdaq_spark.models import registry
 from mdaq_spark.models.qsm import QsmHead, head_mismatches
@@ -27,6 +28,7 @@ from mdaq_spark.report.diff import diff_runs, summary
 from mdaq_spark.report.stats import write_html, write_stats
 from mdaq_spark.resources import model_resource_profile
 from mdaq_spark.rundir import EMBEDDINGS, SCORES, RunDir, RunLog
+from mdaq_spark.session import apply_hadoop_conf
 from mdaq_spark.stages.base import Stage, StageContext, Table, section
 from mdaq_spark.stages.cluster import ClusterStage, require_backend
 from mdaq_spark.stages.embed import EmbedStage
@@ -95,6 +97,8 @@ def run_pipeline(
         raise ConfigError(f"QSM head {head_dir} does not match the run's encoder: " + "; ".join(mismatches))
     for line in mismatches:
         log.warning("QSM head %s was trained under other encoder settings: %s", head_dir, line)
+    apply_hadoop_conf(spark, cfg.spark.conf)  # S3 endpoint and credentials, even on a session made earlier
+    delta.use_engine(spark, cfg.spark.delta_engine)  # a forced delta-spark without Delta fails here
     require_backend(cfg.clustering)  # checked before any stage runs, as is the profile
     profile = model_resource_profile(spark, cfg.spark)
     rundir = RunDir.of_job(spark, cfg.output)

@@ -213,9 +213,13 @@ def select(df: DataFrame, cfg: SelectionConfig) -> DataFrame:
 
 
 def select_key(cfg: JobConfig, cluster_key: str, score_key: str) -> str:
-    """Everything the selection depends on: upstream stages, every section it reads, the rules' version."""
+    """Everything the selection depends on: upstream stages, every section it reads, the rules' version.
+
+    The output format too: the stage writes selected/ itself, so a rerun that switches
+    output.format to delta must write the table, not skip the stage.
+    """
     sections = (cfg.selection, cfg.filters, cfg.translation, cfg.crosslingual, cfg.near_dup, cfg.copies, cfg.domains)
-    return digest(cluster_key, score_key, *map(section, sections), RULES_VERSION)
+    return digest(cluster_key, score_key, *map(section, sections), RULES_VERSION, cfg.output.format)
 
 
 @dataclass(frozen=True)
