@@ -204,9 +204,8 @@ def session_conf(packages: list[str] | str, folder: Path, local: bool) -> dict[s
     else:
         missing = [name for name in packages if name not in have]
         if missing:
-            raise DependencyError(
-                f"spark.packages {missing} are not in the jar folder {folder}: run `mdaq jars fetch {' '.join(missing)}`"
-            )
+            fix = f"mdaq jars fetch {' '.join(missing)}"
+            raise DependencyError(f"spark.packages {missing} are not in the jar folder {folder}: run `{fix}`")
         chosen = [have[name] for name in packages]
     if not chosen:
         return {}
