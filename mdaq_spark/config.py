@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mdaq_spark.errors import ConfigError
 
@@ -124,6 +124,18 @@ class SparkConfig(_Section):
     # who reads and MERGEs Delta tables: auto = delta-spark when the session has it, else delta-rs
     # (driver-side, no JVM package); delta-spark or delta-rs forces one
     delta_engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_as_text(cls, value: Any) -> Any:
+        # YAML reads `true` and `8` as a bool and an int; Spark's settings are text, booleans lower-case
+        if not isinstance(value, dict):
+            return value
+        return {
+            k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, int | float) else v
+            for k, v in value.items()
+        }
+
     # resources of each model task (encode, embed) on a cluster, e.g. {cpus: 1, gpu: 1}: those stages
     # run under their own ResourceProfile and every other stage asks for CPU cores only. Needs a
     # standalone, YARN or Kubernetes master whose executors have the GPUs

@@ -124,3 +124,27 @@ def test_config_reference_keeps_quoted_keys_section_comments_and_pipes():
         ("langs.mode", '"a||b"', "a|| | b"),
     ]
     assert '| `langs.mode` | `"a\\|\\|b"` | a\\|\\| \\| b |' in ref.render(yaml_text).splitlines()
+
+
+def test_spark_conf_keys_keep_their_dots_and_values_become_text():
+    """`--set spark.conf.<a spark key>=v` sets one key of the map; YAML's true and 8 reach Spark as text."""
+    cfg = load_config(
+        None,
+        [
+            "spark.conf.spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000",
+            "spark.conf.spark.hadoop.fs.s3a.path.style.access=true",
+            "spark.conf.spark.executor.cores=8",
+            "spark.packages=[delta]",
+            "spark.delta_engine=delta-rs",
+        ],
+    )
+    assert cfg.spark.conf == {
+        "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9000",
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.executor.cores": "8",
+    }
+    assert cfg.spark.packages == ["delta"] and cfg.spark.delta_engine == "delta-rs"
+    with pytest.raises(ConfigError, match="spark.delta_engine"):
+        load_config(None, ["spark.delta_engine=spark"])
+    with pytest.raises(ConfigError, match="spark.packages"):
+        load_config(None, ["spark.packages=[hdfs]"])

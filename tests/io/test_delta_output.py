@@ -1,4 +1,9 @@
-"""The selected subset as a Delta table refreshed by MERGE on sample_id (delta-rs offline; see io/delta.py)."""
+"""The selected subset as a Delta table refreshed by MERGE on sample_id, by delta-rs (see io/delta.py).
+
+delta-rs is the engine of a session without Delta Lake; the shared test session may have
+delta-spark's jars, so these tests choose delta-rs explicitly (tests/io/test_delta_spark.py
+covers delta-spark).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,15 @@ def _merge(spark, tmp_path, rows, name):
     return delta.merge_on_key(spark.read.parquet(staged), staged, str(tmp_path / "selected"), S.SAMPLE_ID, (S.LANG,))
 
 
-def test_merge_inserts_updates_and_deletes(spark, tmp_path):
-    assert not delta.spark_has_delta(spark)  # this is the offline path: no Delta jars in the session
+@pytest.fixture
+def delta_rs(spark):
+    assert delta.use_engine(spark, "delta-rs") == "delta-rs"
+    yield spark
+    delta.use_engine(spark, "auto")
+
+
+def test_merge_inserts_updates_and_deletes(delta_rs, tmp_path):
+    spark = delta_rs
     first = _merge(spark, tmp_path, [("a", "de", 0.5), ("b", "de", 0.4), ("c", "fr", 0.3)], "1")
     assert first == {"engine": "delta-rs", "version": 0, "created": True}
 
