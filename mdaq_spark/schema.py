@@ -27,6 +27,13 @@ INPUT = "input"
 RESPONSE = "response"
 HISTORY = "history"  # JSON list of further turns ({"role","content"}), "[]" when none
 LANG_HINT = "lang_hint"  # language given by the input record or file, if any
+# the rest of the record, so no field is dropped on the way to selected/ and the exports
+SYSTEM = "system"  # top-level system prompt (ShareGPT/LLaMA-Factory, Alpaca `system`); "" when none
+TOOLS = "tools"  # top-level tool definitions as JSON text (a string value kept as written); null when none
+# JSON objects of the first exchange's turns' keys beyond role and content (`name`, `weight`...); null when none
+PROMPT_TURN_FIELDS = "prompt_turn_fields"
+RESPONSE_TURN_FIELDS = "response_turn_fields"
+EXTRA = "extra"  # JSON object of every other top-level key of the record (sorted keys); null when none
 
 # validation
 QUARANTINE_REASON = "quarantine_reason"
@@ -104,6 +111,10 @@ REASON_NOT_AN_OBJECT = "not_an_object"
 REASON_UNKNOWN_RECORD_FORMAT = "unknown_record_format"
 REASON_NO_USER_TURN = "no_user_turn"
 REASON_NO_ASSISTANT_TURN = "no_assistant_turn"
+# a compressed file whose stream breaks part-way: its records before the break are read, the rest is this one row
+REASON_CORRUPT_COMPRESSED_STREAM = "corrupt_compressed_stream"
+# a text file in an encoding the reader does not decode (UTF-16/32 without a byte-order mark): the whole file, one row
+REASON_UNSUPPORTED_TEXT_ENCODING = "unsupported_text_encoding"
 # reader-internal column: true on the first row of each input record (MIDB records give two rows), so the
 # records a file gave can be counted after parsing and checked against the units read from it
 RECORD_START = "_record_start"
