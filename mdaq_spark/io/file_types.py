@@ -14,14 +14,13 @@ the same parser.
 from __future__ import annotations
 
 import bz2
-import importlib.util
 import lzma
 import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from mdaq_spark.errors import InputError, missing_dependency
+from mdaq_spark.errors import InputError
 
 UNIT_LINE = "line"  # one record per line (JSON Lines), or per row (Parquet, Arrow)
 UNIT_FILE = "file"  # one JSON document per file: an array of records, or one record
@@ -105,12 +104,6 @@ def is_hf_metadata(path: Path) -> bool:
     if path.name == "dataset_dict.json":
         return any((child / "state.json").is_file() for child in folder.iterdir() if child.is_dir())
     return (folder / "state.json").is_file() and any(folder.glob("*.arrow"))
-
-
-def require_codec(compression: Compression | None) -> None:
-    """A codec outside the standard library is a missing optional dependency (exit 5), named before Spark starts."""
-    if compression is not None and compression.module and importlib.util.find_spec(compression.module) is None:
-        raise missing_dependency(compression.package or compression.module, compression.extra)
 
 
 def check_header(path: str, compression: Compression | None) -> None:

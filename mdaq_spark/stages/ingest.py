@@ -84,9 +84,11 @@ class IngestStage(Stage):
             log.warning(
                 "per-file count identity broken: %s", {k: v for k, v in files.items() if len(set(v.values())) > 1}
             )
+        corpus = content_digest(ctx)
         return {
             "parsed_rows": parsed_rows,
-            "content_digest": content_digest(ctx),
+            "samples": int(corpus.split("-", 1)[0]),
+            "content_digest": corpus,
             "files": files,
             "per_file_identity_holds": holds,
             "files_skipped": [{"path": x.path, "reason": x.reason} for x in skipped],
