@@ -27,6 +27,13 @@ INPUT = "input"
 RESPONSE = "response"
 HISTORY = "history"  # JSON list of further turns ({"role","content"}), "[]" when none
 LANG_HINT = "lang_hint"  # language given by the input record or file, if any
+# the rest of the record, so no field is dropped on the way to selected/ and the exports
+SYSTEM = "system"  # top-level system prompt (ShareGPT/LLaMA-Factory, Alpaca `system`); "" when none
+TOOLS = "tools"  # top-level tool definitions as JSON text (a string value kept as written); null when none
+# JSON objects of the first exchange's turns' keys beyond role and content (`name`, `weight`...); null when none
+PROMPT_TURN_FIELDS = "prompt_turn_fields"
+RESPONSE_TURN_FIELDS = "response_turn_fields"
+EXTRA = "extra"  # JSON object of every other top-level key of the record (sorted keys); null when none
 
 # validation
 QUARANTINE_REASON = "quarantine_reason"
@@ -104,6 +111,10 @@ REASON_NOT_AN_OBJECT = "not_an_object"
 REASON_UNKNOWN_RECORD_FORMAT = "unknown_record_format"
 REASON_NO_USER_TURN = "no_user_turn"
 REASON_NO_ASSISTANT_TURN = "no_assistant_turn"
+# a compressed file whose stream breaks part-way: its records before the break are read, the rest is this one row
+REASON_CORRUPT_COMPRESSED_STREAM = "corrupt_compressed_stream"
+# a text file in an encoding the reader does not decode (UTF-16/32 without a byte-order mark): the whole file, one row
+REASON_UNSUPPORTED_TEXT_ENCODING = "unsupported_text_encoding"
 # reader-internal column: true on the first row of each input record (MIDB records give two rows), so the
 # records a file gave can be counted after parsing and checked against the units read from it
 RECORD_START = "_record_start"
@@ -123,6 +134,11 @@ _PARSED_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     (RESPONSE, T.StringType()),
     (HISTORY, T.StringType()),
     (LANG_HINT, T.StringType()),
+    (SYSTEM, T.StringType()),
+    (TOOLS, T.StringType()),
+    (PROMPT_TURN_FIELDS, T.StringType()),
+    (RESPONSE_TURN_FIELDS, T.StringType()),
+    (EXTRA, T.StringType()),
     (QUARANTINE_REASON, T.StringType()),
     (RAW_RECORD, T.StringType()),
 )
@@ -148,9 +164,16 @@ def normalise_text(text: str) -> str:
     return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
-def compute_sample_id(instruction: str, input_text: str, response: str, history: str) -> str:
-    """Stable 128-bit content hash; the same content gives the same id on every run and machine."""
-    payload = "\x1f".join(normalise_text(part) for part in (instruction, input_text, response, history))
+def compute_sample_id(
+    instruction: str, input_text: str, response: str, history: str, system: str = "", tools: str | None = None
+) -> str:
+    """Stable 128-bit content hash; the same content gives the same id on every run and machine.
+
+    A top-level system prompt or tool list changes what a model is trained on, so it is part of
+    the content; a sample with neither hashes as it always did.
+    """
+    parts = (instruction, input_text, response, history) + ((system, tools or "") if system or tools else ())
+    payload = "\x1f".join(normalise_text(part) for part in parts)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 

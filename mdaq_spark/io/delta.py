@@ -57,9 +57,8 @@ def _is_delta_table(spark: SparkSession, path: str) -> bool:
     return writers.exists(spark, f"{path.rstrip('/')}/_delta_log")
 
 
-def read_delta(spark: SparkSession, path: str) -> DataFrame:
-    if engine(spark) == DELTA_SPARK:
-        return spark.read.format("delta").load(path)
+def delta_files(path: str) -> list[str]:
+    """The data files of the table's current version, resolved by delta-rs (no JVM)."""
     try:
         from deltalake import DeltaTable
     except ImportError as exc:
@@ -80,6 +79,13 @@ def read_delta(spark: SparkSession, path: str) -> DataFrame:
         )
     if not files:
         raise InputError(f"{path}: the Delta table's current version has no data files")
+    return files
+
+
+def read_delta(spark: SparkSession, path: str) -> DataFrame:
+    if engine(spark) == DELTA_SPARK:
+        return spark.read.format("delta").load(path)
+    files = delta_files(path)
     # basePath keeps partition columns, which Delta stores only in the directory names
     return spark.read.option("basePath", path).parquet(*files)
 

@@ -44,12 +44,7 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
     scores = rundir.model_table(SCORES, score_fingerprint)
     clusters = rundir.table(CLUSTERS)
 
-    by_reason = {
-        r[S.QUARANTINE_REASON]: r["count"]
-        for r in _rows(quarantine.groupBy(S.QUARANTINE_REASON).count(), S.QUARANTINE_REASON)
-    }
-    quarantined = sum(by_reason.values())
-    duplicates = by_reason.get(S.DUPLICATE_REASON, 0)
+    by_reason = _reasons(quarantine)
 
     per_lang: dict[str, dict] = {}
     for r in _rows(
@@ -94,6 +89,22 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
     pruning = _pruning(rundir, selected, per_lang)
 
     kept = sum(e.get("samples", 0) for e in per_lang.values())
+    selected_total = sum(e["selected_total"] for e in per_lang.values())
+    return _stats(spark, cfg, runlog, kept, selected_total, by_reason, pruning, per_lang)
+
+
+def _stats(
+    spark: SparkSession,
+    cfg: JobConfig,
+    runlog: RunLog,
+    kept: int,
+    selected: int,
+    by_reason: dict[str, int],
+    pruning: dict,
+    per_lang: dict[str, dict],
+) -> dict:
+    quarantined = sum(by_reason.values())
+    duplicates = by_reason.get(S.DUPLICATE_REASON, 0)
     # rows the reader produced, counted independently in the ingest stage before any split
     read = runlog.info.get("ingest", {}).get("parsed_rows", -1)
     return {
@@ -104,7 +115,7 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
             "kept": kept,
             "quarantined": quarantined - duplicates,
             "exact_duplicates": duplicates,
-            "selected": sum(e["selected_total"] for e in per_lang.values()),
+            "selected": selected,
             "identity_holds": read == kept + quarantined,
             # each input file: records read = records parsed, and its rows all written (see io/accounting)
             "per_file_identity_holds": runlog.info.get("ingest", {}).get("per_file_identity_holds"),
@@ -127,6 +138,32 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
         },
         "config": cfg.model_dump(mode="json"),
     }
+
+
+def _reasons(quarantine) -> dict[str, int]:
+    return {
+        r[S.QUARANTINE_REASON]: r["count"]
+        for r in _rows(quarantine.groupBy(S.QUARANTINE_REASON).count(), S.QUARANTINE_REASON)
+    }
+
+
+def write_ingest_only_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog) -> dict:
+    """stats.json and the report of a run that stopped after ingest because no record was usable.
+
+    The same keys as a full run's, counted from quarantine/: nothing kept, nothing selected, and
+    the reasons every record was set aside, which is what the user needs to fix the input.
+    """
+    pruning = {"candidates": 0, "pruned_by_reason": {}, "to_selection": 0, "candidates_are_all_clustered": True}
+    stats = _stats(spark, cfg, runlog, 0, 0, _reasons(rundir.table(QUARANTINE)), pruning, {})
+    stats["stopped_after"] = "ingest: no usable record"
+    stats["run_dir"] = str(cfg.output.path)
+    stats["command"] = shlex.join(sys.argv)
+    stats["code_commit"] = code_commit()
+    stats["report"] = {}
+    rundir.write_stats(stats)
+    if cfg.report.html:
+        write_html(rundir)
+    return stats
 
 
 def _pruning(rundir: RunDir, selected, per_lang: dict[str, dict]) -> dict:
