@@ -1,0 +1,164 @@
+"""The pure parts of the conversation benchmarks: exchanges, sibling pairs, corruptions, aggregates.
+
+A conversation is a list of turns `{"role": "system"|"user"|"assistant", "content": str}`.
+Each assistant turn with the user turn it answers is an exchange: the instruction side is the
+context before the answer (system prompt and earlier turns, cut from the LEFT so that it fits
+the encoder's length, the answering user turn kept whole), the response side is the answer. A
+single-turn conversation has one exchange whose texts are the sample's own (instruction and
+response), so a single-turn score here is the pipeline's score.
+
+Nothing here touches a model or a file: the benchmarks feed these texts to the encoder, and the
+tests check the texts themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+SOFTMIN_TEMPERATURE = 0.05  # on the QSM's scale: score gaps between a good and a bad turn are 0.02-0.2
+CORRUPTIONS = ("raw_mt", "other_answer", "truncated")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    turn: int  # index of the assistant turn in the conversation
+    instruction: str
+    response: str
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(f"{self.instruction}\x1f{self.response}".encode()).hexdigest()[:16]
+
+
+def _render(turn: dict) -> str:
+    return f"{turn['role']}: {turn['content']}"
+
+
+def left_truncate(text: str, token_starts: Callable[[str], list[int]], budget: int) -> str:
+    """The end of `text` that holds at most `budget` tokens, cut at a token start (whole text if it fits)."""
+    if budget <= 0:
+        return ""
+    starts = token_starts(text)
+    if len(starts) <= budget:
+        return text
+    return text[starts[len(starts) - budget] :]
+
+
+def exchanges(
+    turns: Sequence[dict], token_starts: Callable[[str], list[int]], max_tokens: int, reserved: int = 0
+) -> list[Exchange]:
+    """One exchange per assistant turn that answers a user turn, in turn order.
+
+    `token_starts(text)` gives the character offset of each token of `text` (the encoder's
+    tokenizer, without special tokens); `reserved` counts the tokens the encoder adds (special
+    tokens, the instruction prefix). The context goes first, one `role: content` line per
+    earlier turn, then a blank line and the answering user turn as it is.
+    """
+    out = []
+    for i, turn in enumerate(turns):
+        if turn["role"] != "assistant":
+            continue
+        users = [j for j in range(i) if turns[j]["role"] == "user"]
+        if not users:
+            continue
+        u = users[-1]
+        question = turns[u]["content"]
+        earlier = "\n".join(_render(t) for t in turns[:u])
+        if not earlier:
+            out.append(Exchange(i, question, turn["content"]))
+            continue
+        budget = max_tokens - reserved - len(token_starts(question)) - 2  # the blank line between them
+        context = left_truncate(earlier, token_starts, budget)
+        out.append(Exchange(i, f"{context}\n\n{question}" if context else question, turn["content"]))
+    return out
+
+
+def replace_answer(turns: Sequence[dict], p: int, answer: str) -> list[dict]:
+    """The conversation with its p-th assistant turn (1-based) answered by `answer`; other turns untouched."""
+    positions = [i for i, t in enumerate(turns) if t["role"] == "assistant"]
+    if not 1 <= p <= len(positions):
+        raise ValueError(f"position {p} of a conversation with {len(positions)} answers")
+    out = [dict(t) for t in turns]
+    out[positions[p - 1]]["content"] = answer
+    return out
+
+
+# ------------------------------------------------------------------ aggregates of a sample's turn scores
+
+
+def softmin(scores: Sequence[float], temperature: float = SOFTMIN_TEMPERATURE) -> float:
+    """-t log mean exp(-s / t): the mean for a large t, the minimum for a small one."""
+    s = np.asarray(scores, dtype=np.float64)
+    m = s.min()
+    return float(m - temperature * math.log(np.mean(np.exp(-(s - m) / temperature))))
+
+
+AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
+    "first": lambda s: float(s[0]),
+    "min": lambda s: float(np.min(s)),
+    "mean": lambda s: float(np.mean(s)),
+    "softmin": softmin,
+}
+
+
+def rank_normalise(scores: np.ndarray) -> np.ndarray:
+    """Average ranks scaled into (0, 1]: a scorer's units drop out before scorers are weighted."""
+    s = np.asarray(scores, dtype=np.float64)
+    return rankdata(s, method="average") / max(len(s), 1)
+
+
+# ------------------------------------------------------------------ OpenAssistant trees
+
+
+def _turn(message: dict) -> dict:
+    return {"role": "user" if message["role"] == "prompter" else "assistant", "content": message["text"]}
+
+
+def sibling_pairs(tree: dict) -> list[dict]:
+    """Every pair of ranked sibling replies to one prompter message, better-ranked first.
+
+    Each pair carries the conversation up to and including the prompter message (`context`),
+    the tree and prompter message ids, and `depth`: 1 for a reply to the tree's first message.
+    Replies with no rank, or with equal ranks, form no pair.
+    """
+    out = []
+
+    def walk(message: dict, path: list[dict]) -> None:
+        path = [*path, _turn(message)]
+        if message["role"] == "prompter":
+            ranked = [
+                r for r in message.get("replies") or [] if r["role"] == "assistant" and r.get("rank") is not None
+            ]
+            ranked.sort(key=lambda r: r["rank"])
+            for a in range(len(ranked)):
+                for b in range(a + 1, len(ranked)):
+                    if ranked[a]["rank"] == ranked[b]["rank"]:
+                        continue
+                    out.append(
+                        {
+                            "tree": tree["message_tree_id"],
+                            "prompter": message["message_id"],
+                            "depth": (len(path) + 1) // 2,
+                            "context": path,
+                            "better": ranked[a]["text"],
+                            "worse": ranked[b]["text"],
+                        }
+                    )
+        for reply in message.get("replies") or []:
+            walk(reply, path)
+
+    walk(tree["prompt"], [])
+    return out
+
+
+def split_trees(tree_ids: Sequence[str], seed: int, test_fraction: float = 0.5) -> tuple[set[str], set[str]]:
+    """(train, test) tree ids: a seeded hash order, the first `test_fraction` of it held out."""
+    order = sorted(set(tree_ids), key=lambda t: hashlib.sha256(f"{seed}\x1f{t}".encode()).hexdigest())
+    n_test = int(round(test_fraction * len(order)))
+    return set(order[n_test:]), set(order[:n_test])
