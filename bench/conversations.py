@@ -23,6 +23,8 @@ from scipy.stats import rankdata
 
 SOFTMIN_TEMPERATURE = 0.05  # on the QSM's scale: score gaps between a good and a bad turn are 0.02-0.2
 CORRUPTIONS = ("raw_mt", "other_answer", "truncated")
+# the scorer combinations tried, fixed before any run: the weight of length's rank beside the QSM's
+LENGTH_WEIGHTS = (0.5, 0.25)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,16 @@ def rank_normalise(scores: np.ndarray) -> np.ndarray:
     """Average ranks scaled into (0, 1]: a scorer's units drop out before scorers are weighted."""
     s = np.asarray(scores, dtype=np.float64)
     return rankdata(s, method="average") / max(len(s), 1)
+
+
+def combine_ranked(scores: Sequence[np.ndarray], weights: Sequence[float], groups: np.ndarray) -> np.ndarray:
+    """The weighted sum of each scorer's rank-normalised scores, ranked within each group (a language)."""
+    groups = np.asarray(groups)
+    out = np.zeros(len(groups))
+    for g in np.unique(groups):
+        m = groups == g
+        out[m] = sum(w * rank_normalise(np.asarray(s)[m]) for s, w in zip(scores, weights, strict=True))
+    return out
 
 
 # ------------------------------------------------------------------ OpenAssistant trees

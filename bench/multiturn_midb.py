@@ -35,7 +35,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from conversations import AGGREGATES, CORRUPTIONS, SOFTMIN_TEMPERATURE, exchanges, rank_normalise, replace_answer
+from conversations import (
+    AGGREGATES,
+    CORRUPTIONS,
+    LENGTH_WEIGHTS,
+    SOFTMIN_TEMPERATURE,
+    combine_ranked,
+    exchanges,
+    replace_answer,
+)
 from exchange_scoring import SHIPPED_HEAD, ExchangeScorer, pairwise
 
 from mdaq_spark.train import crossval as cv
@@ -98,7 +106,7 @@ def main() -> int:
     ap.add_argument("--midb", default=str(MIDB))
     ap.add_argument("--out", required=True)
     ap.add_argument("--features", default=str(Path.home() / ".cache/mdaq_spark/bench_features/conversations"))
-    ap.add_argument("--per-length", type=int, default=10, help="conversations of each length per language")
+    ap.add_argument("--per-length", type=int, default=8, help="conversations of each length per language")
     ap.add_argument("--langs", default="", help="comma-separated languages (default: all)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument(
@@ -153,11 +161,8 @@ def main() -> int:
     # rank-normalised combination per language, over every exchange of that language
     langs_flat = np.array([convs[v[0]]["lang"] for v in versions for _ in v[3]])
     for head in heads:
-        combined = np.zeros(len(ins))
-        for lang in set(langs_flat):
-            m = langs_flat == lang
-            combined[m] = 0.5 * rank_normalise(flat[head][m]) + 0.5 * rank_normalise(flat["length"][m])
-        flat[f"{head}+length_rank_0.5"] = combined
+        for w in LENGTH_WEIGHTS:
+            flat[f"{head}+length_w{w}"] = combine_ranked([flat[head], flat["length"]], [1 - w, w], langs_flat)
     names = list(flat)
     # per version, per scorer: its exchanges' scores
     bounds = np.cumsum([0] + [len(v[3]) for v in versions])
@@ -193,13 +198,10 @@ def main() -> int:
     # single-exchange MIDB contrasts
     n = len(used)
     single = scorer.scores(single_ins, single_res, args.seed)
-    for head in heads:  # the combination, ranked per language over these samples
-        combined = np.zeros(len(single_ins))
-        langs_single = np.concatenate([used["lang"].to_numpy()] * 4)
-        for lang in set(langs_single):
-            m = langs_single == lang
-            combined[m] = 0.5 * rank_normalise(single[head][m]) + 0.5 * rank_normalise(single["length"][m])
-        single[f"{head}+length_rank_0.5"] = combined
+    langs_single = np.concatenate([used["lang"].to_numpy()] * 4)
+    for head in heads:  # the combinations, ranked per language over these samples
+        for w in LENGTH_WEIGHTS:
+            single[f"{head}+length_w{w}"] = combine_ranked([single[head], single["length"]], [1 - w, w], langs_single)
     clusters = used["source"].to_numpy(dtype=int)
     matched = cv.length_matched(used["revised_response"], used["raw_response"])
     langs = used["lang"].to_numpy()
@@ -226,7 +228,7 @@ def main() -> int:
         "per_length_per_language": args.per_length,
         "pairs": len(rows),
         "softmin_temperature": SOFTMIN_TEMPERATURE,
-        "combination": "per exchange: 0.5 rank(QSM) + 0.5 rank(length), ranked per language over the exchanges",
+        "combination": "per exchange: (1 - w) rank(QSM) + w rank(length), ranked per language over the exchanges",
         "texts_encoded_this_run": scorer.encoded,
         "encode_seconds": round(scorer.encode_seconds, 1),
         "seconds": round(time.perf_counter() - started, 1),

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from conversations import exchanges, rank_normalise, sibling_pairs, split_trees
+from conversations import LENGTH_WEIGHTS, combine_ranked, exchanges, sibling_pairs, split_trees
 from exchange_scoring import SHIPPED_HEAD, ExchangeScorer, pairwise
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/oasst_dev/en_trees.jsonl"
@@ -89,11 +89,12 @@ def main() -> int:
     n = len(pairs)
     for name in scorer.heads:
         for way in ("single", "full"):
-            q = rank_normalise(np.concatenate([s[way][0][name], s[way][1][name]]))
-            ln = rank_normalise(np.concatenate([s[way][0]["length"], s[way][1]["length"]]))
-            combined = 0.5 * q + 0.5 * ln
+            q = np.concatenate([s[way][0][name], s[way][1][name]])
+            ln = np.concatenate([s[way][0]["length"], s[way][1]["length"]])
             tag = "single_exchange" if way == "single" else "full_conversation"
-            gaps[f"{name}_{tag}+length_rank_0.5"] = combined[:n] - combined[n:]
+            for w in LENGTH_WEIGHTS:
+                combined = combine_ranked([q, ln], [1 - w, w], np.zeros(2 * n))
+                gaps[f"{name}_{tag}+length_w{w}"] = combined[:n] - combined[n:]
     clusters = np.array([p["tree"] for p in pairs])
     depth = np.array([p["depth"] for p in pairs])
     in_test = np.array([p["tree"] in test_trees for p in pairs])
