@@ -1,11 +1,12 @@
 """The pure parts of the conversation benchmarks: exchanges, sibling pairs, corruptions, aggregates.
 
 A conversation is a list of turns `{"role": "system"|"user"|"assistant", "content": str}`.
-Each assistant turn with the user turn it answers is an exchange: the instruction side is the
-context before the answer (system prompt and earlier turns, cut from the LEFT so that it fits
-the encoder's length, the answering user turn kept whole), the response side is the answer. A
-single-turn conversation has one exchange whose texts are the sample's own (instruction and
-response), so a single-turn score here is the pipeline's score.
+Each assistant turn with the user turn it answers is an exchange, as the pipeline defines it
+(mdaq_spark/io/exchanges.py): the instruction side is the context before the answer (earlier
+turns from the first question on, cut from the LEFT so that it fits the encoder's length, the
+answering user turn kept whole), the response side is the answer. A single-turn conversation
+has one exchange whose texts are the sample's own, so a single-turn score here is the
+pipeline's score.
 
 Nothing here touches a model or a file: the benchmarks feed these texts to the encoder, and the
 tests check the texts themselves.
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from mdaq_spark.io import exchanges as ex
+
 SOFTMIN_TEMPERATURE = 0.05  # on the QSM's scale: score gaps between a good and a bad turn are 0.02-0.2
 CORRUPTIONS = ("raw_mt", "other_answer", "truncated")
 # the scorer combinations tried, fixed before any run: the weight of length's rank beside the QSM's
@@ -28,56 +31,25 @@ LENGTH_WEIGHTS = (0.5, 0.25)
 
 
 @dataclass(frozen=True)
-class Exchange:
-    turn: int  # index of the assistant turn in the conversation
-    instruction: str
+class ExchangeText:
+    turn: int  # position among the conversation's exchanges, 0 = the first answer
+    instruction: str  # what the bi-encoder reads as the prompt
     response: str
-
-    @property
-    def id(self) -> str:
-        return hashlib.sha256(f"{self.instruction}\x1f{self.response}".encode()).hexdigest()[:16]
+    id: str  # the exchange's content id
 
 
-def _render(turn: dict) -> str:
-    return f"{turn['role']}: {turn['content']}"
+def exchange_texts(
+    turns: Sequence[dict], count: Callable[[str], int], spans: Callable[[str], list[tuple[int, int]]], limit: int
+) -> list[ExchangeText]:
+    """The texts the bi-encoder reads for each exchange, by the pipeline's own definition (io/exchanges.py).
 
-
-def left_truncate(text: str, token_starts: Callable[[str], list[int]], budget: int) -> str:
-    """The end of `text` that holds at most `budget` tokens, cut at a token start (whole text if it fits)."""
-    if budget <= 0:
-        return ""
-    starts = token_starts(text)
-    if len(starts) <= budget:
-        return text
-    return text[starts[len(starts) - budget] :]
-
-
-def exchanges(
-    turns: Sequence[dict], token_starts: Callable[[str], list[int]], max_tokens: int, reserved: int = 0
-) -> list[Exchange]:
-    """One exchange per assistant turn that answers a user turn, in turn order.
-
-    `token_starts(text)` gives the character offset of each token of `text` (the encoder's
-    tokenizer, without special tokens); `reserved` counts the tokens the encoder adds (special
-    tokens, the instruction prefix). The context goes first, one `role: content` line per
-    earlier turn, then a blank line and the answering user turn as it is.
+    `count(text)`: tokens the encoder reads for `text` as a prompt (prefix and special tokens
+    included); `spans(text)`: the (start, end) characters of each token of the text alone.
     """
     out = []
-    for i, turn in enumerate(turns):
-        if turn["role"] != "assistant":
-            continue
-        users = [j for j in range(i) if turns[j]["role"] == "user"]
-        if not users:
-            continue
-        u = users[-1]
-        question = turns[u]["content"]
-        earlier = "\n".join(_render(t) for t in turns[:u])
-        if not earlier:
-            out.append(Exchange(i, question, turn["content"]))
-            continue
-        budget = max_tokens - reserved - len(token_starts(question)) - 2  # the blank line between them
-        context = left_truncate(earlier, token_starts, budget)
-        out.append(Exchange(i, f"{context}\n\n{question}" if context else question, turn["content"]))
+    for e in ex.exchanges(turns):
+        prompt = ex.fit_context(ex.encoder_context(e), e.user, limit, count, spans)
+        out.append(ExchangeText(e.turn, prompt, e.response, e.id))
     return out
 
 

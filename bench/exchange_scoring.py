@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from conversations import ExchangeText, exchange_texts
 
 from mdaq_spark.config import ModelConfig
 from mdaq_spark.models import registry
@@ -33,16 +34,21 @@ class ExchangeScorer:
         self.store = FeatureStore(Path(store_dir))
         self.encoder = TextEncoder(CFG)
         self.heads = {name: QsmHead.load(path) for name, path in heads.items()}
-        tok = self.encoder.model.tokenizer
+        self._tok = self.encoder.model.tokenizer
         self.max_tokens = CFG.max_seq_length
-        # [CLS] ... [SEP] and the instruction prefix
-        self.reserved = 2 + len(tok(IP, add_special_tokens=False)["input_ids"])
-        self._tok = tok
         self.encoded = 0
         self.encode_seconds = 0.0
 
-    def token_starts(self, text: str) -> list[int]:
-        return [a for a, _ in self._tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+    def count(self, text: str) -> int:
+        """Tokens the encoder reads for `text` as a prompt: prefix and special tokens included."""
+        return len(self._tok(IP + text)["input_ids"])
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        return list(self._tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"])
+
+    def texts(self, turns: list[dict]) -> list[ExchangeText]:
+        """The exchanges of a conversation as the pipeline's bi-encoder reads them."""
+        return exchange_texts(turns, self.count, self.spans, self.max_tokens)
 
     def encode(self, instructions: list[str], responses: list[str]) -> None:
         wanted = {text_key(IP, x): (IP, x) for x in instructions}

@@ -41,7 +41,6 @@ from conversations import (
     LENGTH_WEIGHTS,
     SOFTMIN_TEMPERATURE,
     combine_ranked,
-    exchanges,
     replace_answer,
 )
 from exchange_scoring import SHIPPED_HEAD, ExchangeScorer, pairwise
@@ -141,7 +140,7 @@ def main() -> int:
     versions = []  # (conv, p, kind, exchanges)
     for i, c in enumerate(convs):
         for p, kind, turns in variants(c, pool, convs[other_of[i]]):
-            versions.append((i, p, kind, exchanges(turns, scorer.token_starts, scorer.max_tokens, scorer.reserved)))
+            versions.append((i, p, kind, scorer.texts(turns)))
     # single-exchange MIDB contrasts on the conversations' records
     used = pool.loc[[r for c in convs for r in c["records"]]].reset_index(drop=True)
     other_resp = []

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from conversations import LENGTH_WEIGHTS, combine_ranked, exchanges, sibling_pairs, split_trees
+from conversations import LENGTH_WEIGHTS, combine_ranked, sibling_pairs, split_trees
 from exchange_scoring import SHIPPED_HEAD, ExchangeScorer, pairwise
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/oasst_dev/en_trees.jsonl"
@@ -65,7 +65,7 @@ def main() -> int:
 
     def full(context: list[dict], reply: str) -> str:
         turns = [*context, {"role": "assistant", "content": reply}]
-        return exchanges(turns, scorer.token_starts, scorer.max_tokens, scorer.reserved)[-1].instruction
+        return scorer.texts(turns)[-1].instruction
 
     single = [p["context"][-1]["content"] for p in pairs]
     full_b = [full(p["context"], p["better"]) for p in pairs]

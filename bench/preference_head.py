@@ -27,7 +27,7 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
-from conversations import exchanges, sibling_pairs, split_trees
+from conversations import sibling_pairs, split_trees
 from exchange_scoring import IP, RP, SHIPPED_HEAD, ExchangeScorer
 from oasst_preference import DATA, read_trees
 
@@ -85,7 +85,7 @@ def main() -> int:
 
     def full(context: list[dict], reply: str) -> str:
         turns = [*context, {"role": "assistant", "content": reply}]
-        return exchanges(turns, scorer.token_starts, scorer.max_tokens, scorer.reserved)[-1].instruction
+        return scorer.texts(turns)[-1].instruction
 
     oasst = pd.DataFrame(
         {

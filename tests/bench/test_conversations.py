@@ -16,14 +16,19 @@ conversations = importlib.import_module("conversations")
 multiturn = importlib.import_module("multiturn_midb")
 
 
-def word_starts(text: str) -> list[int]:
-    return [m.start() for m in re.finditer(r"\S+", text)]
+def spans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in re.finditer(r"\S+", text)]
+
+
+def count(text: str) -> int:
+    """Words, plus a prefix and two special tokens, as the encoder would count a prompt."""
+    return len(spans(text)) + 3
 
 
 def test_a_single_turn_exchange_is_the_sample_itself():
     turns = [{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "Seven."}]
-    (ex,) = conversations.exchanges(turns, word_starts, max_tokens=64)
-    assert (ex.turn, ex.instruction, ex.response) == (1, "Name a prime.", "Seven.")
+    (ex,) = conversations.exchange_texts(turns, count, spans, limit=64)
+    assert (ex.turn, ex.instruction, ex.response) == (0, "Name a prime.", "Seven.")
 
 
 def test_context_is_cut_from_the_left_and_the_question_kept_whole():
@@ -36,15 +41,15 @@ def test_context_is_cut_from_the_left_and_the_question_kept_whole():
         {"role": "user", "content": question},
         {"role": "assistant", "content": "done"},
     ]
-    first, second = conversations.exchanges(turns, word_starts, max_tokens=50, reserved=3)
-    assert first.instruction == "system: be brief\n\nfirst question"
-    assert second.instruction.endswith("\n\n" + question)
-    context = second.instruction[: -len(question) - 2]
-    assert len(word_starts(context)) == 50 - 3 - len(word_starts(question)) - 2
+    first, second = conversations.exchange_texts(turns, count, spans, limit=50)
+    assert first.instruction == "first question"  # the bi-encoder does not read the system prompt
+    assert second.instruction.endswith("\n" + question) and count(second.instruction) <= 50
+    context = second.instruction[: -len(question) - 1]
     assert context.endswith("w99") and "first question" not in context
-    # a question longer than the budget leaves no context at all
-    _, last = conversations.exchanges(turns, word_starts, max_tokens=10)
-    assert last.instruction == question
+    assert count(second.instruction) >= 49  # as much context as fits (one token kept for the newline)
+    assert first.id != second.id
+    # a question longer than the limit leaves no context at all
+    assert conversations.exchange_texts(turns, count, spans, limit=10)[1].instruction == question
 
 
 def test_replacing_turn_p_changes_that_answer_only():
