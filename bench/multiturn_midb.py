@@ -121,7 +121,8 @@ def main() -> int:
     records = load_midb(args.midb)
     trained = set().union(*(trained_groups(str(p)) for p in heads.values()))
     known = records["source"].notna()
-    unseen = known & ~records["source"].map(lambda s: f"midb:{s}" in trained if pd.notna(s) else True)
+    trained_sources = {int(g.split(":", 1)[1]) for g in trained if g.startswith("midb:")}
+    unseen = known & ~records["source"].isin(trained_sources).fillna(True).astype(bool)
     changed = records["revised_response"].str.strip() != records["raw_response"].str.strip()
     pool = records[unseen & changed]
     if args.langs:
