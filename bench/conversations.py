@@ -82,9 +82,14 @@ AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
 
 
 def rank_normalise(scores: np.ndarray) -> np.ndarray:
-    """Average ranks scaled into (0, 1]: a scorer's units drop out before scorers are weighted."""
+    """Percentile ranks in [0, 1] as Spark's percent_rank gives them (ties share the lowest), as a run normalises.
+
+    A scorer's units drop out before scorers are weighted.
+    """
     s = np.asarray(scores, dtype=np.float64)
-    return rankdata(s, method="average") / max(len(s), 1)
+    if len(s) < 2:
+        return np.zeros(len(s))
+    return (rankdata(s, method="min") - 1) / (len(s) - 1)
 
 
 def combine_ranked(scores: Sequence[np.ndarray], weights: Sequence[float], groups: np.ndarray) -> np.ndarray:

@@ -140,13 +140,13 @@ def test_aggregates():
     assert conversations.AGGREGATES["min"](s) == 0.8
     assert min(s) < conversations.softmin(s) < sum(s) / 3
     assert conversations.softmin(s, temperature=1e-4) == pytest.approx(0.8, abs=1e-3)
-    assert list(conversations.rank_normalise([3.0, 1.0, 1.0])) == [1.0, 0.5, 0.5]
+    assert list(conversations.rank_normalise([3.0, 1.0, 1.0, 2.0])) == [1.0, 0.0, 0.0, 2 / 3]
 
 
 def test_combination_ranks_each_scorer_within_its_language():
     qsm = [0.9, 0.8, 100.0, 200.0]
     length = [10.0, 30.0, 5.0, 1.0]
     out = conversations.combine_ranked([qsm, length], [0.5, 0.5], ["de", "de", "fr", "fr"])
-    # de: qsm ranks (1, .5), length (.5, 1); fr: qsm (.5, 1), length (1, .5): units and languages drop out
-    assert list(out) == [0.75, 0.75, 0.75, 0.75]
+    # de: qsm ranks (1, 0), length (0, 1); fr: qsm (0, 1), length (1, 0): units and languages drop out
+    assert list(out) == [0.5, 0.5, 0.5, 0.5]
     assert list(conversations.combine_ranked([qsm, length], [1.0, 0.0], ["de", "de", "fr", "fr"])) == [1, 0.5, 0.5, 1]
