@@ -149,4 +149,4 @@ def test_combination_ranks_each_scorer_within_its_language():
     out = conversations.combine_ranked([qsm, length], [0.5, 0.5], ["de", "de", "fr", "fr"])
     # de: qsm ranks (1, 0), length (0, 1); fr: qsm (0, 1), length (1, 0): units and languages drop out
     assert list(out) == [0.5, 0.5, 0.5, 0.5]
-    assert list(conversations.combine_ranked([qsm, length], [1.0, 0.0], ["de", "de", "fr", "fr"])) == [1, 0.5, 0.5, 1]
+    assert list(conversations.combine_ranked([qsm, length], [1.0, 0.0], ["de", "de", "fr", "fr"])) == [1, 0, 0, 1]
