@@ -113,6 +113,8 @@ def main() -> int:
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the commit the code ran from, read before the run: a commit made while it runs is not it
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
     heads = {"qsm": SHIPPED_HEAD}
     for item in args.head:
@@ -219,7 +221,7 @@ def main() -> int:
             "relevance_vs_other_instruction": pairwise(rev - oth, clusters),
         }
     out = {
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": commit,
         "seed": args.seed,
         "heads": {k: str(v) for k, v in heads.items()},
         "languages": sorted(set(langs)),

@@ -57,6 +57,8 @@ def main() -> int:
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the commit the code ran from, read before the run: a commit made while it runs is not it
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
     trees = read_trees(Path(args.data))
     pairs = [p for t in trees for p in sibling_pairs(t)]
@@ -116,7 +118,7 @@ def main() -> int:
         for name, gap in gaps.items()
     }
     out = {
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": commit,
         "data": str(args.data),
         "seed": args.seed,
         "trees": len(trees),

@@ -67,6 +67,8 @@ def main() -> int:
     ap.add_argument("--test-fraction", type=float, default=0.5)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the commit the code ran from, read before the run: a commit made while it runs is not it
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     import torch
 
     torch.set_num_threads(1)
@@ -127,7 +129,7 @@ def main() -> int:
             "oasst_training_trees": sorted(train_trees) if "oasst" in name else [],
             "split_seed": args.seed,
             "layer_head": params.model_dump(),
-            "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+            "commit": commit,
         }
         save(trained.tensors, manifest, Path(args.out) / name)
         summary[name] = {"rows": len(data), "final_loss": trained.losses[-1]}
