@@ -150,3 +150,18 @@ def test_combination_ranks_each_scorer_within_its_language():
     # de: qsm ranks (1, 0), length (0, 1); fr: qsm (0, 1), length (1, 0): units and languages drop out
     assert list(out) == [0.5, 0.5, 0.5, 0.5]
     assert list(conversations.combine_ranked([qsm, length], [1.0, 0.0], ["de", "de", "fr", "fr"])) == [1, 0, 0, 1]
+
+
+def test_conversations_keep_one_language_and_never_repeat_a_record():
+    records = pd.DataFrame(
+        {"lang": ["de"] * 20 + ["fr"] * 20, "source": list(range(20)) * 2, "revised_prompt": ["q"] * 40}
+    )
+    convs = multiturn.build_conversations(records, per_length=2, seed=42)
+    assert [len(c["records"]) for c in convs] == [2, 2, 3, 3, 4, 4] * 2
+    for c in convs:
+        assert set(records.loc[c["records"], "lang"]) == {c["lang"]}
+    used = [r for c in convs for r in c["records"]]
+    assert len(used) == len(set(used))  # no record in two conversations, none twice in one
+    assert multiturn.build_conversations(records.iloc[::-1], per_length=2, seed=42) == convs
+    with pytest.raises(ValueError, match="too few records"):
+        multiturn.build_conversations(records, per_length=3, seed=42)
