@@ -88,7 +88,7 @@ def test_a_run_reads_and_writes_s3(lake):
     spark, base, server, bucket = lake["spark"], lake["base"], lake["server"], lake["bucket"]
     first = lake["first"]
     assert first["counts"]["selected"] > 0
-    assert first["counts"]["read"] == first["counts"]["kept"] + first["counts"]["quarantined"]
+    assert first["counts"]["identity_holds"] and first["counts"]["records_read"] == 2 * 2 * 12
     keys = server.keys(bucket, "runs/first/")
     for name in ("report/stats.json", "report/report.html", "_stages/select.json"):
         assert f"runs/first/{name}" in keys, name
