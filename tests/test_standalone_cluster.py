@@ -237,6 +237,7 @@ def test_spark_submit_delta_on_s3(
     import pandas as pd
 
     from mdaq_spark import jars
+    from mdaq_spark.session import apply_hadoop_conf
 
     bucket = s3_server.new_bucket("cluster")
     corpus = s3_server.upload_tree(select_corpus, bucket, "corpus")
@@ -249,6 +250,7 @@ def test_spark_submit_delta_on_s3(
     proc = standalone_cluster.spark_submit([*submit, *args, *s3, *lake], timeout=900)
     assert proc.returncode == 0, f"spark-submit failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
 
+    apply_hadoop_conf(lake_spark, s3_server.hadoop_conf())  # this test's own reads of the bucket
     keys = s3_server.keys(bucket, "runs/delta/")
     assert any(k.startswith("runs/delta/selected/_delta_log/") for k in keys)
     stats = json.loads(lake_spark.sparkContext.wholeTextFiles(f"{out}/report/stats.json").first()[1])
