@@ -94,6 +94,7 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
     pruning = _pruning(rundir, selected, per_lang)
 
     kept = sum(e.get("samples", 0) for e in per_lang.values())
+    turns = _turns(scores)
     # rows the reader produced, counted independently in the ingest stage before any split
     read = runlog.info.get("ingest", {}).get("parsed_rows", -1)
     return {
@@ -116,6 +117,7 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
         "quarantine_by_reason": by_reason,
         "pruning": pruning,
         "per_language": per_lang,
+        "turns": turns,
         "stage_seconds": dict(runlog.timings),
         "stages_skipped": list(runlog.skipped),
         "stage_keys": dict(runlog.keys),
@@ -127,6 +129,18 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
         },
         "config": cfg.model_dump(mode="json"),
     }
+
+
+def _turns(scores) -> dict:
+    """How many exchanges the samples have, and at which turn (0 = the first) a sample's weakest one sits."""
+    by_turns: dict[str, int] = {}
+    weakest: dict[str, dict[str, int]] = {}
+    grouped = scores.groupBy(F.size(S.TURN_SCORES).alias("turns"), S.WEAKEST_TURN).count()
+    for r in _rows(grouped, "turns", S.WEAKEST_TURN):
+        n = str(r["turns"])
+        by_turns[n] = by_turns.get(n, 0) + r["count"]
+        weakest.setdefault(n, {})[str(r[S.WEAKEST_TURN])] = r["count"]
+    return {"samples_by_turns": by_turns, "weakest_turn_by_turns": weakest}
 
 
 def _pruning(rundir: RunDir, selected, per_lang: dict[str, dict]) -> dict:

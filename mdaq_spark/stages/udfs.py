@@ -84,11 +84,15 @@ def encode_map(
     text_cols: tuple[str, str],
     counter: Accumulator | None = None,
     layers: tuple[int, ...] = (),
+    key: str = S.SAMPLE_ID,
+    context_col: str | None = None,
 ):
-    """mapInArrow: rows with `text_cols` (prompt, response) -> sample_id, lang, both embeddings, layer states.
+    """mapInArrow: rows with `text_cols` (prompt, response) -> key, lang, both embeddings, layer states.
 
     With `layers` (a QSM layer head), both sides are encoded through their hidden states, the
     way the head's training features were, and the response's states of those layers are kept.
+    With `context_col` (an exchange's earlier turns), the prompt is the question after as much
+    of its context as fits the encoder's length (TextEncoder.fit_prompts).
     """
     prompt_col, response_col = text_cols
 
@@ -99,6 +103,8 @@ def encode_map(
         for batch in batches:
             _count(counter, batch.num_rows)
             prompts, responses = _texts(batch.column(prompt_col)), _texts(batch.column(response_col))
+            if context_col is not None:
+                prompts = encoder.fit_prompts(prompts, _texts(batch.column(context_col)), cfg.instruction_prefix)
             if layers:
                 p = embedding_of_states(encoder.encode_layers(prompts, cfg.instruction_prefix))
                 r, states = encoder.with_layers(responses, cfg.response_prefix, layers)
@@ -108,22 +114,16 @@ def encode_map(
                 r = encoder.encode(responses, cfg.response_prefix)
                 kept = pa.nulls(batch.num_rows, pa.binary())
             yield pa.RecordBatch.from_arrays(
-                [
-                    batch.column(S.SAMPLE_ID),
-                    batch.column(S.LANG),
-                    arrow_vectors.vectors(p),
-                    arrow_vectors.vectors(r),
-                    kept,
-                ],
-                names=[S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING, S.RESPONSE_LAYERS],
+                [batch.column(key), batch.column(S.LANG), arrow_vectors.vectors(p), arrow_vectors.vectors(r), kept],
+                names=[key, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING, S.RESPONSE_LAYERS],
             )
 
     return encode_pairs
 
 
-def encode_schema(rows: T.StructType) -> T.StructType:
-    """encode_map's output: sample_id and lang as the input has them, both embeddings, the layer states."""
-    schema = map_schema(rows, (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING))
+def encode_schema(rows: T.StructType, key: str = S.SAMPLE_ID) -> T.StructType:
+    """encode_map's output: the key and lang as the input has them, both embeddings, the layer states."""
+    schema = map_schema(rows, (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING), key)
     return schema.add(T.StructField(S.RESPONSE_LAYERS, T.BinaryType(), True))
 
 
@@ -143,11 +143,9 @@ def embed_map(cfg: ModelConfig, location: str, text_col: str, prefix: str, count
     return embed
 
 
-def map_schema(rows: T.StructType, fields: tuple[str, ...]) -> T.StructType:
-    """sample_id and lang as the input has them, then one embedding column per name in `fields`."""
-    return T.StructType(
-        [rows[S.SAMPLE_ID], rows[S.LANG], *[T.StructField(name, EMBEDDING_TYPE, True) for name in fields]]
-    )
+def map_schema(rows: T.StructType, fields: tuple[str, ...], key: str = S.SAMPLE_ID) -> T.StructType:
+    """The key (sample_id) and lang as the input has them, then one embedding column per name in `fields`."""
+    return T.StructType([rows[key], rows[S.LANG], *[T.StructField(name, EMBEDDING_TYPE, True) for name in fields]])
 
 
 SCORE_SCHEMA_FIELDS = (
@@ -190,3 +188,24 @@ def score_map(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | Non
             )
 
     return score
+
+
+def sum_embedding_map(key: str):
+    """mapInArrow: key, both encodings -> key and the normalised sum of the two: the diversity embedding.
+
+    The QSM head does not enter it: any scorer (or none of the QSM) leaves the embedding as it was.
+    """
+
+    def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from mdaq_spark.models.qsm import normalise_rows
+
+        for batch in batches:
+            if batch.num_rows:
+                p = arrow_vectors.matrix(batch.column(S.PROMPT_EMBEDDING))
+                r = arrow_vectors.matrix(batch.column(S.RESPONSE_EMBEDDING))
+                vectors = arrow_vectors.vectors(normalise_rows(p + r).astype(np.float32))
+            else:
+                vectors = pa.array([], type=pa.list_(pa.float32()))
+            yield pa.RecordBatch.from_arrays([batch.column(key), vectors], names=[key, S.EMBEDDING])
+
+    return embed
