@@ -49,8 +49,10 @@ STAGE_OF = {ENCODINGS: "encode", EXCHANGE_SCORES: "score", SCORES: "score", EMBE
 # what a stored row belongs to: an exchange (encodings and scores of exchanges) or a whole sample
 STORE_KEY = {ENCODINGS: S.EXCHANGE_ID, EXCHANGE_SCORES: S.EXCHANGE_ID, SCORES: S.SAMPLE_ID, EMBEDDINGS: S.SAMPLE_ID}
 # stores whose batches may differ in columns: encodings gained response_layers, and batches an
-# earlier version committed lack it (read as null, so they serve any head but a layer head)
-MERGED_SCHEMA = (ENCODINGS,)
+# earlier version committed lack it (read as null, so they serve any head but a layer head);
+# scores gained turn_scores, and rows without it (of the first exchange alone) are computed again
+MERGED_SCHEMA = (ENCODINGS, SCORES)
+STORE_COMPLETE = {SCORES: S.TURN_SCORES}
 # bookkeeping
 REPORT = "report"
 STATS_FILE = "stats.json"
@@ -329,7 +331,12 @@ class RunDir:
             from mdaq_spark.io.store import ModelStore
 
             store = ModelStore(
-                self._spark(), self.store_path(name), STORE_FINGERPRINT[name], name in MERGED_SCHEMA, STORE_KEY[name]
+                self._spark(),
+                self.store_path(name),
+                STORE_FINGERPRINT[name],
+                name in MERGED_SCHEMA,
+                STORE_KEY[name],
+                STORE_COMPLETE.get(name),
             )
             store.adopt_unbatched()
             self._stores[name] = store

@@ -108,7 +108,7 @@ def _run(spark, model_cache, corpus: Path, out: Path, scorers: list[dict] | None
     fields = {"input.paths": [str(corpus)], "output.path": str(out)}
     if scorers is not None:
         fields["scoring.scorers"] = scorers
-    overrides = ["spark.shuffle_partitions=2", f"model.cache_dir={model_cache}", "clustering.k_max=2"]
+    overrides = ["spark.shuffle_partitions=2", f"model.cache_dir={model_cache}", "clustering.max_k=2"]
     return run_pipeline(spark, load_config(None, overrides, **fields))
 
 

@@ -57,11 +57,14 @@ class ModelStore:
         fingerprint_column: str,
         merge_schema: bool = False,
         key: str = S.SAMPLE_ID,
+        complete: str | None = None,
     ) -> None:
         self.spark = spark
         self.path = path.rstrip("/")
         self.fingerprint_column = fingerprint_column
         self.key = key  # the content hash a stored row belongs to: a sample's, or an exchange's
+        # a column an earlier version did not write: its rows (null there) are no result of this one
+        self.complete = complete
         self.merge_schema = merge_schema  # batches may differ in columns: read the union (one footer job more)
 
     def _listed_batches(self) -> list[int]:
@@ -105,6 +108,9 @@ class ModelStore:
         stored = self.read_all()
         if stored is None:
             return None
+        if self.complete is not None:
+            written = F.col(self.complete).isNotNull() if self.complete in stored.columns else F.lit(False)
+            stored = stored.where(written)
         return stored.where(F.col(self.fingerprint_column) == fingerprint)
 
     def pending(self, wanted: DataFrame, fingerprint: str) -> DataFrame:

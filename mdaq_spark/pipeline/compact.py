@@ -16,7 +16,15 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 from mdaq_spark.errors import InputError
 from mdaq_spark.io.store import ModelStore
-from mdaq_spark.rundir import EXCHANGE_SCORES, NORMALIZED, STAGE_OF, STORE_FINGERPRINT, STORE_KEY, RunDir
+from mdaq_spark.rundir import (
+    EXCHANGE_SCORES,
+    MERGED_SCHEMA,
+    NORMALIZED,
+    STAGE_OF,
+    STORE_FINGERPRINT,
+    STORE_KEY,
+    RunDir,
+)
 from mdaq_spark.stages.exchanges import exchange_ids
 
 
@@ -57,7 +65,7 @@ def compact_run(
         corpus = {S.SAMPLE_ID: normalized.select(S.SAMPLE_ID), S.EXCHANGE_ID: exchange_ids(normalized)}
     out: dict[str, dict] = {}
     for name, column in STORE_FINGERPRINT.items():
-        store = ModelStore(spark, rundir.store_path(name), column, key=STORE_KEY[name])
+        store = ModelStore(spark, rundir.store_path(name), column, name in MERGED_SCHEMA, STORE_KEY[name])
         store.sweep()
         keep = store.read_all()
         if keep is None:

@@ -143,9 +143,13 @@ def combination_fingerprint(job: JobConfig, scorers: tuple[Scorer, ...], fingerp
     """The fingerprint of the sample scores: the scorers, their weights, how turns and scorers combine.
 
     Several scorers are combined after a per-language normalisation, which depends on the whole
-    corpus: then the corpus content is part of it. One scorer's sample score is its own aggregate.
+    corpus: then the corpus content is part of it. One scorer over every turn with the minimum
+    (the reference combination) keeps the scorer's own fingerprint: a single-turn corpus's
+    scores are then the scorer's, under its name, as before exchanges existed.
     """
     s = job.scoring
+    if len(scorers) == 1 and s.turns == "all" and s.aggregate == "min":
+        return fingerprints[0]
     parts = [s.turns, s.aggregate, repr(s.softmin_temperature)]
     parts += [f"{x.name}={fp}*{x.weight!r}" for x, fp in zip(scorers, fingerprints, strict=True)]
     if len(scorers) > 1:
@@ -171,11 +175,11 @@ def score_map(scorer: Scorer, key: str, counter: Accumulator | None = None):
     """mapInArrow: rows with `key`, lang and the scorer's columns -> key, lang, score."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from mdaq_spark.stages.udfs import _assigned_gpus, _count
+        from mdaq_spark.stages.udfs import assigned_gpus, count_rows
 
-        model = scorer.place(_model(scorer), _assigned_gpus())
+        model = scorer.place(_model(scorer), assigned_gpus())
         for batch in batches:
-            _count(counter, batch.num_rows)
+            count_rows(counter, batch.num_rows)
             scores = scorer.score(model, batch) if batch.num_rows else np.zeros(0)
             yield pa.RecordBatch.from_arrays(
                 [batch.column(key), batch.column(S.LANG), pa.array(np.asarray(scores, dtype=np.float64))],

@@ -88,7 +88,8 @@ class ScoreStage(Stage):
     def run(self, ctx: StageContext) -> dict:
         rundir = ctx.rundir
         normalized = rundir.table(NORMALIZED)
-        turns = exchange_rows(normalized, self.scoring.turns).select(S.SAMPLE_ID, S.LANG, S.TURN, S.EXCHANGE_ID)
+        index = exchange_rows(normalized, self.scoring.turns).select(S.SAMPLE_ID, S.LANG, S.TURN, S.EXCHANGE_ID)
+        turns = index
         exchanges = distinct_exchanges(normalized, self.scoring.turns)
         encodings = rundir.model_table(ENCODINGS, self.encoder_fingerprint, keys=exchanges)
         per_scorer = {}
@@ -105,7 +106,7 @@ class ScoreStage(Stage):
             turns = turns.join(stored.select(S.EXCHANGE_ID, F.col(S.SCORE).alias(score_column(i))), on=S.EXCHANGE_ID)
         names = [s.name for s in self.scorers]
         samples = sample_scores(turns, names, [s.weight for s in self.scorers], self.scoring)
-        first = encodings.join(turns.where(F.col(S.TURN) == 0).select(S.SAMPLE_ID, S.EXCHANGE_ID), on=S.EXCHANGE_ID)
+        first = encodings.join(index.where(F.col(S.TURN) == 0).select(S.SAMPLE_ID, S.EXCHANGE_ID), on=S.EXCHANGE_ID)
         first = first.select(S.SAMPLE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING)
         embedded = first.mapInArrow(
             sum_embedding_map(S.SAMPLE_ID),

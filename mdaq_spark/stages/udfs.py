@@ -48,7 +48,7 @@ def _cached(kind: str, cfg: ModelConfig, location: str):
         return _CACHE[key]
 
 
-def _assigned_gpus() -> list[str]:
+def assigned_gpus() -> list[str]:
     """The GPU addresses Spark gave the running task (none outside a GPU resource profile)."""
     from pyspark import TaskContext
 
@@ -60,7 +60,7 @@ def _assigned_gpus() -> list[str]:
 def _encoder(cfg: ModelConfig, location: str):
     """This worker's encoder, on the GPU the running task holds."""
     encoder = _cached("encoder", cfg, location)
-    encoder.place(_assigned_gpus())
+    encoder.place(assigned_gpus())
     return encoder
 
 
@@ -68,7 +68,7 @@ def _texts(column: pa.Array | pa.ChunkedArray) -> list[str]:
     return ["" if t is None else t for t in column.to_pylist()]
 
 
-def _count(counter: Accumulator | None, n: int) -> None:
+def count_rows(counter: Accumulator | None, n: int) -> None:
     """Rows that reached a model UDF: how a refresh proves it computed only the new samples.
 
     An accumulator counts a retried task twice; that is the truth about work done, which is
@@ -101,7 +101,7 @@ def encode_map(
 
         encoder = _encoder(cfg, location)
         for batch in batches:
-            _count(counter, batch.num_rows)
+            count_rows(counter, batch.num_rows)
             prompts, responses = _texts(batch.column(prompt_col)), _texts(batch.column(response_col))
             if context_col is not None:
                 prompts = encoder.fit_prompts(prompts, _texts(batch.column(context_col)), cfg.instruction_prefix)
@@ -133,7 +133,7 @@ def embed_map(cfg: ModelConfig, location: str, text_col: str, prefix: str, count
     def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         encoder = _encoder(cfg, location)
         for batch in batches:
-            _count(counter, batch.num_rows)
+            count_rows(counter, batch.num_rows)
             vectors = encoder.encode(_texts(batch.column(text_col)), prefix)
             yield pa.RecordBatch.from_arrays(
                 [batch.column(S.SAMPLE_ID), batch.column(S.LANG), arrow_vectors.vectors(vectors)],
@@ -168,7 +168,7 @@ def score_map(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | Non
 
         head = _cached("head", cfg, head_dir or "")
         for batch in batches:
-            _count(counter, batch.num_rows)
+            count_rows(counter, batch.num_rows)
             p = arrow_vectors.matrix(batch.column(S.PROMPT_EMBEDDING))
             r = arrow_vectors.matrix(batch.column(S.RESPONSE_EMBEDDING))
             states = None
