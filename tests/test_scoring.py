@@ -192,3 +192,18 @@ def test_a_scorer_kind_is_one_registration():
 
     with pytest.raises(ConfigError, match="unknown scorer kind 'no_such_kind'"):
         kind_class("no_such_kind")
+
+
+def test_aggregates_min_mean_and_softmin(spark):
+    from pyspark.sql import functions as F
+
+    from mdaq_spark.scoring.aggregate import aggregate_array
+
+    df = spark.createDataFrame([([0.7],), ([0.9, 0.5, 0.8],)], ["t"])
+    got = df.select(*[aggregate_array(F.col("t"), how, 0.05).alias(how) for how in ("min", "mean", "softmin")])
+    one, three = got.collect()
+    assert one["min"] == one["mean"] == one["softmin"] == 0.7  # one exchange: its own score, exactly
+    assert three["min"] == 0.5 and abs(three["mean"] - 2.2 / 3) < 1e-12
+    assert three["min"] < three["softmin"] < three["mean"]  # a smooth minimum, near the weakest turn
+    hot = df.select(aggregate_array(F.col("t"), "softmin", 100.0).alias("s")).collect()[1]["s"]
+    assert abs(hot - 2.2 / 3) < 1e-3  # a high temperature tends to the mean
