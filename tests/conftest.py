@@ -28,6 +28,7 @@ HEAVY_FIRST = (
     "test_standalone_cluster.py",
     "test_gpu_cluster.py",
     "test_pipeline.py",
+    "test_scoring.py",
     "train/test_qsm_training.py",
     "test_resume.py",
     "test_wheel.py",

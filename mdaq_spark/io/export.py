@@ -172,7 +172,7 @@ def metadata(row: dict) -> dict:
         S.QSM_SCORE: row[S.QSM_SCORE],
         S.CLUSTER_ID: row[S.CLUSTER_ID],
         S.SELECTION_REASON: row[S.SELECTION_REASON],
-        **{c: row.get(c) for c in TURN_METADATA},
+        **{c: row[c] for c in TURN_METADATA if c in row},
     }
 
 
