@@ -180,6 +180,50 @@ class ModelConfig(_Section):
     cache_dir: str | None = None
 
 
+class ScorerConfig(_Section):
+    """One scorer of exchanges (mdaq_spark/scoring): its kind, what it loads, its weight in the combination."""
+
+    # a registered kind: qsm | cosine | length | sequence_classifier, or one a plug-in module registers
+    kind: str = "qsm"
+    # qsm: a head (null: model.qsm_head); sequence_classifier: a local model dir or a hub id; others: unused
+    model: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    # a name for the scorer in scorer_scores and the report; null: its kind (kind#2 for a second of one kind)
+    name: str | None = None
+
+
+class ScoringConfig(_Section):
+    """How exchanges become a sample's score: which turns, which scorers, how they combine."""
+
+    # all: every answer of a conversation is an exchange; first: the first answer only (the rest is history)
+    turns: Literal["all", "first"] = "all"
+    # a sample's score from its exchanges': min (the weakest turn decides), mean, or softmin (a smooth min)
+    aggregate: Literal["min", "mean", "softmin"] = "min"
+    # softmin's temperature, in score units: small is min, large is mean
+    softmin_temperature: float = Field(default=0.05, gt=0)
+    # several scorers: each one's exchange scores per language as percentile ranks (rank) or z-scores (z)
+    normalise: Literal["rank", "z"] = "rank"
+    scorers: list[ScorerConfig] = Field(default_factory=lambda: [ScorerConfig()], min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ScoringConfig:
+        names = scorer_names(self.scorers)
+        if len(set(names)) != len(names):
+            raise ValueError(f"scoring.scorers: names must differ, got {names}")
+        return self
+
+
+def scorer_names(scorers: list[ScorerConfig]) -> list[str]:
+    """Each scorer's name: its own, else its kind, numbered from the second of a kind on (length, length#2)."""
+    seen: dict[str, int] = {}
+    names = []
+    for entry in scorers:
+        seen[entry.kind] = seen.get(entry.kind, 0) + 1
+        n = seen[entry.kind]
+        names.append(entry.name or (entry.kind if n == 1 else f"{entry.kind}#{n}"))
+    return names
+
+
 class EmbeddingConfig(_Section):
     # qsm: the sample embedding is the normalised sum of the QSM's instruction and response
     # embeddings (no text is encoded twice); model: a separate encoder over the whole sample
@@ -461,6 +505,7 @@ class JobConfig(_Section):
     spark: SparkConfig = SparkConfig()
     language: LanguageConfig = LanguageConfig()
     model: ModelConfig = ModelConfig()
+    scoring: ScoringConfig = ScoringConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     clustering: ClusteringConfig = ClusteringConfig()
     selection: SelectionConfig = SelectionConfig()

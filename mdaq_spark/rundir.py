@@ -36,13 +36,23 @@ EXPORT = "export"
 ENCODINGS = "encodings"
 SCORES = "scores"
 EMBEDDINGS = "embeddings"
-STORES = (ENCODINGS, SCORES, EMBEDDINGS)
+EXCHANGE_SCORES = "exchange_scores"  # every scorer's raw score of every exchange, each under its own fingerprint
+STORES = (ENCODINGS, EXCHANGE_SCORES, SCORES, EMBEDDINGS)
 # each store is keyed by the fingerprint named here, and filled by one stage
-STORE_FINGERPRINT = {ENCODINGS: S.ENCODER_FINGERPRINT, SCORES: S.MODEL_FINGERPRINT, EMBEDDINGS: S.MODEL_FINGERPRINT}
-STAGE_OF = {ENCODINGS: "encode", SCORES: "score", EMBEDDINGS: "embed"}
+STORE_FINGERPRINT = {
+    ENCODINGS: S.ENCODER_FINGERPRINT,
+    EXCHANGE_SCORES: S.MODEL_FINGERPRINT,
+    SCORES: S.MODEL_FINGERPRINT,
+    EMBEDDINGS: S.MODEL_FINGERPRINT,
+}
+STAGE_OF = {ENCODINGS: "encode", EXCHANGE_SCORES: "score", SCORES: "score", EMBEDDINGS: "embed"}
+# what a stored row belongs to: an exchange (encodings and scores of exchanges) or a whole sample
+STORE_KEY = {ENCODINGS: S.EXCHANGE_ID, EXCHANGE_SCORES: S.EXCHANGE_ID, SCORES: S.SAMPLE_ID, EMBEDDINGS: S.SAMPLE_ID}
 # stores whose batches may differ in columns: encodings gained response_layers, and batches an
-# earlier version committed lack it (read as null, so they serve any head but a layer head)
-MERGED_SCHEMA = (ENCODINGS,)
+# earlier version committed lack it (read as null, so they serve any head but a layer head);
+# scores gained turn_scores, and rows without it (of the first exchange alone) are computed again
+MERGED_SCHEMA = (ENCODINGS, SCORES)
+STORE_COMPLETE = {SCORES: S.TURN_SCORES}
 # bookkeeping
 REPORT = "report"
 STATS_FILE = "stats.json"
@@ -320,19 +330,27 @@ class RunDir:
         if name not in self._stores:
             from mdaq_spark.io.store import ModelStore
 
-            store = ModelStore(self._spark(), self.store_path(name), STORE_FINGERPRINT[name], name in MERGED_SCHEMA)
+            store = ModelStore(
+                self._spark(),
+                self.store_path(name),
+                STORE_FINGERPRINT[name],
+                name in MERGED_SCHEMA,
+                STORE_KEY[name],
+                STORE_COMPLETE.get(name),
+            )
             store.adopt_unbatched()
             self._stores[name] = store
         return self._stores[name]
 
-    def model_table(self, name: str, fingerprint: str) -> DataFrame:
-        """A model stage's output for exactly the current corpus, read from the store."""
-        return self.store(name).view(self.table(NORMALIZED), fingerprint)
+    def model_table(self, name: str, fingerprint: str, keys: DataFrame | None = None) -> DataFrame:
+        """A model stage's output for exactly the current corpus (or these `keys`), read from the store."""
+        return self.store(name).view(self.table(NORMALIZED) if keys is None else keys, fingerprint)
 
     def columns(self, name: str, fingerprint: str | None = None, file_format: str = "parquet") -> list[str] | None:
         """The columns of table `name` as written, or None when it is not there."""
         if name in STORES:
-            return self.store(name).view(self.table(NORMALIZED), fingerprint).columns if fingerprint else None
+            rows = self.store(name).rows(fingerprint) if fingerprint else None
+            return rows.columns if rows is not None else None
         if not self.exists(name):
             return None
         return (self.selected_table(file_format) if name == SELECTED else self.table(name)).columns

@@ -45,6 +45,15 @@ LANG_INSTRUCTION = "lang_instruction"
 LANG_RESPONSE = "lang_response"
 LANG_MISMATCH = "lang_mismatch"
 
+# exchanges (io/exchanges.py): each answer of a sample with its question and the turns before it
+EXCHANGE_ID = "exchange_id"  # content hash of the exchange; the key of the per-exchange stores
+TURN = "turn"  # the exchange's position among its sample's exchanges, 0 = the first answer
+QUESTION = "question"  # the question it answers, whole
+CONTEXT = "context"  # the earlier turns the bi-encoder reads ("role: text" lines), "" for a first exchange
+MESSAGES = "messages"  # JSON chat messages up to and with the answer: what a chat-template model reads
+SCORE = "score"  # one scorer's raw score of one exchange
+SCORER = "scorer"  # the scorer's name in a run (its kind, or kind#n for a second of a kind)
+
 # model outputs
 PROMPT_EMBEDDING = "prompt_embedding"  # frozen encoder, instruction (+input) side, L2-normalised
 RESPONSE_EMBEDDING = "response_embedding"  # frozen encoder, response side, L2-normalised
@@ -55,6 +64,10 @@ ENCODER_FINGERPRINT = "encoder_fingerprint"
 QSM_SCORE = "qsm_score"
 EMBEDDING = "embedding"
 MODEL_FINGERPRINT = "model_fingerprint"
+TURN_SCORES = "turn_scores"  # array<double>: the quality score of each exchange, in turn order
+WEAKEST_TURN = "weakest_turn"  # the turn (0-based) of the lowest of turn_scores
+SCORER_SCORES = "scorer_scores"  # map<string, double>: each scorer's raw aggregate score of the sample
+SCORE_DETAIL = (TURN_SCORES, WEAKEST_TURN, SCORER_SCORES)  # what selected/ and export metadata show of a score
 
 # clustering
 CLUSTER_ID = "cluster_id"

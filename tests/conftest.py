@@ -31,6 +31,7 @@ HEAVY_FIRST = (
     "test_standalone_cluster.py",
     "test_gpu_cluster.py",
     "test_pipeline.py",
+    "test_scoring.py",
     "io/test_s3.py",
     "io/test_delta_spark.py",
     "train/test_qsm_training.py",

@@ -17,25 +17,27 @@ from mdaq_spark.rundir import ENCODINGS, NORMALIZED, SCORES, STAGE_MARKERS
 from tests.conftest import REPO
 
 
-def _store_rows(spark, ids, fp_column, fp):
-    return spark.createDataFrame([(i, "de", [float(len(i))]) for i in ids], [S.SAMPLE_ID, S.LANG, "v"]).withColumn(
+def _store_rows(spark, ids, fp_column, fp, key=S.SAMPLE_ID):
+    return spark.createDataFrame([(i, "de", [float(len(i))]) for i in ids], [key, S.LANG, "v"]).withColumn(
         fp_column, F.lit(fp)
     )
 
 
 def _run_dir(spark, root):
-    """A finished run's layout: its corpus (a, b, c), stage markers, and stores with history."""
-    spark.createDataFrame([(i, "de") for i in ("a", "b", "c")], [S.SAMPLE_ID, S.LANG]).write.parquet(
-        str(root / NORMALIZED)
-    )
+    """A finished run's layout: its corpus (a, b, c: single-turn, so each is its own one exchange), stage
+    markers, and stores with history (encodings kept per exchange, scores per sample)."""
+    columns = [S.SAMPLE_ID, S.LANG, S.INSTRUCTION, S.INPUT, S.RESPONSE, S.HISTORY]
+    rows = [(i, "de", f"question {i}", "", f"answer {i}", "[]") for i in ("a", "b", "c")]
+    spark.createDataFrame(rows, columns).write.parquet(str(root / NORMALIZED))
     markers = root / STAGE_MARKERS
     markers.mkdir(parents=True)
     (markers / "encode.json").write_text(json.dumps({"stage": "encode", "info": {S.ENCODER_FINGERPRINT: "enc2"}}))
     (markers / "score.json").write_text(json.dumps({"stage": "score", "info": {S.MODEL_FINGERPRINT: "head2"}}))
-    enc = ModelStore(spark, str(root / ENCODINGS), S.ENCODER_FINGERPRINT)
-    enc.commit(_store_rows(spark, ["a", "b", "gone"], S.ENCODER_FINGERPRINT, "enc1"))  # an older encoder
-    enc.commit(_store_rows(spark, ["a", "b", "gone"], S.ENCODER_FINGERPRINT, "enc2"))
-    enc.commit(_store_rows(spark, ["c"], S.ENCODER_FINGERPRINT, "enc2"))  # a refresh's batch
+    enc = ModelStore(spark, str(root / ENCODINGS), S.ENCODER_FINGERPRINT, key=S.EXCHANGE_ID)
+    # an older encoder
+    enc.commit(_store_rows(spark, ["a", "b", "gone"], S.ENCODER_FINGERPRINT, "enc1", S.EXCHANGE_ID))
+    enc.commit(_store_rows(spark, ["a", "b", "gone"], S.ENCODER_FINGERPRINT, "enc2", S.EXCHANGE_ID))
+    enc.commit(_store_rows(spark, ["c"], S.ENCODER_FINGERPRINT, "enc2", S.EXCHANGE_ID))  # a refresh's batch
     scores = ModelStore(spark, str(root / SCORES), S.MODEL_FINGERPRINT)
     scores.commit(_store_rows(spark, ["a", "b", "c", "gone"], S.MODEL_FINGERPRINT, "head1"))
     scores.commit(_store_rows(spark, ["a", "b", "c", "gone"], S.MODEL_FINGERPRINT, "head2"))
@@ -48,7 +50,7 @@ def test_compact_keeps_the_current_model_and_corpus(spark, tmp_path):
     assert result[ENCODINGS] == {"batches_before": 3, "rows_before": 7, "rows_after": 3}
     assert result[SCORES] == {"batches_before": 2, "rows_before": 8, "rows_after": 3}
     assert len(enc.batches()) == 1 and len(scores.batches()) == 1
-    assert sorted(r[0] for r in enc.rows("enc2").select(S.SAMPLE_ID).collect()) == ["a", "b", "c"]
+    assert sorted(r[0] for r in enc.rows("enc2").select(S.EXCHANGE_ID).collect()) == ["a", "b", "c"]
     assert enc.rows("enc1").count() == 0 and scores.rows("head1").count() == 0
 
 

@@ -75,6 +75,10 @@ def test_midb_two_languages_end_to_end(spark, model_cache, tmp_path):
     assert {S.INSTRUCTION, S.RESPONSE, S.CLUSTER_ID, S.QSM_SCORE, S.VARIANT} <= set(selected.columns)
     assert stats["per_language"]["de"]["clusters"] == stats["stage_info"]["cluster"]["k_per_lang"]["de"]
     assert set(selected[S.VARIANT]) <= {"raw", "revised"}
+    # single-turn samples: one exchange each, whose score is the sample's (the golden pins it unchanged)
+    assert all(list(t) == [q] for t, q in zip(selected[S.TURN_SCORES], selected[S.QSM_SCORE], strict=True))
+    assert (selected[S.WEAKEST_TURN] == 0).all()
+    assert all(dict(m) == {"qsm": q} for m, q in zip(selected[S.SCORER_SCORES], selected[S.QSM_SCORE], strict=True))
 
 
 def test_demo_corpus_end_to_end_and_deterministic(spark, model_cache, tmp_path):

@@ -27,7 +27,7 @@ def test_refresh_encodes_only_new_samples(spark, model_cache, tmp_path):
     first = _run(spark, model_cache, [corpus], out, "output.format=delta")
     old_n = first["counts"]["kept"]
     assert first["stage_info"]["encode"]["rows_through_model_udf"] == old_n
-    old_encodings = _table(spark, out, ENCODINGS).set_index(S.SAMPLE_ID)
+    old_encodings = _table(spark, out, ENCODINGS).set_index(S.EXCHANGE_ID)  # single-turn: one exchange a sample
 
     # the corpus grows by one record per language (two samples each: raw and revised)
     _write(corpus, {lang: records[:21] for lang, records in source.items()})
@@ -43,8 +43,8 @@ def test_refresh_encodes_only_new_samples(spark, model_cache, tmp_path):
 
     # stored encodings of the old samples were not touched; no sample is stored twice
     encodings = _table(spark, out, ENCODINGS)
-    assert encodings[S.SAMPLE_ID].is_unique and len(encodings) == old_n + new_n
-    kept = encodings.set_index(S.SAMPLE_ID).loc[old_encodings.index]
+    assert encodings[S.EXCHANGE_ID].is_unique and len(encodings) == old_n + new_n
+    kept = encodings.set_index(S.EXCHANGE_ID).loc[old_encodings.index]
     assert all(
         np.array_equal(a, b)
         for a, b in zip(kept[S.RESPONSE_EMBEDDING], old_encodings[S.RESPONSE_EMBEDDING], strict=True)

@@ -67,8 +67,8 @@ def _selected(out: Path) -> pd.DataFrame:
 
 
 def _encodings(out: Path) -> pd.DataFrame:
-    enc = pd.read_parquet(out / ENCODINGS, columns=[S.SAMPLE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING])
-    return enc.sort_values(S.SAMPLE_ID).reset_index(drop=True)
+    enc = pd.read_parquet(out / ENCODINGS, columns=[S.EXCHANGE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING])
+    return enc.sort_values(S.EXCHANGE_ID).reset_index(drop=True)
 
 
 def test_killed_twice_then_resumed_equals_uninterrupted_run(model_cache, tmp_path):
@@ -92,7 +92,7 @@ def test_killed_twice_then_resumed_equals_uninterrupted_run(model_cache, tmp_pat
     assert encode["batches_committed"] >= 2 and encode["computed"] < encode["rows"]  # from the second start
 
     ours, theirs = _encodings(resumed), _encodings(reference)
-    assert ours[S.SAMPLE_ID].is_unique and list(ours[S.SAMPLE_ID]) == list(theirs[S.SAMPLE_ID])
+    assert ours[S.EXCHANGE_ID].is_unique and list(ours[S.EXCHANGE_ID]) == list(theirs[S.EXCHANGE_ID])
     for column in (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING):
         assert all(np.array_equal(a, b) for a, b in zip(ours[column], theirs[column], strict=True)), column
     pd.testing.assert_frame_equal(_selected(resumed), _selected(reference))

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 FORMATS = EXPORT_FORMATS
 METADATA_KEY = "mdaq"  # the one key an export's own pipeline fields live under (--with-metadata)
 METADATA_COLUMNS = (S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.CLUSTER_ID, S.SELECTION_REASON)
+# each exchange's score in turn order and the weakest one's turn (absent from a selection made before them)
+TURN_METADATA = (S.TURN_SCORES, S.WEAKEST_TURN)
 CONTENT_COLUMNS = (S.INSTRUCTION, S.INPUT, S.RESPONSE, S.HISTORY)
 SYSTEM_ROLES = frozenset({"system", "developer"})
 TOOL_KEYS = ("tool_calls", "tool_call_id", "name")
@@ -170,6 +172,7 @@ def metadata(row: dict) -> dict:
         S.QSM_SCORE: row[S.QSM_SCORE],
         S.CLUSTER_ID: row[S.CLUSTER_ID],
         S.SELECTION_REASON: row[S.SELECTION_REASON],
+        **{c: row[c] for c in TURN_METADATA if c in row},
     }
 
 
@@ -200,6 +203,8 @@ def _parquet_schema(with_metadata: bool):
                         (S.QSM_SCORE, pa.float64()),
                         (S.CLUSTER_ID, pa.int64()),
                         (S.SELECTION_REASON, pa.string()),
+                        (S.TURN_SCORES, pa.list_(pa.float64())),
+                        (S.WEAKEST_TURN, pa.int32()),
                     ]
                 ),
             )
@@ -262,7 +267,9 @@ def export_selection(
     files = LocalFiles() if is_local(target) else HadoopFiles(spark)
     _check_replaceable(files, target)
     file_format = stats.get("config", {}).get("output", {}).get("format", "parquet")
-    selected = rundir.selected_table(file_format).select(*METADATA_COLUMNS, S.QUALITY_RANK, *CONTENT_COLUMNS)
+    selected = rundir.selected_table(file_format)
+    turns = [c for c in TURN_METADATA if c in selected.columns]
+    selected = selected.select(*METADATA_COLUMNS, *turns, S.QUALITY_RANK, *CONTENT_COLUMNS)
     counts = {r[S.LANG]: r["count"] for r in selected.groupBy(S.LANG).count().orderBy(S.LANG).collect()}
     staging = f"{target}.tmp-export"
     files.delete_tree(staging)

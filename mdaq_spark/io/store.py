@@ -1,4 +1,4 @@
-"""Model outputs kept across runs, keyed by (sample_id, fingerprint).
+"""Model outputs kept across runs, keyed by (sample_id or exchange_id, fingerprint).
 
 Why: the encoder is the whole cost of the job (~99% of a CPU run), and a scheduled refresh
 of a corpus that grew by 5% should pay for the 5% only. A sample_id is a hash of the
@@ -37,11 +37,34 @@ BATCH = "batch"
 COMPACTION_PLAN = "_compaction.json"  # {"replaces": [batch numbers], "into": batch number}
 
 
+def _keyed(rows: DataFrame, key: str) -> DataFrame:
+    """Rows an earlier version stored per sample serve as exchange rows: a sample with nothing but its
+    first exchange (and any turns before the question) has that exchange's id as its sample_id, and
+    its stored encoding is of exactly the text the exchange is encoded from. Any other sample_id
+    matches no exchange id, so its rows are never read."""
+    if key == S.SAMPLE_ID or S.SAMPLE_ID not in rows.columns:
+        return rows
+    if key not in rows.columns:
+        return rows.withColumnRenamed(S.SAMPLE_ID, key)
+    return rows.withColumn(key, F.coalesce(F.col(key), F.col(S.SAMPLE_ID))).drop(S.SAMPLE_ID)
+
+
 class ModelStore:
-    def __init__(self, spark: SparkSession, path: str, fingerprint_column: str, merge_schema: bool = False) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        path: str,
+        fingerprint_column: str,
+        merge_schema: bool = False,
+        key: str = S.SAMPLE_ID,
+        complete: str | None = None,
+    ) -> None:
         self.spark = spark
         self.path = path.rstrip("/")
         self.fingerprint_column = fingerprint_column
+        self.key = key  # the content hash a stored row belongs to: a sample's, or an exchange's
+        # a column an earlier version did not write: its rows (null there) are no result of this one
+        self.complete = complete
         self.merge_schema = merge_schema  # batches may differ in columns: read the union (one footer job more)
 
     def _listed_batches(self) -> list[int]:
@@ -78,28 +101,31 @@ class ModelStore:
         reader = self.spark.read.option("basePath", self.path)
         if self.merge_schema:
             reader = reader.option("mergeSchema", "true")
-        return reader.parquet(*paths).drop(BATCH)
+        return _keyed(reader.parquet(*paths).drop(BATCH), self.key)
 
     def rows(self, fingerprint: str) -> DataFrame | None:
         """Every committed row of this fingerprint, or None when nothing is stored."""
         stored = self.read_all()
         if stored is None:
             return None
+        if self.complete is not None:
+            written = F.col(self.complete).isNotNull() if self.complete in stored.columns else F.lit(False)
+            stored = stored.where(written)
         return stored.where(F.col(self.fingerprint_column) == fingerprint)
 
     def pending(self, wanted: DataFrame, fingerprint: str) -> DataFrame:
-        """The rows of `wanted` (keyed by sample_id) that have no stored result for this fingerprint."""
+        """The rows of `wanted` (with the store's key) that have no stored result for this fingerprint."""
         stored = self.rows(fingerprint)
         if stored is None:
             return wanted
-        return wanted.join(stored.select(S.SAMPLE_ID), on=S.SAMPLE_ID, how="left_anti")
+        return wanted.join(stored.select(self.key), on=self.key, how="left_anti")
 
     def view(self, ids: DataFrame, fingerprint: str) -> DataFrame:
-        """The stored rows of exactly these sample_ids: what later stages read as the stage's table."""
+        """The stored rows of exactly these keys: what later stages read as the stage's table."""
         stored = self.rows(fingerprint)
         if stored is None:
             raise FileNotFoundError(f"nothing stored at {self.path} for fingerprint {fingerprint}")
-        return stored.join(ids.select(S.SAMPLE_ID), on=S.SAMPLE_ID, how="left_semi")
+        return stored.join(ids.select(self.key), on=self.key, how="left_semi")
 
     def _write_uncommitted(self, df: DataFrame, partition_by: tuple[str, ...]) -> str:
         """Write `df` under a `_tmp_` name, invisible to readers until renamed; returns the path."""

@@ -169,6 +169,19 @@ class TextEncoder:
 
         return self._oom_safe(run)
 
+    def fit_prompts(self, questions: list[str], contexts: list[str], prefix: str = "") -> list[str]:
+        """Each question after as much of its context's end as fits the truncation length (io.exchanges.fit_context).
+
+        A row without context is its question unchanged: no tokenizer call, the text as before.
+        """
+        if not any(contexts):
+            return list(questions)
+        from mdaq_spark.io.exchanges import fit_context
+
+        count, spans = _token_functions(self.model[0].tokenizer, prefix)
+        limit = max_tokens(self.model)
+        return [fit_context(c, q, limit, count, spans) if c else q for q, c in zip(questions, contexts, strict=True)]
+
     def encode_layers(self, texts: list[str], prefix: str = "", batch_size: int | None = None) -> np.ndarray:
         """Mean-pooled hidden states of every layer, (n_texts, n_layers + 1, dim) float32, in input order.
 
@@ -216,6 +229,27 @@ class TextEncoder:
         """
         states = self.encode_layers(texts, prefix)
         return embedding_of_states(states), states[:, list(layers), :].astype(np.float16)
+
+
+def _token_functions(tokenizer, prefix: str):
+    """(tokens the encoder reads for a prompt, character spans of a text's tokens): transformers or Rust tokenizer."""
+    if hasattr(tokenizer, "encode_batch"):  # a tokenizers.Tokenizer (StaticEmbedding): truncation is its own
+
+        def count(text: str) -> int:
+            return len(tokenizer.encode(prefix + text).ids)
+
+        def spans(text: str) -> list[tuple[int, int]]:
+            return list(tokenizer.encode(text, add_special_tokens=False).offsets)
+
+        return count, spans
+
+    def count(text: str) -> int:
+        return len(tokenizer(prefix + text, truncation=False)["input_ids"])
+
+    def spans(text: str) -> list[tuple[int, int]]:
+        return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+
+    return count, spans
 
 
 def embedding_of_states(states: np.ndarray) -> np.ndarray:

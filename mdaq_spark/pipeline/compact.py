@@ -16,13 +16,30 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 from mdaq_spark.errors import InputError
 from mdaq_spark.io.store import ModelStore
-from mdaq_spark.rundir import NORMALIZED, STAGE_OF, STORE_FINGERPRINT, RunDir
+from mdaq_spark.rundir import (
+    EXCHANGE_SCORES,
+    MERGED_SCHEMA,
+    NORMALIZED,
+    STAGE_OF,
+    STORE_FINGERPRINT,
+    STORE_KEY,
+    RunDir,
+)
+from mdaq_spark.stages.exchanges import exchange_ids
 
 
-def current_fingerprint(rundir: RunDir, name: str) -> str | None:
-    """The fingerprint a run's last finished model stage wrote to store `name`, from its marker."""
+def current_fingerprints(rundir: RunDir, name: str) -> list[str] | None:
+    """The fingerprints a run's last finished model stage wrote to store `name`, from its marker.
+
+    The exchange scores hold one per scorer.
+    """
     marker = rundir.marker(STAGE_OF[name])
-    return None if marker is None else marker.get("info", {}).get(STORE_FINGERPRINT[name])
+    if marker is None:
+        return None
+    info = marker.get("info", {})
+    if name == EXCHANGE_SCORES:
+        return [s["fingerprint"] for s in info.get("scorers", {}).values()] or None
+    return [info[STORE_FINGERPRINT[name]]] if info.get(STORE_FINGERPRINT[name]) else None
 
 
 def compact_run(
@@ -44,23 +61,24 @@ def compact_run(
     if not keep_absent:
         if not rundir.exists(NORMALIZED):
             raise InputError(f"{run_dir} has no {NORMALIZED}/ table: pass --keep-absent or a finished run directory")
-        corpus = rundir.table(NORMALIZED).select(S.SAMPLE_ID)
+        normalized = rundir.table(NORMALIZED)
+        corpus = {S.SAMPLE_ID: normalized.select(S.SAMPLE_ID), S.EXCHANGE_ID: exchange_ids(normalized)}
     out: dict[str, dict] = {}
     for name, column in STORE_FINGERPRINT.items():
-        store = ModelStore(spark, rundir.store_path(name), column)
+        store = ModelStore(spark, rundir.store_path(name), column, name in MERGED_SCHEMA, STORE_KEY[name])
         store.sweep()
         keep = store.read_all()
         if keep is None:
             continue
         if not all_fingerprints:
-            fingerprint = current_fingerprint(rundir, name)
-            if fingerprint is None:
+            fingerprints = current_fingerprints(rundir, name)
+            if fingerprints is None:
                 raise InputError(
                     f"{run_dir} has no finished {STAGE_OF[name]} stage to say which {column} is current; "
                     "pass --all-fingerprints to keep every model's rows"
                 )
-            keep = keep.where(F.col(column) == fingerprint)
+            keep = keep.where(F.col(column).isin(fingerprints))
         if corpus is not None:
-            keep = keep.join(corpus, on=S.SAMPLE_ID, how="left_semi")
+            keep = keep.join(corpus[STORE_KEY[name]], on=STORE_KEY[name], how="left_semi")
         out[name] = store.compact(keep)
     return out

@@ -23,11 +23,11 @@ from mdaq_spark.errors import ConfigError, MdaqError, NoUsableRecords
 from mdaq_spark.io import delta
 from mdaq_spark.io.export import export_all
 from mdaq_spark.models import registry
-from mdaq_spark.models.qsm import QsmHead, head_mismatches
 from mdaq_spark.report.diff import diff_runs, summary
 from mdaq_spark.report.stats import write_html, write_ingest_only_stats, write_stats
 from mdaq_spark.resources import model_resource_profile
 from mdaq_spark.rundir import EMBEDDINGS, SCORES, RunDir, RunLog
+from mdaq_spark.scoring.base import build_scorers, combination_fingerprint
 from mdaq_spark.session import apply_hadoop_conf
 from mdaq_spark.stages.base import Stage, StageContext, Table, section
 from mdaq_spark.stages.cluster import ClusterStage, require_backend
@@ -90,13 +90,7 @@ def run_pipeline(
     spark: SparkSession, cfg: JobConfig, on_progress: Callable[[str, int, int], None] | None = None
 ) -> dict:
     """The whole job on `cfg`; returns the run's stats (also written to report/stats.json)."""
-    head_dir = registry.resolve_head(cfg.model.qsm_head, cfg.model.name)
-    head = QsmHead.load(head_dir) if head_dir else None
-    mismatches = head_mismatches(head.manifest, cfg.model) if head is not None else []
-    if mismatches and cfg.model.qsm_head_strict:
-        raise ConfigError(f"QSM head {head_dir} does not match the run's encoder: " + "; ".join(mismatches))
-    for line in mismatches:
-        log.warning("QSM head %s was trained under other encoder settings: %s", head_dir, line)
+    scorers = build_scorers(cfg)  # a config error (unknown kind, a head that does not fit) before Spark works
     apply_hadoop_conf(spark, cfg.spark.conf)  # S3 endpoint and credentials, even on a session made earlier
     delta.use_engine(spark, cfg.spark.delta_engine)  # a forced delta-spark without Delta fails here
     require_backend(cfg.clustering)  # checked before any stage runs, as is the profile
@@ -112,13 +106,17 @@ def run_pipeline(
     content = str(ingested.get("content_digest", runner.log.keys[ingest.name]))
 
     location = registry.ensure_prepared(cfg.model.name, cfg.model.cache_dir)
-    layers = head.layers if head is not None else ()
+    layer_sets = {s.encoder_layers for s in scorers if s.encoder_layers}
+    if len(layer_sets) > 1:
+        raise ConfigError(f"scoring.scorers: heads over different encoder layers {sorted(layer_sets)} in one run")
+    layers = next(iter(layer_sets), ())
     encodings_fp = registry.encodings_fingerprint(registry.encoder_fingerprint(location, cfg.model), layers)
-    encode = EncodeStage(cfg.model, cfg.spark, location, encodings_fp, content, layers)
+    encode = EncodeStage(cfg.model, cfg.spark, location, encodings_fp, content, layers, cfg.scoring.turns)
     runner.run(encode)
 
-    qsm_fp = registry.head_fingerprint(head_dir, head.manifest, encodings_fp) if head is not None else encodings_fp
-    score = ScoreStage(cfg.model, cfg.spark, head_dir, encodings_fp, qsm_fp, encode.key(), tuple(mismatches), layers)
+    scorer_fps = tuple(s.fingerprint(encodings_fp) for s in scorers)
+    qsm_fp = combination_fingerprint(cfg, scorers, list(scorer_fps), content)
+    score = ScoreStage(cfg.scoring, cfg.spark, scorers, scorer_fps, encodings_fp, qsm_fp, encode.key())
     runner.run(score)
 
     embedding_table, embedding_fp, upstream = SCORES, qsm_fp, score.key()

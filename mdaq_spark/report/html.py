@@ -249,6 +249,18 @@ def render(stats: dict) -> str:
         "<h2>Quarantine by reason</h2>",
         _table(["reason", "rows"], [[r, n] for r, n in sorted(stats.get("quarantine_by_reason", {}).items())]),
     ]
+    turns = stats.get("turns", {})
+    if any(n != "1" for n in turns.get("samples_by_turns", {})):
+        weakest = turns.get("weakest_turn_by_turns", {})
+        rows = [
+            [n, count, ", ".join(f"turn {int(t) + 1}: {k}" for t, k in sorted(weakest.get(n, {}).items()))]
+            for n, count in sorted(turns["samples_by_turns"].items(), key=lambda x: int(x[0]))
+        ]
+        parts += [
+            "<h2>Exchanges per sample</h2><p class='muted'>a sample scores as its exchanges aggregate "
+            "(scoring.aggregate); where its weakest exchange sits.</p>",
+            _table(["exchanges", "samples", "weakest exchange"], rows),
+        ]
     if report.get("score_histograms"):
         parts += [
             "<h2>QSM score per language</h2><p class='muted'>grey: all samples; blue: selected.</p><div class='grid'>",

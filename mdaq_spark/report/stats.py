@@ -90,7 +90,7 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
 
     kept = sum(e.get("samples", 0) for e in per_lang.values())
     selected_total = sum(e["selected_total"] for e in per_lang.values())
-    return _stats(spark, cfg, runlog, kept, selected_total, by_reason, pruning, per_lang)
+    return _stats(spark, cfg, runlog, kept, selected_total, by_reason, pruning, per_lang, _turns(scores))
 
 
 def _stats(
@@ -102,6 +102,7 @@ def _stats(
     by_reason: dict[str, int],
     pruning: dict,
     per_lang: dict[str, dict],
+    turns: dict,
 ) -> dict:
     quarantined = sum(by_reason.values())
     duplicates = by_reason.get(S.DUPLICATE_REASON, 0)
@@ -127,6 +128,7 @@ def _stats(
         "quarantine_by_reason": by_reason,
         "pruning": pruning,
         "per_language": per_lang,
+        "turns": turns,
         "stage_seconds": dict(runlog.timings),
         "stages_skipped": list(runlog.skipped),
         "stage_keys": dict(runlog.keys),
@@ -154,7 +156,8 @@ def write_ingest_only_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig,
     the reasons every record was set aside, which is what the user needs to fix the input.
     """
     pruning = {"candidates": 0, "pruned_by_reason": {}, "to_selection": 0, "candidates_are_all_clustered": True}
-    stats = _stats(spark, cfg, runlog, 0, 0, _reasons(rundir.table(QUARANTINE)), pruning, {})
+    no_turns = {"samples_by_turns": {}, "weakest_turn_by_turns": {}}
+    stats = _stats(spark, cfg, runlog, 0, 0, _reasons(rundir.table(QUARANTINE)), pruning, {}, no_turns)
     stats["stopped_after"] = "ingest: no usable record"
     stats["run_dir"] = str(cfg.output.path)
     stats["command"] = shlex.join(sys.argv)
@@ -164,6 +167,18 @@ def write_ingest_only_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig,
     if cfg.report.html:
         write_html(rundir)
     return stats
+
+
+def _turns(scores) -> dict:
+    """How many exchanges the samples have, and at which turn (0 = the first) a sample's weakest one sits."""
+    by_turns: dict[str, int] = {}
+    weakest: dict[str, dict[str, int]] = {}
+    grouped = scores.groupBy(F.size(S.TURN_SCORES).alias("turns"), S.WEAKEST_TURN).count()
+    for r in _rows(grouped, "turns", S.WEAKEST_TURN):
+        n = str(r["turns"])
+        by_turns[n] = by_turns.get(n, 0) + r["count"]
+        weakest.setdefault(n, {})[str(r[S.WEAKEST_TURN])] = r["count"]
+    return {"samples_by_turns": by_turns, "weakest_turn_by_turns": weakest}
 
 
 def _pruning(rundir: RunDir, selected, per_lang: dict[str, dict]) -> dict:

@@ -1,4 +1,8 @@
-"""Encode: the frozen encoder's prompt and response embeddings of every sample, kept in a store.
+"""Encode: the frozen encoder's prompt and response embeddings of every exchange, kept in a store.
+
+An exchange's prompt is its question after the earlier turns that fit (io/exchanges.py); the
+store is keyed by exchange id, so a conversation that grew by a turn encodes that turn only,
+and a single-turn sample is encoded from the same text, in the same batches, as it always was.
 
 Encodings do not depend on the QSM head's weights, so a new head re-scores without
 re-encoding. A layer head also reads the response's pooled states of some layers: they are
@@ -16,35 +20,41 @@ from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
 from mdaq_spark.rundir import ENCODINGS, NORMALIZED
-from mdaq_spark.stages.base import StageContext, Table
+from mdaq_spark.stages.base import StageContext, Table, digest
+from mdaq_spark.stages.exchanges import distinct_exchanges
 from mdaq_spark.stages.model_batches import CorpusModelStage, compute_missing
 from mdaq_spark.stages.udfs import encode_map, encode_schema
-
-_PROMPT = "_prompt"
 
 
 @dataclass(frozen=True)
 class EncodeStage(CorpusModelStage):
     name = "encode"
     layers: tuple[int, ...] = ()  # the response layer states the QSM head reads; none for a plain head
+    turns: str = "all"  # scoring.turns: every exchange, or the first only
 
     @property
     def produces(self) -> tuple[Table, ...]:
-        columns = (S.SAMPLE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING, S.RESPONSE_LAYERS)
+        columns = (S.EXCHANGE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING, S.RESPONSE_LAYERS)
         return (Table(ENCODINGS, columns, self.fingerprint),)
 
+    def key(self) -> str:
+        return digest(super().key(), self.turns)
+
     def run(self, ctx: StageContext) -> dict:
-        texts = ctx.rundir.table(NORMALIZED).select(S.SAMPLE_ID, S.LANG, S.prompt_text().alias(_PROMPT), S.RESPONSE)
+        exchanges = distinct_exchanges(ctx.rundir.table(NORMALIZED), self.turns)
+        texts = exchanges.select(S.EXCHANGE_ID, S.LANG, S.QUESTION, S.CONTEXT, S.RESPONSE)
         model, location, layers = self.model, self.location, self.layers
 
         def compute(rows: DataFrame, counter: Accumulator) -> DataFrame:
-            # neighbours of similar length share a padded batch: less padding; sample_id breaks ties
+            # neighbours of similar length share a padded batch: less padding; the id breaks ties
             # so the batches, and with them the floats, are the same on every run
-            ordered = rows.sortWithinPartitions(F.length(_PROMPT) + F.length(S.RESPONSE), S.SAMPLE_ID)
-            ordered = ordered.select(S.SAMPLE_ID, S.LANG, _PROMPT, S.RESPONSE)
-            encode = encode_map(model, location, (_PROMPT, S.RESPONSE), counter, layers)
-            return ordered.mapInArrow(encode, encode_schema(ordered.schema), profile=ctx.model_profile)
+            length = F.length(S.QUESTION) + F.length(S.CONTEXT) + F.length(S.RESPONSE)
+            ordered = rows.sortWithinPartitions(length, S.EXCHANGE_ID)
+            ordered = ordered.select(S.EXCHANGE_ID, S.LANG, S.QUESTION, S.RESPONSE, S.CONTEXT)
+            encode = encode_map(model, location, (S.QUESTION, S.RESPONSE), counter, layers, S.EXCHANGE_ID, S.CONTEXT)
+            schema = encode_schema(ordered.schema, S.EXCHANGE_ID)
+            return ordered.mapInArrow(encode, schema, profile=ctx.model_profile)
 
         return compute_missing(
-            ctx, ENCODINGS, texts, self.fingerprint, compute, self.tasks, self.tasks.rows_per_commit
+            ctx, ENCODINGS, texts, self.fingerprint, compute, self.tasks, self.tasks.rows_per_commit, key=S.EXCHANGE_ID
         )

@@ -47,6 +47,7 @@ def compute_missing(
     tasks: SparkConfig,
     rows_per_commit: int | None,
     shuffle: bool = True,
+    key: str = S.SAMPLE_ID,
 ) -> dict:
     """Run `compute` on the wanted rows that store `name` lacks; returns the stage's marker info.
 
@@ -54,6 +55,7 @@ def compute_missing(
     `shuffle=False` hands `compute` the rows as they are partitioned: for a computation whose
     result for a row does not depend on the other rows of its batch (scoring), the shuffle
     into `rows_per_model_task` tasks would only move every stored vector across the network.
+    `key` is the store's key column (sample_id, or exchange_id for the per-exchange stores).
     """
     spark = ctx.spark
     store = ctx.rundir.store(name)
@@ -62,7 +64,7 @@ def compute_missing(
     store.sweep()
     total = wanted.count()
     n_batches = max(1, math.ceil(total / rows_per_commit)) if rows_per_commit else 1
-    pending = store.pending(wanted, fingerprint).withColumn(BATCH, F.pmod(F.xxhash64(S.SAMPLE_ID), F.lit(n_batches)))
+    pending = store.pending(wanted, fingerprint).withColumn(BATCH, F.pmod(F.xxhash64(key), F.lit(n_batches)))
     # counted before staging: nothing pending (a job killed after its last commit) stages nothing
     todo = {r[BATCH]: r["count"] for r in pending.groupBy(BATCH).count().collect()}
     staged = ctx.rundir.staging(f"{name}_pending")
@@ -76,7 +78,7 @@ def compute_missing(
         rows = todo[batch]
         n_tasks = max(tasks.min_model_tasks, math.ceil(rows / tasks.rows_per_model_task))
         part = pending.where(F.col(BATCH) == batch).drop(BATCH)
-        part = part.repartition(n_tasks, S.SAMPLE_ID) if shuffle else part
+        part = part.repartition(n_tasks, key) if shuffle else part
         spark.sparkContext.setJobDescription(f"mdaq {STAGE_OF[name]}: batch {i}/{len(batches)} ({rows} rows)")
         store.commit(compute(part, counter).withColumn(STORE_FINGERPRINT[name], F.lit(fingerprint)))
         done += rows

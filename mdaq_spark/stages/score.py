@@ -1,6 +1,13 @@
-"""Score: the QSM head on the stored encodings, giving each sample its quality score and embedding.
+"""Score: every configured scorer on every exchange, then each sample's score from its exchanges'.
 
-Cheap next to encoding, so the whole corpus commits at once.
+Each scorer's exchange scores are a store of their own rows, keyed by (exchange_id, the
+scorer's fingerprint): a scorer added to the config computes its scores only, a reweighted
+one computes nothing, and a grown conversation is scored for its new turn only. The stage
+knows scorers only through their interface (mdaq_spark.scoring.base): a new kind is a module
+and a config entry. Model scorers that read texts run under the model resource profile, as
+the encoders do. The samples' scores (with `turn_scores`, `weakest_turn`, `scorer_scores`)
+and their diversity embedding (the first exchange's two encodings, summed) go to the scores
+store, keyed by sample and by the combination's fingerprint.
 """
 
 from __future__ import annotations
@@ -9,64 +16,115 @@ from dataclasses import dataclass
 
 from pyspark import Accumulator
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mdaq_spark import schema as S
-from mdaq_spark.config import ModelConfig, SparkConfig
-from mdaq_spark.rundir import ENCODINGS, SCORES
+from mdaq_spark.config import ScoringConfig, SparkConfig
+from mdaq_spark.rundir import ENCODINGS, EXCHANGE_SCORES, NORMALIZED, SCORES
+from mdaq_spark.scoring.aggregate import sample_scores, score_column
+from mdaq_spark.scoring.base import ENCODINGS as READS_ENCODINGS
+from mdaq_spark.scoring.base import Scorer, score_map
 from mdaq_spark.stages.base import Stage, StageContext, Table, digest
+from mdaq_spark.stages.exchanges import distinct_exchanges, exchange_rows
 from mdaq_spark.stages.model_batches import compute_missing
-from mdaq_spark.stages.udfs import SCORE_SCHEMA_FIELDS, score_map
+from mdaq_spark.stages.udfs import EMBEDDING_TYPE, sum_embedding_map
+
+SCORE_COLUMNS = (S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING, S.TURN_SCORES, S.WEAKEST_TURN, S.SCORER_SCORES)
 
 
 @dataclass(frozen=True)
 class ScoreStage(Stage):
     name = "score"
-    model: ModelConfig
+    scoring: ScoringConfig
     tasks: SparkConfig
-    head_dir: str | None  # None: the untrained encoder's cosine
-    encoder_fingerprint: str  # of the encodings store: the encoder and the layers the head reads
-    fingerprint: str  # the QSM's fingerprint (head and encoder)
+    scorers: tuple[Scorer, ...]
+    scorer_fingerprints: tuple[str, ...]  # each scorer's, in order (Scorer.fingerprint of the encodings)
+    encoder_fingerprint: str  # of the encodings store: the encoder and the layers the scorers read
+    fingerprint: str  # the sample scores': scoring.base.combination_fingerprint
     upstream: str  # the encode stage's key
-    # how the head's training encoder settings differ from the run's (models.qsm.head_mismatches)
-    head_mismatch: tuple[str, ...] = ()
-    layers: tuple[int, ...] = ()  # a layer head's layers: their states are read too
-
-    @property
-    def _read(self) -> tuple[str, ...]:
-        states = (S.RESPONSE_LAYERS,) if self.layers else ()
-        return (S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING, *states)
 
     @property
     def requires(self) -> tuple[Table, ...]:
-        return (Table(ENCODINGS, tuple(c for c in self._read if c != S.LANG), self.encoder_fingerprint),)
+        return (
+            Table(NORMALIZED, (S.SAMPLE_ID, S.LANG, S.INSTRUCTION, S.INPUT, S.RESPONSE, S.HISTORY)),
+            Table(ENCODINGS, (S.EXCHANGE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING), self.encoder_fingerprint),
+        )
 
     @property
     def produces(self) -> tuple[Table, ...]:
-        return (Table(SCORES, (S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.EMBEDDING), self.fingerprint),)
+        return (Table(SCORES, SCORE_COLUMNS, self.fingerprint),)
 
     def key(self) -> str:
         return digest(self.upstream, self.fingerprint)
 
-    def run(self, ctx: StageContext) -> dict:
-        encodings = ctx.rundir.model_table(ENCODINGS, self.encoder_fingerprint)
-        read = self._read
-        encodings = encodings.select(*read)
-        model, head_dir = self.model, self.head_dir
+    def _score_exchanges(self, ctx: StageContext, scorer: Scorer, fingerprint: str, exchanges, encodings) -> dict:
+        key = S.EXCHANGE_ID
+        if scorer.reads == READS_ENCODINGS:
+            wanted = encodings.select(key, S.LANG, *scorer.columns)
+            rows_per_commit, shuffle, profile = None, False, None
+        else:
+            wanted = exchanges.select(key, S.LANG, *scorer.columns)
+            rows_per_commit, shuffle = self.tasks.rows_per_commit, True
+            profile = ctx.model_profile if scorer.on_device else None
+        schema = T.StructType(
+            [
+                T.StructField(key, T.StringType()),
+                T.StructField(S.LANG, T.StringType()),
+                T.StructField(S.SCORE, T.DoubleType()),
+            ]
+        )
 
         def compute(rows: DataFrame, counter: Accumulator) -> DataFrame:
-            # no shuffle and no sort: the head scores each row on its own (qsm.row_by_row), so
-            # the batches the stored files happen to give change no float
-            rows = rows.select(*read)
-            schema = T.StructType([rows.schema[S.SAMPLE_ID], rows.schema[S.LANG], *SCORE_SCHEMA_FIELDS])
-            return rows.mapInArrow(score_map(model, head_dir, counter), schema)
+            rows = rows.select(key, S.LANG, *scorer.columns)
+            if shuffle:  # a text model pads a batch to its longest text: neighbours in length share one
+                rows = rows.sortWithinPartitions(sum(F.length(c) for c in scorer.columns), key)
+            return rows.mapInArrow(score_map(scorer, key, counter), schema, profile=profile)
 
-        info = compute_missing(
-            ctx, SCORES, encodings, self.fingerprint, compute, self.tasks, rows_per_commit=None, shuffle=False
+        return compute_missing(
+            ctx, EXCHANGE_SCORES, wanted, fingerprint, compute, self.tasks, rows_per_commit, shuffle=shuffle, key=key
         )
-        return {
-            **info,
-            "qsm_head": self.head_dir or "none (untrained encoder cosine)",
-            "qsm_head_layers": list(self.layers),
-            "qsm_head_mismatch": list(self.head_mismatch),
-        }
+
+    def run(self, ctx: StageContext) -> dict:
+        rundir = ctx.rundir
+        normalized = rundir.table(NORMALIZED)
+        index = exchange_rows(normalized, self.scoring.turns).select(S.SAMPLE_ID, S.LANG, S.TURN, S.EXCHANGE_ID)
+        turns = index
+        exchanges = distinct_exchanges(normalized, self.scoring.turns)
+        encodings = rundir.model_table(ENCODINGS, self.encoder_fingerprint, keys=exchanges)
+        per_scorer = {}
+        for i, (scorer, fingerprint) in enumerate(zip(self.scorers, self.scorer_fingerprints, strict=True)):
+            counts = self._score_exchanges(ctx, scorer, fingerprint, exchanges, encodings)
+            per_scorer[scorer.name] = {
+                "kind": scorer.kind,
+                "weight": scorer.weight,
+                "fingerprint": fingerprint,
+                **{k: counts[k] for k in ("computed", "reused", "rows_through_model_udf")},
+                **scorer.info(),
+            }
+            stored = rundir.model_table(EXCHANGE_SCORES, fingerprint, keys=exchanges)
+            turns = turns.join(stored.select(S.EXCHANGE_ID, F.col(S.SCORE).alias(score_column(i))), on=S.EXCHANGE_ID)
+        names = [s.name for s in self.scorers]
+        samples = sample_scores(turns, names, [s.weight for s in self.scorers], self.scoring)
+        first = encodings.join(index.where(F.col(S.TURN) == 0).select(S.SAMPLE_ID, S.EXCHANGE_ID), on=S.EXCHANGE_ID)
+        first = first.select(S.SAMPLE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING)
+        embedded = first.mapInArrow(
+            sum_embedding_map(S.SAMPLE_ID),
+            T.StructType([T.StructField(S.SAMPLE_ID, T.StringType()), T.StructField(S.EMBEDDING, EMBEDDING_TYPE)]),
+        )
+        wanted = samples.join(embedded, on=S.SAMPLE_ID).select(*SCORE_COLUMNS)
+        info = compute_missing(
+            ctx,
+            SCORES,
+            wanted,
+            self.fingerprint,
+            lambda rows, _: rows,
+            self.tasks,
+            rows_per_commit=None,
+            shuffle=False,
+        )
+        # the report's QSM lines (head, layers, mismatch) come from the first scorer that has them
+        head = next((x for x in per_scorer.values() if "qsm_head" in x), {})
+        extra = {k: head[k] for k in ("qsm_head", "qsm_head_layers", "qsm_head_mismatch") if k in head}
+        info["rows_through_model_udf"] = sum(x["rows_through_model_udf"] for x in per_scorer.values())
+        return {**info, **extra, "scoring": self.scoring.model_dump(mode="json"), "scorers": per_scorer}

@@ -245,7 +245,7 @@ class SelectStage(Stage):
         return (
             Table(NORMALIZED, (S.SAMPLE_ID, S.LANG, S.INSTRUCTION, S.INPUT, S.RESPONSE)),
             Table(CLUSTERS, (S.SAMPLE_ID, S.LANG, S.CLUSTER_ID, S.CENTROID_DISTANCE)),
-            Table(SCORES, (S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT), self.score_fingerprint),
+            Table(SCORES, (S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT, *S.SCORE_DETAIL), self.score_fingerprint),
             Table(self.embedding_table, (S.SAMPLE_ID, S.EMBEDDING), self.embedding_fingerprint),
         )
 
@@ -263,7 +263,7 @@ class SelectStage(Stage):
     def run(self, ctx: StageContext) -> dict:
         cfg, rundir = self.cfg, ctx.rundir
         scores = rundir.model_table(SCORES, self.score_fingerprint).select(
-            S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT
+            S.SAMPLE_ID, S.QSM_SCORE, S.MODEL_FINGERPRINT, *S.SCORE_DETAIL
         )
         content = rundir.table(NORMALIZED)
         embeddings = rundir.model_table(self.embedding_table, self.embedding_fingerprint).select(
@@ -274,7 +274,7 @@ class SelectStage(Stage):
         notes = rundir.table(FLAGGED).select(S.SAMPLE_ID, *NOTE_COLUMNS)
         candidates = with_defaults(
             rundir.table(CLUSTERS)
-            .join(scores.drop(S.MODEL_FINGERPRINT), on=S.SAMPLE_ID)
+            .join(scores.drop(S.MODEL_FINGERPRINT, *S.SCORE_DETAIL), on=S.SAMPLE_ID)
             .join(notes, on=S.SAMPLE_ID, how="left")
         )
         demote = cfg.filters.action == "demote"

@@ -48,7 +48,7 @@ def _cached(kind: str, cfg: ModelConfig, location: str):
         return _CACHE[key]
 
 
-def _assigned_gpus() -> list[str]:
+def assigned_gpus() -> list[str]:
     """The GPU addresses Spark gave the running task (none outside a GPU resource profile)."""
     from pyspark import TaskContext
 
@@ -60,7 +60,7 @@ def _assigned_gpus() -> list[str]:
 def _encoder(cfg: ModelConfig, location: str):
     """This worker's encoder, on the GPU the running task holds."""
     encoder = _cached("encoder", cfg, location)
-    encoder.place(_assigned_gpus())
+    encoder.place(assigned_gpus())
     return encoder
 
 
@@ -68,7 +68,7 @@ def _texts(column: pa.Array | pa.ChunkedArray) -> list[str]:
     return ["" if t is None else t for t in column.to_pylist()]
 
 
-def _count(counter: Accumulator | None, n: int) -> None:
+def count_rows(counter: Accumulator | None, n: int) -> None:
     """Rows that reached a model UDF: how a refresh proves it computed only the new samples.
 
     An accumulator counts a retried task twice; that is the truth about work done, which is
@@ -84,11 +84,15 @@ def encode_map(
     text_cols: tuple[str, str],
     counter: Accumulator | None = None,
     layers: tuple[int, ...] = (),
+    key: str = S.SAMPLE_ID,
+    context_col: str | None = None,
 ):
-    """mapInArrow: rows with `text_cols` (prompt, response) -> sample_id, lang, both embeddings, layer states.
+    """mapInArrow: rows with `text_cols` (prompt, response) -> key, lang, both embeddings, layer states.
 
     With `layers` (a QSM layer head), both sides are encoded through their hidden states, the
     way the head's training features were, and the response's states of those layers are kept.
+    With `context_col` (an exchange's earlier turns), the prompt is the question after as much
+    of its context as fits the encoder's length (TextEncoder.fit_prompts).
     """
     prompt_col, response_col = text_cols
 
@@ -97,8 +101,10 @@ def encode_map(
 
         encoder = _encoder(cfg, location)
         for batch in batches:
-            _count(counter, batch.num_rows)
+            count_rows(counter, batch.num_rows)
             prompts, responses = _texts(batch.column(prompt_col)), _texts(batch.column(response_col))
+            if context_col is not None:
+                prompts = encoder.fit_prompts(prompts, _texts(batch.column(context_col)), cfg.instruction_prefix)
             if layers:
                 p = embedding_of_states(encoder.encode_layers(prompts, cfg.instruction_prefix))
                 r, states = encoder.with_layers(responses, cfg.response_prefix, layers)
@@ -108,22 +114,16 @@ def encode_map(
                 r = encoder.encode(responses, cfg.response_prefix)
                 kept = pa.nulls(batch.num_rows, pa.binary())
             yield pa.RecordBatch.from_arrays(
-                [
-                    batch.column(S.SAMPLE_ID),
-                    batch.column(S.LANG),
-                    arrow_vectors.vectors(p),
-                    arrow_vectors.vectors(r),
-                    kept,
-                ],
-                names=[S.SAMPLE_ID, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING, S.RESPONSE_LAYERS],
+                [batch.column(key), batch.column(S.LANG), arrow_vectors.vectors(p), arrow_vectors.vectors(r), kept],
+                names=[key, S.LANG, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING, S.RESPONSE_LAYERS],
             )
 
     return encode_pairs
 
 
-def encode_schema(rows: T.StructType) -> T.StructType:
-    """encode_map's output: sample_id and lang as the input has them, both embeddings, the layer states."""
-    schema = map_schema(rows, (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING))
+def encode_schema(rows: T.StructType, key: str = S.SAMPLE_ID) -> T.StructType:
+    """encode_map's output: the key and lang as the input has them, both embeddings, the layer states."""
+    schema = map_schema(rows, (S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING), key)
     return schema.add(T.StructField(S.RESPONSE_LAYERS, T.BinaryType(), True))
 
 
@@ -133,7 +133,7 @@ def embed_map(cfg: ModelConfig, location: str, text_col: str, prefix: str, count
     def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         encoder = _encoder(cfg, location)
         for batch in batches:
-            _count(counter, batch.num_rows)
+            count_rows(counter, batch.num_rows)
             vectors = encoder.encode(_texts(batch.column(text_col)), prefix)
             yield pa.RecordBatch.from_arrays(
                 [batch.column(S.SAMPLE_ID), batch.column(S.LANG), arrow_vectors.vectors(vectors)],
@@ -143,11 +143,9 @@ def embed_map(cfg: ModelConfig, location: str, text_col: str, prefix: str, count
     return embed
 
 
-def map_schema(rows: T.StructType, fields: tuple[str, ...]) -> T.StructType:
-    """sample_id and lang as the input has them, then one embedding column per name in `fields`."""
-    return T.StructType(
-        [rows[S.SAMPLE_ID], rows[S.LANG], *[T.StructField(name, EMBEDDING_TYPE, True) for name in fields]]
-    )
+def map_schema(rows: T.StructType, fields: tuple[str, ...], key: str = S.SAMPLE_ID) -> T.StructType:
+    """The key (sample_id) and lang as the input has them, then one embedding column per name in `fields`."""
+    return T.StructType([rows[key], rows[S.LANG], *[T.StructField(name, EMBEDDING_TYPE, True) for name in fields]])
 
 
 SCORE_SCHEMA_FIELDS = (
@@ -170,7 +168,7 @@ def score_map(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | Non
 
         head = _cached("head", cfg, head_dir or "")
         for batch in batches:
-            _count(counter, batch.num_rows)
+            count_rows(counter, batch.num_rows)
             p = arrow_vectors.matrix(batch.column(S.PROMPT_EMBEDDING))
             r = arrow_vectors.matrix(batch.column(S.RESPONSE_EMBEDDING))
             states = None
@@ -190,3 +188,24 @@ def score_map(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | Non
             )
 
     return score
+
+
+def sum_embedding_map(key: str):
+    """mapInArrow: key, both encodings -> key and the normalised sum of the two: the diversity embedding.
+
+    The QSM head does not enter it: any scorer (or none of the QSM) leaves the embedding as it was.
+    """
+
+    def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from mdaq_spark.models.qsm import normalise_rows
+
+        for batch in batches:
+            if batch.num_rows:
+                p = arrow_vectors.matrix(batch.column(S.PROMPT_EMBEDDING))
+                r = arrow_vectors.matrix(batch.column(S.RESPONSE_EMBEDDING))
+                vectors = arrow_vectors.vectors(normalise_rows(p + r).astype(np.float32))
+            else:
+                vectors = pa.array([], type=pa.list_(pa.float32()))
+            yield pa.RecordBatch.from_arrays([batch.column(key), vectors], names=[key, S.EMBEDDING])
+
+    return embed

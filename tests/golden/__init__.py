@@ -14,6 +14,10 @@ Regenerate on purpose (after a change that is meant to alter the selection):
         "tests/test_pipeline.py::test_midb_two_languages_end_to_end"
 
 and commit the rewritten tests/golden/*.json with a message that says why the selection changed.
+
+The score's detail (S.SCORE_DETAIL: turn_scores, weakest_turn, scorer_scores) is pinned apart
+from the rows (`score_detail`), so a golden file recorded before those columns existed still
+pins the selection it recorded; the end-to-end tests check the detail of such a run themselves.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ def _counts_only(value):
 def summary(selected_df, stats: dict) -> dict:
     """What a golden file holds for one run: the selected table's digest and the run's counts."""
     rows = [row.asDict(recursive=True) for row in selected_df.orderBy(S.SAMPLE_ID).collect()]
+    details = [{c: row.pop(c) for c in S.SCORE_DETAIL if c in row} for row in rows]
     for row in rows:  # the input file's name, not where the test put it
         row[S.SOURCE] = row[S.SOURCE].rsplit("/", 1)[-1]
     digest = hashlib.sha256()
@@ -69,8 +74,19 @@ def summary(selected_df, stats: dict) -> dict:
         line = json.dumps(_canonical(row, floats), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         digest.update(line.encode("utf-8") + b"\n")
         per_lang[row[S.LANG]] = per_lang.get(row[S.LANG], 0) + 1
+    detail_floats: list[float] = []
+    detail = hashlib.sha256(json.dumps(_canonical(details, detail_floats), sort_keys=True).encode("utf-8"))
     return {
-        "selected_columns": [f"{f.name}:{f.dataType.simpleString()}" for f in selected_df.schema.fields],
+        "score_detail": {
+            "sha256": detail.hexdigest(),
+            "floats": [round(x, 6) for x in detail_floats],
+            "columns": [
+                f"{f.name}:{f.dataType.simpleString()}" for f in selected_df.schema.fields if f.name in S.SCORE_DETAIL
+            ],
+        },
+        "selected_columns": [
+            f"{f.name}:{f.dataType.simpleString()}" for f in selected_df.schema.fields if f.name not in S.SCORE_DETAIL
+        ],
         "selected_rows": len(rows),
         "selected_rows_per_lang": dict(sorted(per_lang.items())),
         "selected_sha256": digest.hexdigest(),
@@ -91,6 +107,15 @@ def check(name: str, selected_df, stats: dict) -> None:
         return
     want = json.loads(path.read_text(encoding="utf-8"))
     got = json.loads(json.dumps(got))  # the same types as the file read back (tuples as lists, keys as strings)
+    if "score_detail" not in want:  # recorded before the detail columns: the test checks them itself
+        got.pop("score_detail")
+    else:
+        got_detail, want_detail = got.pop("score_detail"), want.pop("score_detail")
+        moved = max(
+            (abs(a - b) for a, b in zip(got_detail.pop("floats"), want_detail.pop("floats"), strict=True)), default=0.0
+        )
+        assert moved <= FLOAT_TOLERANCE, f"golden {name}: a turn score moved by {moved:.2e}"
+        assert got_detail == want_detail, f"golden {name}: score_detail changed"
     got_floats, want_floats = got.pop("selected_floats"), want.pop("selected_floats", None)
     assert want_floats is not None and len(got_floats) == len(want_floats), f"golden {name}: selected floats changed"
     worst = max((abs(a - b) for a, b in zip(got_floats, want_floats, strict=True)), default=0.0)

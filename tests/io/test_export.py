@@ -267,7 +267,10 @@ def test_each_shape_round_trips_through_a_whole_selection(spark, exported_run):
     for shape, (name, records) in FILES.items():
         exported = _read_jsonl(run / "export" / shape)
         assert len(exported) == stats["counts"]["selected"]
-        assert all(set(r[X.METADATA_KEY]) == set(X.METADATA_COLUMNS) for r in exported)
+        assert all(set(r[X.METADATA_KEY]) == {*X.METADATA_COLUMNS, *X.TURN_METADATA} for r in exported)
+        # each exchange's score in turn order: the sample's score is their minimum, at the weakest turn
+        for r in (r[X.METADATA_KEY] for r in exported):
+            assert r[S.QSM_SCORE] == min(r[S.TURN_SCORES]) == r[S.TURN_SCORES][r[S.WEAKEST_TURN]]
         mine = [
             {k: v for k, v in r.items() if k != X.METADATA_KEY}
             for r in exported
