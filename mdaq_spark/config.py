@@ -197,8 +197,8 @@ class ScoringConfig(_Section):
 
     # all: every answer of a conversation is an exchange; first: the first answer only (the rest is history)
     turns: Literal["all", "first"] = "all"
-    # a sample's score from its exchanges': min (the weakest turn decides), mean, or softmin (a smooth min)
-    aggregate: Literal["min", "mean", "softmin"] = "min"
+    # a sample's score from its exchanges': mean (default; docs/training.md), min (the weakest turn decides), softmin
+    aggregate: Literal["min", "mean", "softmin"] = "mean"
     # softmin's temperature, in score units: small is min, large is mean
     softmin_temperature: float = Field(default=0.05, gt=0)
     # several scorers: each one's exchange scores per language as percentile ranks (rank) or z-scores (z)

@@ -143,12 +143,12 @@ def combination_fingerprint(job: JobConfig, scorers: tuple[Scorer, ...], fingerp
     """The fingerprint of the sample scores: the scorers, their weights, how turns and scorers combine.
 
     Several scorers are combined after a per-language normalisation, which depends on the whole
-    corpus: then the corpus content is part of it. One scorer over every turn with the minimum
-    (the reference combination) keeps the scorer's own fingerprint: a single-turn corpus's
+    corpus: then the corpus content is part of it. One scorer over every turn with the mean
+    (the default, the reference combination) keeps the scorer's own fingerprint: a single-turn corpus's
     scores are then the scorer's, under its name, as before exchanges existed.
     """
     s = job.scoring
-    if len(scorers) == 1 and s.turns == "all" and s.aggregate == "min":
+    if len(scorers) == 1 and s.turns == "all" and s.aggregate == "mean":
         return fingerprints[0]
     parts = [s.turns, s.aggregate, repr(s.softmin_temperature)]
     parts += [f"{x.name}={fp}*{x.weight!r}" for x, fp in zip(scorers, fingerprints, strict=True)]
