@@ -106,8 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _finished_config(run_dir: str) -> JobConfig:
     from mdaq_spark.rundir import RunDir
 
-    stats = RunDir.finished(run_dir).read_stats()
-    return JobConfig.model_validate(stats["config"]) if "config" in stats else JobConfig()
+    return RunDir.finished(run_dir).read_stats().config
 
 
 @contextlib.contextmanager
@@ -148,7 +147,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from mdaq_spark.report.diff import diff_runs
+    from mdaq_spark.report.diff import diff_runs, summary
     from mdaq_spark.report.terminal import print_diff
 
     cfg = _finished_config(args.run_b)
@@ -158,7 +157,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(diff, indent=2, ensure_ascii=False))
     else:
-        print_diff(diff)
+        print_diff(summary(diff))
     return 0
 
 
@@ -255,8 +254,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from mdaq_spark.rundir import RunDir
     from mdaq_spark.session import build_session
 
-    stats = RunDir.finished(args.run_dir).read_stats()
-    cfg = JobConfig.model_validate(stats["config"]) if "config" in stats else JobConfig()
+    cfg = RunDir.finished(args.run_dir).read_stats().config
     store_root = args.store or cfg.output.store or args.run_dir
     spark = build_session(cfg.spark)
     try:
