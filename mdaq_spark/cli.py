@@ -141,7 +141,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     with _session(cfg) as spark:
         rundir = RunDir(args.run_dir, cfg.output.store, spark)
-        result = export_selection(spark, rundir, spec, rundir.read_stats(), command=shlex.join(["mdaq", *args.argv]))
+        result = export_selection(
+            spark, rundir, spec, rundir.read_stats(), command=shlex.join(["mdaq", *args.argv]), license_id=args.license
+        )
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
@@ -379,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="add lang, qsm_score, cluster_id, selection_reason and sample_id under the key 'mdaq'",
     )
     p.add_argument("--max-rows-per-file", type=int, help="shard each language's rows into files of at most N")
+    p.add_argument(
+        "--license", help="the data's license on the dataset card (a Hub identifier); default: output.license"
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

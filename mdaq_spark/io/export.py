@@ -31,7 +31,7 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import EXPORT_FORMATS, ExportConfig
 from mdaq_spark.errors import InputError
 from mdaq_spark.io import validate as v
-from mdaq_spark.io.export_schema import METADATA_KEY, export_schema
+from mdaq_spark.io.export_schema import DATA_DIR, METADATA_KEY, export_schema
 from mdaq_spark.io.records import ASSISTANT_ROLES, USER_ROLES
 from mdaq_spark.rundir import HadoopFiles, LocalFiles, RunDir, is_local
 
@@ -50,7 +50,6 @@ TOOL_KEYS = ("tool_calls", "tool_call_id", "name")
 _TOOL_CALL_KEYS = frozenset({"id", "type", "function"})
 _FUNCTION_KEYS = frozenset({"name", "arguments"})
 CARD_FILE = "README.md"
-DATA_DIR = "data"  # the data files sit one level down, so a trainer can be pointed at a folder of data files only
 # <lang>-<shard>-of-<shards>.<ext>: the only files an export's data folder holds
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_]+-\d{5}-of-\d{5}\.(jsonl|parquet)$")
 _EXTENSION = {"alpaca": "jsonl", "sharegpt": "jsonl", "openai": "jsonl", "parquet": "parquet"}
@@ -219,7 +218,7 @@ def alpaca_record(c: Content) -> dict:
 
 
 def sharegpt_record(c: Content) -> dict:
-    """ShareGPT as LLaMA-Factory reads it: `conversations`, and the record's `system` prompt and `tools` beside them."""
+    """ShareGPT as LLaMA-Factory reads it: `conversations`, the record's `system` prompt and `tools` beside them."""
     return {
         "conversations": [
             {"from": _role(t["role"], "sharegpt"), "value": t.get("content") or "", **_turn_keys(t, c.where)}
@@ -307,9 +306,12 @@ def _check_replaceable(files, target: str) -> None:
     names = files.list_names(target)
     if names is None:
         return
-    foreign = [n for n in names if n not in (CARD_FILE, DATA_DIR)]
+    # data files beside the card: an export from before the data/ folder
+    foreign = [n for n in names if n not in (CARD_FILE, DATA_DIR) and not _FILE_NAME.match(n)]
     if DATA_DIR in names:
-        foreign += [f"{DATA_DIR}/{n}" for n in files.list_names(f"{target}/{DATA_DIR}") or [] if not _FILE_NAME.match(n)]
+        foreign += [
+            f"{DATA_DIR}/{n}" for n in files.list_names(f"{target}/{DATA_DIR}") or [] if not _FILE_NAME.match(n)
+        ]
     if foreign:
         shown = ", ".join(foreign[:3])
         raise InputError(f"{target} holds files that are no mdaq export ({shown}): choose another path")
@@ -322,8 +324,12 @@ def export_selection(
     stats: RunStats,
     *,
     command: str | None = None,
+    license_id: str | None = None,
 ) -> dict:
-    """Write `spec`'s export of the run's selected/; returns where, how many files and rows per language."""
+    """Write `spec`'s export of the run's selected/; returns where, how many files and rows per language.
+
+    `license_id` overrides the run's output.license on the card.
+    """
     from mdaq_spark.io import dataset_card
 
     target = (spec.path or rundir.export_path(spec.format)).rstrip("/")
@@ -347,7 +353,7 @@ def export_selection(
             records = [record(spec.format, row.asDict(), spec.with_metadata) for row in chunk]
             files.write_bytes(f"{staging}/{DATA_DIR}/{name}", encode_file(spec.format, records, spec.with_metadata))
             written.setdefault(lang, []).append(name)
-    card = dataset_card.render(stats, counts, written, spec, command=command)
+    card = dataset_card.render(stats, counts, written, spec, command=command, license_id=license_id)
     files.write_bytes(f"{staging}/{CARD_FILE}", card.encode("utf-8"))
     files.delete_tree(target)
     files.rename(staging, target)

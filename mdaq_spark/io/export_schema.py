@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from mdaq_spark import schema as S
 
+DATA_DIR = "data"  # the data files sit below the card, so a trainer can be pointed at a folder of data files only
 METADATA_KEY = "mdaq"  # the one key an export's own pipeline fields live under (--with-metadata)
 
 # an OpenAI tool call; `arguments` is the function's arguments as JSON text, as OpenAI sends them

@@ -236,7 +236,10 @@ class RunStats:
             rows.append(("encoder fingerprint", self.stage("encode")[S.ENCODER_FINGERPRINT]))
         if "score" in self.stage_info:
             score = self.stage("score")
-            rows += [("QSM head", PurePosixPath(score["qsm_head"]).name), ("QSM fingerprint", score[S.MODEL_FINGERPRINT])]
+            rows += [
+                ("QSM head", PurePosixPath(score["qsm_head"]).name),
+                ("QSM fingerprint", score[S.MODEL_FINGERPRINT]),
+            ]
         return rows
 
 

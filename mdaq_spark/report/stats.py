@@ -21,7 +21,7 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import JobConfig
 from mdaq_spark.report.figures import collect_report_data
 from mdaq_spark.report.html import render
-from mdaq_spark.report.run_stats import Counts, CopyGroups, Environment, InputFiles, LanguageStats, Pruning, RunStats
+from mdaq_spark.report.run_stats import CopyGroups, Counts, Environment, InputFiles, LanguageStats, Pruning, RunStats
 from mdaq_spark.rundir import CANDIDATES, CLUSTERS, FLAGGED, NORMALIZED, QUARANTINE, SCORES, RunDir, RunLog
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,9 @@ def collect_stats(
         stages_skipped=list(runlog.skipped),
         stage_keys=dict(runlog.keys),
         stage_info=runlog.info,
-        environment=Environment(python=platform.python_version(), spark=spark.version, spark_master=spark.sparkContext.master),
+        environment=Environment(
+            python=platform.python_version(), spark=spark.version, spark_master=spark.sparkContext.master
+        ),
         config=cfg,
         run_dir=str(cfg.output.path),
         command=shlex.join(sys.argv),
