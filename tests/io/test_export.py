@@ -8,6 +8,7 @@ loads with its card, and that two exports of one run are byte-identical.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -404,7 +405,7 @@ def test_parquet_export_matches_the_openai_export_and_carries_a_card(exported_ru
     # a card leaves the machine: no local path in it (run directory, corpus, model cache, QSM head)
     for local in (str(run.parent), str(model_cache), stats["stage_info"]["score"]["qsm_head"]):
         assert local not in card, local
-    assert "/" not in "".join(line for line in card.splitlines() if line.startswith("- run "))
+    assert not [line for line in card.splitlines() if re.search(r"[\s`=\"']/", line)]  # no absolute path left
 
 
 def _tiny_causal_lm(folder: Path, texts: list[str]) -> str:
@@ -485,3 +486,27 @@ def test_two_exports_of_one_run_are_byte_identical_and_sharded(spark, exported_r
     with pytest.raises(InputError, match="no mdaq export"):
         X.export_selection(spark, rundir, ExportConfig(format="alpaca", path=str(foreign)), typed)
     assert (foreign / "notes.txt").is_file()
+
+
+def test_stats_json_has_one_typed_reader_that_fails_on_a_renamed_key(spark, exported_run):
+    """The report, inspect, diff and the cards read stats.json through RunStats: a renamed key fails, never reads 0.
+
+    Here for the run this module shares: no other test needs a finished run of its own for it.
+    """
+    from mdaq_spark.report.html import render
+
+    run, stats = exported_run
+    rundir = RunDir(str(run), None, spark)
+    typed = rundir.read_stats()
+    assert typed.to_json() == stats  # what the job returned is what the file holds, key for key
+    assert [e.format for e in typed.exports] == [*FILES, "parquet"]
+    lang = next(iter(stats["per_language"]))
+    renamed = json.loads(json.dumps(stats))
+    entry = renamed["per_language"][lang]
+    entry["n_clusters"] = entry.pop("clusters")
+    with pytest.raises(
+        InputError, match=rf"per_language\.{lang}: missing keys \['clusters'\], unknown keys \['n_clusters'\]"
+    ):
+        RunStats.from_json(renamed)
+    page = render(typed)
+    assert f"<td class='l'>{lang}</td><td>{stats['per_language'][lang]['samples']}</td>" in page
