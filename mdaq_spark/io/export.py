@@ -97,10 +97,10 @@ def _is_greeting(turn: dict) -> bool:
     return turn["role"] in ASSISTANT_ROLES and _has_text(turn) and not any(k in turn for k in TOOL_KEYS)
 
 
-def _turn_name(fields: str | None) -> dict:
-    """The `name` among a first-exchange turn's own keys (the one such key every conversational format holds)."""
-    name = json.loads(fields).get("name") if fields else None
-    return {} if name is None else {"name": name}
+def _own_keys(fields: str | None) -> dict:
+    """Of a first-exchange turn's own keys, those every conversational format holds (a `name`, tool calls)."""
+    kept = json.loads(fields) if fields else {}
+    return {k: kept[k] for k in TOOL_KEYS if kept.get(k) is not None}
 
 
 def conversation(c: Content) -> list[dict]:
@@ -122,9 +122,9 @@ def conversation(c: Content) -> list[dict]:
     reply_at = before if any(t["role"] in ASSISTANT_ROLES and _has_text(t) for t in between) else until
     return [
         *turns[:before],
-        {"role": "user", "content": prompt, **_turn_name(c.prompt_fields)},
+        {"role": "user", "content": prompt, **_own_keys(c.prompt_fields)},
         *turns[before:reply_at],
-        {"role": "assistant", "content": c.response, **_turn_name(c.response_fields)},
+        {"role": "assistant", "content": c.response, **_own_keys(c.response_fields)},
         *turns[reply_at:],
     ]
 
