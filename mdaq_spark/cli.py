@@ -1,7 +1,7 @@
 """`mdaq`: the command line. Every command validates its config before Spark starts.
 
 Exit codes: 0 success, 2 configuration error, 3 unreadable input, 4 model cannot be loaded,
-5 missing dependency, 1 anything else.
+5 missing dependency, 6 no usable record (every record quarantined), 1 anything else.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def _add_job_options(p: argparse.ArgumentParser, *, need_io: bool = True) -> Non
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mdaq_spark.dependencies import check_dependencies
     from mdaq_spark.io.outputs import check_output_path
     from mdaq_spark.io.readers import check_inputs
 
@@ -68,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_runnable(cfg)
     check_output_path(cfg.output.path)
     check_inputs(cfg.input)
+    check_dependencies(cfg)
     if args.dry_run:
         from mdaq_spark.pipeline.plan import build_plan
 

@@ -33,6 +33,12 @@ class DependencyError(MdaqError):
     exit_code = 5
 
 
-def missing_dependency(package: str, extra: str | None = None) -> DependencyError:
+class NoUsableRecords(MdaqError):
+    """Every record read was quarantined: the run stops after ingest, with stats.json and the report written."""
+
+    exit_code = 6
+
+
+def missing_dependency(package: str, extra: str | None = None, needed_by: str = "this feature") -> DependencyError:
     hint = f"pip install 'mdaq-spark[{extra}]'" if extra else f"pip install {package}"
-    return DependencyError(f"this feature needs the package '{package}': {hint}")
+    return DependencyError(f"{needed_by} needs the package '{package}': {hint}")

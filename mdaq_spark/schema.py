@@ -134,6 +134,11 @@ _PARSED_FIELDS: tuple[tuple[str, T.DataType], ...] = (
     (RESPONSE, T.StringType()),
     (HISTORY, T.StringType()),
     (LANG_HINT, T.StringType()),
+    (SYSTEM, T.StringType()),
+    (TOOLS, T.StringType()),
+    (PROMPT_TURN_FIELDS, T.StringType()),
+    (RESPONSE_TURN_FIELDS, T.StringType()),
+    (EXTRA, T.StringType()),
     (QUARANTINE_REASON, T.StringType()),
     (RAW_RECORD, T.StringType()),
 )
@@ -159,9 +164,16 @@ def normalise_text(text: str) -> str:
     return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
-def compute_sample_id(instruction: str, input_text: str, response: str, history: str) -> str:
-    """Stable 128-bit content hash; the same content gives the same id on every run and machine."""
-    payload = "\x1f".join(normalise_text(part) for part in (instruction, input_text, response, history))
+def compute_sample_id(
+    instruction: str, input_text: str, response: str, history: str, system: str = "", tools: str | None = None
+) -> str:
+    """Stable 128-bit content hash; the same content gives the same id on every run and machine.
+
+    A top-level system prompt or tool list changes what a model is trained on, so it is part of
+    the content; a sample with neither hashes as it always did.
+    """
+    parts = (instruction, input_text, response, history) + ((system, tools or "") if system or tools else ())
+    payload = "\x1f".join(normalise_text(part) for part in parts)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 

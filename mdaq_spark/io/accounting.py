@@ -18,8 +18,14 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 
 
-def file_accounting(accounted: DataFrame, written: list[DataFrame]) -> dict[str, dict[str, int]]:
-    """source -> records_read, records_parsed, rows, rows_written, from `parse_units`' output and the tables."""
+def file_accounting(
+    accounted: DataFrame, written: list[DataFrame], listed: list[str] = ()
+) -> dict[str, dict[str, int]]:
+    """source -> records_read, records_parsed, rows, rows_written, from `parse_units`' output and the tables.
+
+    `listed` are the sources of every file the job read by name: a file that gave no unit at all
+    (a Parquet file of 0 rows, an empty JSON Lines file) is there with zeros, not missing.
+    """
     per_file = accounted.groupBy(S.SOURCE).agg(
         F.sum(S.UNITS_READ).alias("units"),
         F.sum(F.col(S.RECORD_START).cast("long")).alias("starts"),
@@ -35,6 +41,8 @@ def file_accounting(accounted: DataFrame, written: list[DataFrame]) -> dict[str,
         for r in table.groupBy(S.SOURCE).count().collect():
             entry = out.setdefault(r[S.SOURCE], {"records_read": 0, "records_parsed": 0, "rows": 0})
             entry["rows_written"] = entry.get("rows_written", 0) + r["count"]
+    for source in listed:
+        out.setdefault(source, {"records_read": 0, "records_parsed": 0, "rows": 0})
     for entry in out.values():
         entry.setdefault("rows_written", 0)
     return dict(sorted(out.items()))

@@ -24,9 +24,8 @@ def spark_has_delta(spark: SparkSession) -> bool:
     return "DeltaSparkSessionExtension" in spark.conf.get("spark.sql.extensions", "")
 
 
-def read_delta(spark: SparkSession, path: str) -> DataFrame:
-    if spark_has_delta(spark):
-        return spark.read.format("delta").load(path)
+def delta_files(path: str) -> list[str]:
+    """The data files of the table's current version, resolved by delta-rs (no JVM)."""
     try:
         from deltalake import DeltaTable
     except ImportError as exc:
@@ -39,6 +38,13 @@ def read_delta(spark: SparkSession, path: str) -> DataFrame:
         raise InputError(f"{path}: cannot read the Delta table: {exc}") from exc
     if not files:
         raise InputError(f"{path}: the Delta table's current version has no data files")
+    return files
+
+
+def read_delta(spark: SparkSession, path: str) -> DataFrame:
+    if spark_has_delta(spark):
+        return spark.read.format("delta").load(path)
+    files = delta_files(path)
     # basePath keeps partition columns, which Delta stores only in the directory names
     return spark.read.option("basePath", path).parquet(*files)
 

@@ -1,7 +1,9 @@
 """Input files of any supported type -> one DataFrame of canonical samples + quarantine rows.
 
 Every source is first reduced to raw bytes per unit (a JSONL line, a whole JSON file, a
-Parquet/Delta row rendered as JSON), and one Arrow-batched parser turns units into samples.
+Parquet/Arrow/Delta row rendered as JSON), and one Arrow-batched parser turns units into samples.
+Plain files are cut by Spark's readers; compressed files, UTF-16/32 text and Arrow IPC files
+by io/local_units.py, in Python tasks, into the same units (the table: io/file_types.py).
 Bytes rather than strings, so invalid UTF-8 becomes a quarantine reason instead of an
 exception inside Spark's decoder; one parser, so every record shape behaves the same
 whatever the file type.
@@ -14,8 +16,8 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,25 +28,23 @@ from pyspark.sql import types as T
 from mdaq_spark import schema as S
 from mdaq_spark.config import InputConfig
 from mdaq_spark.errors import InputError
-from mdaq_spark.io import inputs, records
+from mdaq_spark.io import file_types, inputs, local_units, records
 from mdaq_spark.io import validate as v
+from mdaq_spark.io.file_types import UNIT_FILE, UNIT_LINE
+from mdaq_spark.io.local_units import BLANK_BYTES, NON_FINITE_KEY, NOT_UTF8_KEY, REJECTED
 from mdaq_spark.langcodes import UNKNOWN, file_language, language_code
 
 log = logging.getLogger(__name__)
 
-UNIT_LINE = "line"  # one JSON record per line
-UNIT_FILE = "file"  # one JSON document (array of records, or one record) per file
 _UNIT = "unit"
 _PAYLOAD = "payload"
-# JSON keys the Parquet reader adds to a row: its top-level columns whose values are no text
-# (BINARY that is not UTF-8, a NaN or infinite float), so the parser can reject them as wrong types
-NOT_UTF8_KEY = "__mdaq_binary_not_utf8__"
-NON_FINITE_KEY = "__mdaq_non_finite__"
 NOT_UTF8_VALUE = {"$binary": "not UTF-8"}
 
 # a line of nothing but ASCII whitespace (tabs and form feeds included) holds no record
 _BLANK_LINE = "^[ \\t\\u000B\\f\\r]*$"
-_BLANK_BYTES = b" \t\x0b\x0c\r"
+_BLANK_BYTES = BLANK_BYTES
+# files per task of the Python reader: one, up to this many tasks
+_MAX_PYTHON_TASKS = 256
 
 
 def detect_file_types(path: str) -> list[str]:
@@ -62,11 +62,61 @@ def files_of_type(path: str, file_type: str) -> list[Path]:
 
 
 # a folder on a cluster file system is listed by Spark: it keeps to the files of the type it reads
-_GLOBS = {"jsonl": "*.{jsonl,ndjson,JSONL,NDJSON}", "json": "*.{json,JSON}", "parquet": "*.{parquet,PARQUET}"}
+# (Hadoop's codecs decompress .gz and .bz2 text there)
+_GLOBS = {
+    "jsonl": "*.{jsonl,ndjson,JSONL,NDJSON,jsonl.gz,ndjson.gz,jsonl.bz2,ndjson.bz2}",
+    "json": "*.{json,JSON}",
+    "parquet": "*.{parquet,PARQUET}",
+}
+_UNITS_SCHEMA = T.StructType(
+    [
+        T.StructField(S.SOURCE, T.StringType()),
+        T.StructField(_UNIT, T.StringType()),
+        T.StructField(_PAYLOAD, T.BinaryType()),
+    ]
+)
+
+
+def _decoded_path(path: Column) -> Column:
+    """A reader's file URI as the file's name: `_metadata.file_path` %-encodes spaces and '%' (a '+' is a '+')."""
+    return F.url_decode(F.regexp_replace(path, "\\+", "%2B"))
 
 
 def _file_units(spark: SparkSession, files: list[str], file_type: str, spark_paths: list[str]) -> DataFrame:
     """(source, unit, payload bytes) for the files of one type; `source` is always the file itself."""
+    python = [f for f in files if local_units.needs_python(f, file_type)]
+    if python:
+        frames = [_python_units(spark, python, file_type)]
+        rest = [f for f in files if f not in set(python)]
+        if rest:
+            frames.append(_spark_units(spark, rest, file_type, rest))
+        return functools.reduce(DataFrame.unionByName, frames)
+    return _spark_units(spark, files, file_type, spark_paths)
+
+
+def _python_units(spark: SparkSession, files: list[str], file_type: str) -> DataFrame:
+    """The units of local files that Spark has no reader for, cut by io/local_units.py in Python tasks."""
+    rows = [(f,) for f in files]
+    spread = spark.sparkContext.parallelize(rows, min(len(rows), _MAX_PYTHON_TASKS))
+    paths = spark.createDataFrame(spread, "path string")
+    return paths.mapInPandas(functools.partial(_units_of_files, file_type=file_type), schema=_UNITS_SCHEMA)
+
+
+def _units_of_files(batches: Iterator[pd.DataFrame], file_type: str) -> Iterator[pd.DataFrame]:
+    for batch in batches:
+        for path in batch["path"]:
+            source = file_types.source_name(path)
+            rows: list[tuple[str, str, bytes]] = []
+            for unit, payload in local_units.file_units(path, file_type):
+                rows.append((source, unit, payload))
+                if len(rows) >= 1024:
+                    yield pd.DataFrame(rows, columns=[S.SOURCE, _UNIT, _PAYLOAD])
+                    rows = []
+            if rows:
+                yield pd.DataFrame(rows, columns=[S.SOURCE, _UNIT, _PAYLOAD])
+
+
+def _spark_units(spark: SparkSession, files: list[str], file_type: str, spark_paths: list[str]) -> DataFrame:
     reader = spark.read
     if not files and file_type in _GLOBS:
         reader = reader.option("recursiveFileLookup", "true").option("pathGlobFilter", _GLOBS[file_type])
@@ -74,7 +124,7 @@ def _file_units(spark: SparkSession, files: list[str], file_type: str, spark_pat
         # "\n" only: a CR, U+0085 or U+2028 inside a record is not a record boundary
         df = reader.option("lineSep", "\n").text(spark_paths)
         return df.where(~F.col("value").rlike(_BLANK_LINE)).select(
-            F.col("_metadata.file_path").alias(S.SOURCE),
+            _decoded_path(F.col("_metadata.file_path")).alias(S.SOURCE),
             F.lit(UNIT_LINE).alias(_UNIT),
             F.col("value").cast("binary").alias(_PAYLOAD),
         )
@@ -85,7 +135,8 @@ def _file_units(spark: SparkSession, files: list[str], file_type: str, spark_pat
         )
     if file_type == "parquet":
         groups = parquet_schema_groups(files) if files else [spark_paths]
-        frames = [_rows_as_json(reader.parquet(*group), F.col("_metadata.file_path")) for group in groups]
+        source = _decoded_path(F.col("_metadata.file_path"))
+        frames = [_rows_as_json(reader.parquet(*group), source) for group in groups]
         return functools.reduce(DataFrame.unionByName, frames)
     if file_type == "delta":
         from mdaq_spark.io.delta import read_delta
@@ -96,11 +147,20 @@ def _file_units(spark: SparkSession, files: list[str], file_type: str, spark_pat
 
 
 def check_inputs(cfg: InputConfig) -> None:
-    """Before Spark starts: every input path lists, and every local Parquet file has a readable footer."""
+    """Before Spark starts: every input path lists, and every local file can be opened as its type.
+
+    Parquet footers and Arrow schemas are read, and a compressed file must start as its codec's
+    streams do: a file that cannot be read at all is named here in one line (exit 3), not in a
+    failed Spark task. A stream that breaks part-way is found while reading, and quarantined.
+    """
     for path in cfg.paths:
-        parquet = inputs.discover(path, cfg.file_type).files.get("parquet")
-        if parquet:
-            parquet_schema_groups(parquet)
+        found = inputs.discover(path, cfg.file_type)
+        if found.files.get("parquet"):
+            parquet_schema_groups(found.files["parquet"])
+        for f in found.files.get("arrow", []):
+            local_units.arrow_schema(f)
+        for f in inputs.local_files(found):
+            file_types.check_header(f, file_types.compression_of(f))
 
 
 def parquet_schema_groups(files: list[str]) -> list[list[str]]:
@@ -170,6 +230,12 @@ def raw_units(spark: SparkSession, cfg: InputConfig) -> tuple[DataFrame, list[in
     return units, skipped
 
 
+def listed_sources(cfg: InputConfig) -> list[str]:
+    """The `source` of every file the job reads by name (Delta tables and cluster folders are listed by Spark)."""
+    found = [inputs.discover(path, cfg.file_type) for path in cfg.paths]
+    return [file_types.source_name(f) for listing in found for f in inputs.local_files(listing)]
+
+
 def parse_units(units: DataFrame, cfg: InputConfig) -> DataFrame:
     """Units -> rows in `schema.parsed_schema` plus the accounting columns RECORD_START and UNITS_READ.
 
@@ -199,61 +265,39 @@ def read_corpus(spark: SparkSession, cfg: InputConfig) -> DataFrame:
 def preview(path: str, file_type: str, cfg: InputConfig, limit: int) -> list[dict[str, Any]]:
     """The first `limit` parsed rows of one file, in plain Python: the dry run's schema check.
 
-    The units are cut as the job cuts them (lines on "\\n" only, blank lines skipped, Parquet
-    rows rendered with the same text rules) and go through the job's own parser, so a dry run
-    reports the record formats and rejection reasons the job would produce, minutes before a
-    cluster is asked for.
+    The units are cut as the job cuts them (io/local_units.py: lines on "\\n" only, blank lines
+    skipped, table rows rendered with the same text rules, compressed files decompressed) and
+    go through the job's own parser, so a dry run reports the record formats and rejection
+    reasons the job would produce, minutes before a cluster is asked for.
     """
     settings = records.AdapterSettings(columns=cfg.columns, max_field_chars=cfg.max_field_chars)
-    source = str(path)
-    units: list[tuple[str, bytes]] = []
-    if file_type == "jsonl":
-        with open(path, "rb") as f:
-            for line in f:
-                line = line.removesuffix(b"\n")
-                if line.strip(_BLANK_BYTES):
-                    units.append((UNIT_LINE, line))
-                if len(units) >= limit:
-                    break
-    elif file_type == "json":
-        units = [(UNIT_FILE, Path(path).read_bytes())]
-    elif file_type == "parquet":
-        import pyarrow.parquet as pq
-
+    if file_type == "parquet":
         parquet_schema_groups([str(path)])
-        first = next(pq.ParquetFile(path).iter_batches(batch_size=limit), None)
-        rows = first.to_pylist() if first is not None else []
-        units = [(UNIT_LINE, _arrow_row_json(row)) for row in rows]
-    else:
+    elif file_type == "arrow":
+        local_units.arrow_schema(str(path))
+    elif file_type not in ("json", "jsonl"):
         return []
+    source = file_types.source_name(str(path))
     out: list[dict[str, Any]] = []
-    for unit, payload in units:
+    for unit, payload in local_units.file_units(str(path), file_type):
         out.extend(_parse_unit(source, unit, payload, cfg, settings))
         if len(out) >= limit:
             break
     return out[:limit]
 
 
-def _arrow_row_json(row: dict[str, Any]) -> bytes:
-    """A Parquet row as `_rows_as_json` renders it in Spark, in plain Python (for the dry run)."""
-    record: dict[str, Any] = {}
-    not_utf8, non_finite = [], []
-    for name, value in row.items():
-        if isinstance(value, bytes):
-            try:
-                value = value.decode("utf-8")
-            except UnicodeDecodeError:
-                not_utf8.append(name)
-                value = None
-        elif isinstance(value, float) and not math.isfinite(value):
-            non_finite.append(name)
-            value = None
-        record[name] = value
-    if not_utf8:
-        record[NOT_UTF8_KEY] = not_utf8
-    if non_finite:
-        record[NON_FINITE_KEY] = non_finite
-    return json.dumps(record, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+def preview_delta(path: str, cfg: InputConfig, limit: int) -> list[dict[str, Any]]:
+    """The first rows of a Delta table's current version, through delta-rs and the job's parser (no Spark)."""
+    from mdaq_spark.io.delta import delta_files
+
+    settings = records.AdapterSettings(columns=cfg.columns, max_field_chars=cfg.max_field_chars)
+    out: list[dict[str, Any]] = []
+    for f in delta_files(path):
+        for unit, payload in local_units.file_units(f.removeprefix("file://"), "parquet"):
+            out.extend(_parse_unit(str(path), unit, payload, cfg, settings))
+            if len(out) >= limit:
+                return out[:limit]
+    return out
 
 
 # ---------------------------------------------------------------- parsing (runs on executors)
@@ -267,7 +311,7 @@ def _parse_batches(batches: Iterator[pd.DataFrame], cfg: InputConfig) -> Iterato
         rows: list[dict[str, Any]] = []
         tally: Counter[str] = Counter()
         for source, unit, payload in zip(batch[S.SOURCE], batch[_UNIT], batch[_PAYLOAD], strict=True):
-            if unit == UNIT_LINE:
+            if unit != UNIT_FILE:  # a line, a row, or a unit rejected whole: one record each
                 tally[source] += 1
             # every row carries every column: a column missing from a whole batch would come out
             # as float NaN, which Arrow refuses to turn into strings
@@ -294,9 +338,12 @@ def _loads(text: str) -> Any:
         return json.loads(text, parse_int=_big_int)
 
 
-def _array_prefix(text: str) -> tuple[list[Any], str]:
-    """The complete elements at the start of a broken JSON array, and the text from the first broken one."""
-    items: list[Any] = []
+def _array_prefix(text: str) -> tuple[list[tuple[Any, str]], str]:
+    """The complete elements at the start of a JSON array with their texts, and the text from the first broken one.
+
+    The element texts are the raw records of rejected rows: what was read, not a re-rendering.
+    """
+    items: list[tuple[Any, str]] = []
     at = text.index("[") + 1
     while True:
         at = _skip_space(text, at)
@@ -306,7 +353,7 @@ def _array_prefix(text: str) -> tuple[list[Any], str]:
             item, end = _SALVAGE.raw_decode(text, at)
         except (ValueError, RecursionError):
             return items, text[at:]
-        items.append(item)
+        items.append((item, text[at:end]))
         at = _skip_space(text, end)
         if at < len(text) and text[at] == ",":
             at += 1
@@ -327,14 +374,31 @@ def _parse_unit(
 ) -> Iterator[dict[str, Any]]:
     """One unit's rows; the first row of every record carries RECORD_START, so records can be counted."""
     for i, row in enumerate(_unit_rows(source, unit, payload, cfg, settings)):
-        if unit == UNIT_LINE:
+        if unit != UNIT_FILE:
             row[S.RECORD_START] = i == 0
         yield row
+
+
+class _ElementTexts:
+    """The text of each element of a JSON array document, cut only when a rejected element needs its raw record."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.texts: list[str] | None = None
+
+    def get(self, i: int) -> str | None:
+        if self.texts is None:
+            items, _ = _array_prefix(self.text.lstrip(" \t\r\n"))
+            self.texts = [raw for _, raw in items]
+        return self.texts[i] if i < len(self.texts) else None
 
 
 def _unit_rows(
     source: str, unit: str, payload: bytes, cfg: InputConfig, settings: records.AdapterSettings
 ) -> Iterator[dict[str, Any]]:
+    if unit.startswith(REJECTED):  # cut off whole by the file reader (io/local_units.py), with its reason
+        yield _start(_reject(source, unit.removeprefix(REJECTED), payload.decode("utf-8", "backslashreplace"), cfg))
+        return
     # a byte-order mark at the start of a file (or of a line) is not part of the JSON
     payload = payload.removeprefix(b"\xef\xbb\xbf")
     if unit == UNIT_LINE:
@@ -342,7 +406,7 @@ def _unit_rows(
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
-        yield _start(_reject(source, v.invalid_text("record"), payload.decode("utf-8", "replace"), cfg))
+        yield _start(_reject(source, v.invalid_text("record"), payload.decode("utf-8", "backslashreplace"), cfg))
         return
     if unit == UNIT_LINE:
         yield from _parse_json_record_text(source, text, cfg, settings)
@@ -356,10 +420,11 @@ def _unit_rows(
         yield from _parse_broken_document(source, text, cfg, settings)
         return
     if isinstance(document, list):
-        for item in document:
-            yield from _starting(_parse_record(source, item, cfg, settings))
+        texts = _ElementTexts(text)
+        for i, item in enumerate(document):
+            yield from _starting(_parse_record(source, item, cfg, settings, functools.partial(texts.get, i)))
     else:
-        yield from _starting(_parse_record(source, document, cfg, settings))
+        yield from _starting(_parse_record(source, document, cfg, settings, lambda: text))
 
 
 def _parse_broken_document(
@@ -373,8 +438,8 @@ def _parse_broken_document(
     stripped = text.lstrip(" \t\r\n")
     if stripped.startswith("["):
         items, tail = _array_prefix(stripped)
-        for item in items:
-            yield from _starting(_parse_record(source, item, cfg, settings))
+        for item, raw in items:
+            yield from _starting(_parse_record(source, item, cfg, settings, functools.partial(str, raw)))
         if tail.strip(" \t\r\n"):
             yield _start(_reject(source, v.TRUNCATED_JSON_DOCUMENT, tail, cfg))
         return
@@ -411,40 +476,51 @@ def _parse_json_record_text(
     except ValueError:
         yield _reject(source, v.UNPARSABLE_JSON, text, cfg)
         return
-    yield from _parse_record(source, record, cfg, settings)
+    yield from _parse_record(source, record, cfg, settings, lambda: text)
 
 
-def _mark_not_text(record: dict[str, Any]) -> None:
-    """Columns a Parquet row named as holding no text get values no text check accepts."""
+def _mark_not_text(record: dict[str, Any]) -> bool:
+    """Columns a table row named as holding no text get values no text check accepts; True if there were any."""
+    marked = False
     for name in record.pop(NOT_UTF8_KEY, None) or ():
         record[name] = NOT_UTF8_VALUE
+        marked = True
     for name in record.pop(NON_FINITE_KEY, None) or ():
         record[name] = math.nan
+        marked = True
+    return marked
 
 
 def _parse_record(
-    source: str, record: Any, cfg: InputConfig, settings: records.AdapterSettings
+    source: str,
+    record: Any,
+    cfg: InputConfig,
+    settings: records.AdapterSettings,
+    raw_text: Callable[[], str | None] = lambda: None,
 ) -> Iterator[dict[str, Any]]:
-    raw = None  # rendered lazily: only rejected rows carry their raw record
+    """The rows of one decoded record; a rejected row's raw record is `raw_text()`, the text that was read."""
     if not isinstance(record, dict):
-        yield _reject(source, v.NOT_AN_OBJECT, _render(record), cfg)
+        yield _reject(source, v.NOT_AN_OBJECT, _raw(raw_text, record), cfg)
         return
-    _mark_not_text(record)
+    not_text = _mark_not_text(record)
     try:
         fmt = cfg.record_format if cfg.record_format != "auto" else records.detect_format(record, cfg.columns)
         samples = records.ADAPTERS[fmt](record, settings)
     except v.RecordRejected as rejected:
-        yield _reject(source, rejected.reason, _render(record), cfg)
+        yield _reject(source, rejected.reason, _raw(raw_text, record, not_text), cfg)
         return
     hint = _lang_hint(record, source, fmt, cfg)
-    extras = {name: _passthrough_value(record.get(name)) for name in cfg.passthrough}
+    passthrough = tuple(cfg.passthrough)
+    extras = {name: _passthrough_value(record.get(name)) for name in passthrough}
+    extra = records.extra_fields(record, fmt, cfg.columns, passthrough)
     for sample in samples:
         if isinstance(sample, v.RecordRejected):
-            raw = raw if raw is not None else _render(record)
-            yield _reject(source, sample.reason, raw, cfg, record_format=fmt)
+            yield _reject(source, sample.reason, _raw(raw_text, record, not_text), cfg, record_format=fmt)
             continue
         yield {
-            S.SAMPLE_ID: S.compute_sample_id(sample.instruction, sample.input, sample.response, sample.history),
+            S.SAMPLE_ID: S.compute_sample_id(
+                sample.instruction, sample.input, sample.response, sample.history, sample.system, sample.tools
+            ),
             S.SOURCE: source,
             S.RECORD_FORMAT: fmt,
             S.VARIANT: sample.variant,
@@ -453,10 +529,22 @@ def _parse_record(
             S.RESPONSE: sample.response,
             S.HISTORY: sample.history,
             S.LANG_HINT: hint,
+            S.SYSTEM: sample.system,
+            S.TOOLS: _writable(sample.tools) if sample.tools is not None else None,
+            S.PROMPT_TURN_FIELDS: _writable(sample.prompt_fields) if sample.prompt_fields else None,
+            S.RESPONSE_TURN_FIELDS: _writable(sample.response_fields) if sample.response_fields else None,
+            S.EXTRA: _writable(extra) if extra is not None else None,
             S.QUARANTINE_REASON: None,
             S.RAW_RECORD: None,
             **extras,
         }
+
+
+def _raw(raw_text: Callable[[], str | None], record: Any, not_text: bool = False) -> str:
+    """The text that was read for a record; re-rendered only where none is at hand, or where a table row named
+    columns holding no text (its read text spells them with the reader's internal keys)."""
+    text = None if not_text else raw_text()
+    return text if text is not None else _render(record)
 
 
 def _lang_hint(record: dict[str, Any], source: str, fmt: str, cfg: InputConfig) -> str | None:
@@ -470,7 +558,7 @@ def _lang_hint(record: dict[str, Any], source: str, fmt: str, cfg: InputConfig) 
         if code != UNKNOWN:
             return code
     if fmt == "midb" and cfg.midb_lang_from_filename:
-        return file_language(PurePosixPath(source).stem)
+        return file_language(file_types.base_name(source))
     return None
 
 

@@ -3,10 +3,15 @@
 Plain Python on one decoded JSON record, so every shape is testable without Spark; the
 reader runs these inside a pandas UDF. An adapter returns samples or raises RecordRejected
 with the reason the row goes to quarantine.
+
+No field is dropped: a record's top-level `system` and `tools` (LLaMA-Factory's ShareGPT and
+Alpaca shapes), the keys of each turn beyond its role and text (`name`, `tool_calls`...), and
+every other top-level key (`extra_fields`) are carried with the sample.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +25,10 @@ ASSISTANT_ROLES = frozenset({"gpt", "assistant", "bot", "model", "chatgpt"})
 
 MIDB_VARIANTS = ("raw", "revised")
 _MIDB_FIELDS = {"instruction": "Instruction", "input": "Input", "response": "Response"}
+MIDB_KEYS = tuple(f"{v.capitalize()} {suffix}" for v in MIDB_VARIANTS for suffix in _MIDB_FIELDS.values())
+# top-level keys of LLaMA-Factory's shapes: the system prompt, and the tool definitions (JSON text or a list)
+SYSTEM_KEY = "system"
+TOOLS_KEY = "tools"
 
 
 @dataclass(frozen=True)
@@ -29,12 +38,31 @@ class Sample:
     response: str
     history: str = "[]"
     variant: str | None = None
+    system: str = ""
+    tools: str | None = None  # JSON text
+    prompt_fields: str | None = None  # JSON object: the prompt turn's keys beyond role and text
+    response_fields: str | None = None  # the same for the response turn
 
 
 @dataclass(frozen=True)
 class AdapterSettings:
     columns: ColumnsConfig
     max_field_chars: int
+
+
+def _json_text(value: Any) -> str | None:
+    """A structured value as JSON text, a string as written; None stays None."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _record_level(record: dict[str, Any], s: AdapterSettings) -> dict[str, Any]:
+    """The top-level system prompt and tools, which go with every sample of the record."""
+    return {
+        "system": v.optional_text(record, SYSTEM_KEY, "system", s.max_field_chars),
+        "tools": _json_text(record.get(TOOLS_KEY)),
+    }
 
 
 def alpaca(record: dict[str, Any], s: AdapterSettings) -> list[Sample]:
@@ -44,14 +72,13 @@ def alpaca(record: dict[str, Any], s: AdapterSettings) -> list[Sample]:
             instruction=v.required_text(record, c.instruction, "instruction", s.max_field_chars),
             input=v.optional_text(record, c.input, "input", s.max_field_chars),
             response=v.required_text(record, c.response, "response", s.max_field_chars),
+            **_record_level(record, s),
         )
     ]
 
 
 # OpenAI content parts that carry text; other parts (image_url, input_audio, file) are not instruction text
 TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
-# keys of a turn kept in history besides role and content: an assistant's tool calls and the tool's reply
-_TOOL_KEYS = ("tool_calls", "tool_call_id", "name")
 
 
 def _part_text(content: list, field: str) -> str:
@@ -68,7 +95,11 @@ def _part_text(content: list, field: str) -> str:
 
 
 def _turns(value: Any, role_key: str, text_key: str, field: str, s: AdapterSettings) -> list[tuple[str, str, dict]]:
-    """(role, text, tool keys) per turn. A null content (an assistant turn that only calls tools) is empty text."""
+    """(role, text, other keys) per turn. A null content (an assistant turn that only calls tools) is empty text.
+
+    The other keys are every key but the role and the text whose value is not null: an
+    assistant's `tool_calls`, a tool reply's `tool_call_id`, a speaker's `name`, a `weight`.
+    """
     if value is None:
         raise v.RecordRejected(v.missing(field))
     if not isinstance(value, list):
@@ -82,7 +113,8 @@ def _turns(value: Any, role_key: str, text_key: str, field: str, s: AdapterSetti
             text = ""
         elif isinstance(text, list):
             text = _part_text(text, field)
-        tools = {key: turn[key] for key in _TOOL_KEYS if turn.get(key) is not None}
+        skip = (role_key, text_key, "role", "content")
+        tools = {k: val for k, val in turn.items() if k not in skip and val is not None}
         turns.append((turn[role_key].lower(), v.checked_text(text, field, s.max_field_chars, allow_empty=True), tools))
     return turns
 
@@ -108,21 +140,32 @@ def _first_exchange(turns: list[tuple[str, str, dict]], field: str) -> Sample:
         if i not in (user_at, reply_at)
     ]
     rendered = json.dumps(history, ensure_ascii=False, sort_keys=True)
-    if any(tools for _, _, tools in turns) and v.undecodable(rendered):
+    prompt_fields, response_fields = (
+        json.dumps(turns[i][2], ensure_ascii=False, sort_keys=True) if turns[i][2] else None
+        for i in (user_at, reply_at)
+    )
+    if any(tools for _, _, tools in turns) and any(
+        v.undecodable(text) for text in (rendered, prompt_fields or "", response_fields or "")
+    ):
         raise v.RecordRejected(v.invalid_text(field))
-    return Sample(instruction=turns[user_at][1], input="", response=turns[reply_at][1], history=rendered)
+    return Sample(
+        instruction=turns[user_at][1],
+        input="",
+        response=turns[reply_at][1],
+        history=rendered,
+        prompt_fields=prompt_fields,
+        response_fields=response_fields,
+    )
 
 
 def sharegpt(record: dict[str, Any], s: AdapterSettings) -> list[Sample]:
-    return [
-        _first_exchange(
-            _turns(record.get(s.columns.conversations), "from", "value", "conversations", s), "conversations"
-        )
-    ]
+    turns = _turns(record.get(s.columns.conversations), "from", "value", "conversations", s)
+    return [dataclasses.replace(_first_exchange(turns, "conversations"), **_record_level(record, s))]
 
 
 def openai(record: dict[str, Any], s: AdapterSettings) -> list[Sample]:
-    return [_first_exchange(_turns(record.get(s.columns.messages), "role", "content", "messages", s), "messages")]
+    turns = _turns(record.get(s.columns.messages), "role", "content", "messages", s)
+    return [dataclasses.replace(_first_exchange(turns, "messages"), **_record_level(record, s))]
 
 
 def midb(record: dict[str, Any], s: AdapterSettings) -> list[Sample | v.RecordRejected]:
@@ -155,6 +198,25 @@ ADAPTERS: dict[str, Callable[[dict[str, Any], AdapterSettings], list]] = {
     "openai": openai,
     "midb": midb,
 }
+
+
+def consumed_keys(fmt: str, columns: ColumnsConfig) -> frozenset[str]:
+    """The top-level keys a shape's adapter maps to sample columns; every other key is kept in `extra`."""
+    level = {SYSTEM_KEY, TOOLS_KEY}
+    keys = {
+        "alpaca": {columns.instruction, columns.input, columns.response, *level},
+        "sharegpt": {columns.conversations, *level},
+        "openai": {columns.messages, *level},
+        "midb": set(MIDB_KEYS),
+    }
+    return frozenset(keys[fmt])
+
+
+def extra_fields(record: dict[str, Any], fmt: str, columns: ColumnsConfig, passthrough: tuple[str, ...]) -> str | None:
+    """Every other top-level key of the record with a value, as one JSON object in the record's order."""
+    used = consumed_keys(fmt, columns) | set(passthrough)
+    extra = {k: val for k, val in record.items() if k not in used and val is not None}
+    return json.dumps(extra, ensure_ascii=False) if extra else None
 
 
 def detect_format(record: dict[str, Any], columns: ColumnsConfig) -> str:

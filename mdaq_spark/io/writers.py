@@ -60,6 +60,12 @@ def read_text(spark: SparkSession, path: str) -> str:
         stream.close()
 
 
+def _has_data(spark: SparkSession, path: str) -> bool:
+    """Whether a table folder holds anything but its _SUCCESS marker (a partition folder or a data file)."""
+    fs, jpath = filesystem(spark, path)
+    return any(not status.getPath().getName().startswith(("_", ".")) for status in fs.listStatus(jpath))
+
+
 def write_table(df: DataFrame, path: str, *, partition_by: tuple[str, ...] = (), file_format: str = "parquet") -> None:
     """Replace the table at `path` with `df`, atomically at directory level."""
     spark = df.sparkSession
@@ -68,6 +74,10 @@ def write_table(df: DataFrame, path: str, *, partition_by: tuple[str, ...] = (),
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(tmp)
+    if partition_by and not _has_data(spark, tmp):
+        # no row, so no partition folder and no file: readers could not even find the columns.
+        # Unpartitioned, Spark writes one empty file that carries them
+        df.limit(0).write.mode("overwrite").format(file_format).save(tmp)
     delete(spark, path)
     rename(spark, tmp, path)
     log.debug("wrote %s", path)

@@ -14,11 +14,18 @@ from pathlib import Path
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import JobConfig
-from mdaq_spark.io import inputs, readers
+from mdaq_spark.io import file_types, inputs, readers
 from mdaq_spark.models import registry
 from mdaq_spark.rundir import RunDir, is_local
 
 STAGES = ("ingest", "encode", "score", "embed", "cluster", "select")
+
+
+def _previews(path: str, file_type: str, files: list[str], cfg: JobConfig, peek: int, max_files: int):
+    """The parsed first rows of each checked file: of a Delta table, of its current version's first files."""
+    if file_type == "delta" and not files and "://" not in path:
+        return [readers.preview_delta(path, cfg.input, peek)], 1
+    return [readers.preview(f, file_type, cfg.input, peek) for f in files[:max_files]], min(len(files), max_files)
 
 
 def _inputs(cfg: JobConfig, peek: int, max_files: int) -> list[dict]:
@@ -29,19 +36,22 @@ def _inputs(cfg: JobConfig, peek: int, max_files: int) -> list[dict]:
         for file_type, files in found.files.items():
             formats: Counter[str] = Counter()
             rejected: Counter[str] = Counter()
-            for f in files[:max_files]:
-                for row in readers.preview(f, file_type, cfg.input, peek):
+            previews, checked = _previews(path, file_type, files, cfg, peek, max_files)
+            for rows in previews:
+                for row in rows:
                     if row[S.QUARANTINE_REASON]:
                         rejected[row[S.QUARANTINE_REASON]] += 1
                     else:
                         formats[row[S.RECORD_FORMAT]] += 1
+            compressed = Counter(c.name for f in files if (c := file_types.compression_of(f)) is not None)
             out.append(
                 {
                     "path": path,
                     "file_type": file_type,
                     "files": len(files) if files else f"{file_type} at the path itself",
+                    "compressed": dict(sorted(compressed.items())),
                     "bytes": sum(Path(f).stat().st_size for f in files),
-                    "checked_files": min(len(files), max_files),
+                    "checked_files": checked,
                     f"first_{peek}_records_per_file": {"record_formats": dict(formats), "rejected": dict(rejected)},
                 }
             )

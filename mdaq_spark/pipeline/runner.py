@@ -20,13 +20,13 @@ from dataclasses import replace
 from pyspark.sql import SparkSession
 
 from mdaq_spark.config import JobConfig
-from mdaq_spark.errors import ConfigError, MdaqError
+from mdaq_spark.errors import ConfigError, MdaqError, NoUsableRecords
 from mdaq_spark.io.export import export_all
 from mdaq_spark.models import registry
 from mdaq_spark.models.qsm import QsmHead, head_mismatches
 from mdaq_spark.report.diff import diff_runs, summary
 from mdaq_spark.report.run_stats import ExportResult, PreviousRun, RunStats, typed
-from mdaq_spark.report.stats import write_html, write_stats
+from mdaq_spark.report.stats import write_html, write_ingest_only_stats, write_stats
 from mdaq_spark.resources import model_resource_profile
 from mdaq_spark.rundir import EMBEDDINGS, SCORES, RunDir, RunLog
 from mdaq_spark.stages.base import Stage, StageContext, Table, section
@@ -104,6 +104,8 @@ def run_pipeline(
 
     ingest = IngestStage(cfg.input, cfg.language)
     ingested = runner.run(ingest)
+    if ingested.get("samples") == 0:
+        _stop_without_samples(spark, rundir, cfg, runner.log)
     # downstream keys follow the corpus content, not its files (see stages.ingest)
     content = str(ingested.get("content_digest", runner.log.keys[ingest.name]))
 
@@ -142,6 +144,23 @@ def run_pipeline(
             write_html(rundir)
     rundir.record_finished(stats.finished_at)
     return stats.to_json()
+
+
+def _stop_without_samples(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog) -> None:
+    """Every record was quarantined: stats.json and the report say why, then the run ends (exit 6).
+
+    Not a crash and not a success: there is nothing to encode or select, and a scheduled job
+    must notice. The run is not entered in a shared store's index of finished runs, since it
+    has no selection to compare a later run with.
+    """
+    started = time.perf_counter()
+    stats = write_ingest_only_stats(spark, rundir, cfg, runlog)
+    runlog.timings["report"] = round(time.perf_counter() - started, 2)
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(stats.quarantine_by_reason.items()))
+    raise NoUsableRecords(
+        f"no usable record: all {stats.counts.records_read} records read were quarantined ({reasons}); "
+        f"see {rundir.stats_path} and quarantine/"
+    )
 
 
 def _after_report(spark: SparkSession, rundir: RunDir, cfg: JobConfig, stats: RunStats) -> RunStats:

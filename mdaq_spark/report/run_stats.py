@@ -191,6 +191,7 @@ class RunStats:
     command: str
     code_commit: str | None
     report: Figures
+    stopped_after: str | None  # why a run ended early (no usable record after ingest); null for a whole run
     previous_run: PreviousRun | None  # the last other run over a shared store
     exports: list[ExportResult]
 

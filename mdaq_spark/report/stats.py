@@ -21,7 +21,16 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import JobConfig
 from mdaq_spark.report.figures import collect_report_data
 from mdaq_spark.report.html import render
-from mdaq_spark.report.run_stats import CopyGroups, Counts, Environment, InputFiles, LanguageStats, Pruning, RunStats
+from mdaq_spark.report.run_stats import (
+    CopyGroups,
+    Counts,
+    Environment,
+    Figures,
+    InputFiles,
+    LanguageStats,
+    Pruning,
+    RunStats,
+)
 from mdaq_spark.rundir import CANDIDATES, CLUSTERS, FLAGGED, NORMALIZED, QUARANTINE, SCORES, RunDir, RunLog
 
 log = logging.getLogger(__name__)
@@ -47,12 +56,7 @@ def collect_stats(
     scores = rundir.model_table(SCORES, score_fingerprint)
     clusters = rundir.table(CLUSTERS)
 
-    by_reason = {
-        r[S.QUARANTINE_REASON]: r["count"]
-        for r in _rows(quarantine.groupBy(S.QUARANTINE_REASON).count(), S.QUARANTINE_REASON)
-    }
-    quarantined = sum(by_reason.values())
-    duplicates = by_reason.get(S.DUPLICATE_REASON, 0)
+    by_reason = _reasons(quarantine)
 
     per_lang: dict[str, dict] = {}
     for r in _rows(
@@ -94,11 +98,28 @@ def collect_stats(
 
     pruning = _pruning(rundir, selected, per_lang)
 
-    kept = sum(e.get("samples", 0) for e in per_lang.values())
+    languages = {lang: _language(entry) for lang, entry in per_lang.items()}
+    figures = collect_report_data(rundir, cfg, score_fingerprint)
+    return _run_stats(spark, cfg, runlog, by_reason, pruning, languages, figures, stopped_after=None)
+
+
+def _run_stats(
+    spark: SparkSession,
+    cfg: JobConfig,
+    runlog: RunLog,
+    by_reason: dict[str, int],
+    pruning: Pruning,
+    languages: dict[str, LanguageStats],
+    figures: Figures,
+    *,
+    stopped_after: str | None,
+) -> RunStats:
+    quarantined = sum(by_reason.values())
+    duplicates = by_reason.get(S.DUPLICATE_REASON, 0)
+    kept = sum(e.samples for e in languages.values())
     ingest = runlog.info.get("ingest", {})
     # rows the reader produced, counted independently in the ingest stage before any split
     read = ingest.get("parsed_rows", -1)
-    languages = {lang: _language(entry) for lang, entry in per_lang.items()}
     return RunStats(
         mdaq_spark_version=__version__,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -126,7 +147,8 @@ def collect_stats(
         run_dir=str(cfg.output.path),
         command=shlex.join(sys.argv),
         code_commit=code_commit(),
-        report=collect_report_data(rundir, cfg, score_fingerprint),
+        report=figures,
+        stopped_after=stopped_after,
         previous_run=None,
         exports=[],
     )
@@ -154,6 +176,39 @@ def _language(e: dict) -> LanguageStats:
         largest_near_dup_group=e.get("largest_near_dup_group", 1),
         selected_by_group=e.get("selected_by_group", {}),
     )
+
+
+def _reasons(quarantine) -> dict[str, int]:
+    return {
+        r[S.QUARANTINE_REASON]: r["count"]
+        for r in _rows(quarantine.groupBy(S.QUARANTINE_REASON).count(), S.QUARANTINE_REASON)
+    }
+
+
+def write_ingest_only_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog) -> RunStats:
+    """stats.json and the report of a run that stopped after ingest because no record was usable.
+
+    The same keys as a full run's, counted from quarantine/: nothing kept, nothing selected, and
+    the reasons every record was set aside, which is what the user needs to fix the input.
+    """
+    pruning = Pruning(
+        candidates=0, pruned_by_reason={}, to_selection=0, candidates_are_all_clustered=True, copy_groups=None
+    )
+    no_figures = Figures(score_histograms={}, cluster_sizes={}, examples={}, projection=[])
+    stats = _run_stats(
+        spark,
+        cfg,
+        runlog,
+        _reasons(rundir.table(QUARANTINE)),
+        pruning,
+        {},
+        no_figures,
+        stopped_after="ingest: no usable record",
+    )
+    rundir.write_stats(stats)
+    if cfg.report.html:
+        write_html(rundir)
+    return stats
 
 
 def _pruning(rundir: RunDir, selected, per_lang: dict[str, dict]) -> Pruning:

@@ -23,7 +23,6 @@ over all languages, without collecting rows anywhere.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -41,9 +40,9 @@ from pyspark.sql import types as T
 from pyspark.storagelevel import StorageLevel
 from pyspark.util import inheritable_thread_target
 
+from mdaq_spark import dependencies
 from mdaq_spark import schema as S
 from mdaq_spark.config import ClusteringConfig
-from mdaq_spark.errors import missing_dependency
 from mdaq_spark.io import writers
 from mdaq_spark.rundir import CENTROIDS, CLUSTERS
 from mdaq_spark.stages import arrow_vectors
@@ -78,8 +77,9 @@ class ClusterResult:
 
 def require_backend(cfg: ClusteringConfig) -> None:
     """Fail before ingest, not after encoding, when the configured backend's package is missing."""
-    if cfg.backend == "rapids" and importlib.util.find_spec("spark_rapids_ml") is None:
-        raise missing_dependency("spark-rapids-ml", "rapids")
+    need = {"faiss": dependencies.FAISS, "rapids": dependencies.RAPIDS}.get(cfg.backend)
+    if need is not None:
+        dependencies.require(need, need.why)
 
 
 def _kmeans_estimator(cfg: ClusteringConfig, k: int, seed: int):

@@ -19,7 +19,7 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import InputConfig, LanguageConfig
 from mdaq_spark.io import writers
 from mdaq_spark.io.accounting import file_accounting, file_identity_holds
-from mdaq_spark.io.readers import parse_units, raw_units, without_accounting
+from mdaq_spark.io.readers import listed_sources, parse_units, raw_units, without_accounting
 from mdaq_spark.rundir import NORMALIZED, QUARANTINE
 from mdaq_spark.stages.base import Stage, StageContext, Table, digest, section
 from mdaq_spark.stages.language import add_languages
@@ -75,7 +75,8 @@ class IngestStage(Stage):
             writers.write_table(rejected.repartition(1), ctx.rundir.path(QUARANTINE))
             writers.write_table(normalized, ctx.rundir.path(NORMALIZED), partition_by=(S.LANG,))
             parsed_rows = parsed.count()
-            files = file_accounting(accounted, [ctx.rundir.table(NORMALIZED), ctx.rundir.table(QUARANTINE)])
+            tables = [ctx.rundir.table(NORMALIZED), ctx.rundir.table(QUARANTINE)]
+            files = file_accounting(accounted, tables, listed_sources(self.input))
         finally:
             accounted.unpersist()
         holds = file_identity_holds(files)
@@ -83,9 +84,11 @@ class IngestStage(Stage):
             log.warning(
                 "per-file count identity broken: %s", {k: v for k, v in files.items() if len(set(v.values())) > 1}
             )
+        corpus = content_digest(ctx)
         return {
             "parsed_rows": parsed_rows,
-            "content_digest": content_digest(ctx),
+            "samples": int(corpus.split("-", 1)[0]),
+            "content_digest": corpus,
             "files": files,
             "per_file_identity_holds": holds,
             "files_skipped": [{"path": x.path, "reason": x.reason} for x in skipped],

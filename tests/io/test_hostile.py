@@ -84,7 +84,10 @@ def test_hostile_corpus_every_row_accounted_for(model_cache, tmp_path):
     skipped = {str(Path(x["path"]).relative_to(corpus.root)) for x in stats["input_files"]["skipped"]}
     assert skipped == corpus.skipped
     files = stats["stage_info"]["ingest"]["files"]
-    assert {Path(f).name for f in files} == {Path(e.file).name for e in corpus.expected}
+    # every file read is listed, one with no record (empty.jsonl) with zeros
+    assert {Path(f).name for f in files} == {Path(e.file).name for e in corpus.expected} | {"empty.jsonl"}
+    empty = next(v for f, v in files.items() if f.endswith("/empty.jsonl"))
+    assert empty == {"records_read": 0, "records_parsed": 0, "rows": 0, "rows_written": 0}
     lines = next(v for f, v in files.items() if f.endswith("/lines.jsonl"))
     # one record per non-blank line on disk (blank, tab and form-feed lines are not records)
     assert lines["records_read"] == lines["records_parsed"] == sum(e.file == "lines.jsonl" for e in corpus.expected)
