@@ -158,6 +158,25 @@ def test_metadata_stays_under_its_own_key():
     assert set(X.record("alpaca", row)) == {"instruction", "input", "output", "system", "history", "tools"}
 
 
+def test_a_card_names_no_local_path_and_the_hubs_size_bucket():
+    from mdaq_spark.io import dataset_card as C
+
+    assert C.public({"paths": ["/home/u/corpus/", "s3a://bucket/x/y.jsonl", "rel/dir"], "k": 3}) == {
+        "paths": ["corpus", "y.jsonl", "rel/dir"],
+        "k": 3,
+    }
+    assert C.public_command("/opt/venv/bin/mdaq run -i /data/in --output=/data/out --set output.store=/s/store") == (
+        "mdaq run -i in --output=out --set output.store=store"
+    )
+    assert [C.size_category(n) for n in (0, 999, 1_000, 123_456, 10**13)] == [
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "100K<n<1M",
+        "n>1T",
+    ]
+
+
 # ---------------------------------------------------------------------- a real run
 
 ALPACA = [
@@ -226,6 +245,14 @@ SHAREGPT = [
             {"from": "gpt", "value": "Electrical wiring and plumbing pipes."},
         ]
     },
+    {  # LLaMA-Factory's ShareGPT: the system prompt and the tool definitions beside the conversation
+        "conversations": [
+            {"from": "human", "value": "Which tool tells me the weather?"},
+            {"from": "gpt", "value": "The weather tool does, given a city."},
+        ],
+        "system": "You describe the tools you have.",
+        "tools": '[{"name": "weather", "description": "Current weather", "parameters": {"type": "object"}}]',
+    },
 ]
 OPENAI = [
     {
@@ -256,6 +283,12 @@ OPENAI = [
         "messages": [
             {"role": "user", "content": "Quelle est la plus haute montagne d'Europe ?"},
             {"role": "assistant", "content": "Le mont Elbrouz, dans le Caucase, culmine à 5 642 mètres."},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "Say hello to me by name, please.", "name": "ana"},
+            {"role": "assistant", "content": "Hello, Ana! Nice to meet you."},
         ]
     },
     {
