@@ -61,7 +61,7 @@ class Run:
         return self.rundir.selected_table(self.config.output.format)
 
     def scores(self) -> DataFrame:
-        return self.rundir.model_table(SCORES, self.stats.stage("score")[S.MODEL_FINGERPRINT])
+        return self.rundir.model_table(SCORES, self.stats.stage("score", S.MODEL_FINGERPRINT))
 
 
 def budget_settings(config: JobConfig, lang: str) -> dict:

@@ -214,10 +214,12 @@ class RunStats:
 
     # ------------------------------------------------------------------ what pages show of stage_info
 
-    def stage(self, name: str) -> dict[str, Any]:
-        if name not in self.stage_info:
-            raise InputError(f"stats.json has no stage_info for stage {name!r}")
-        return self.stage_info[name]
+    def stage(self, name: str, key: str) -> Any:
+        """One value a stage recorded; a stage that ran and lacks it fails with the key's path."""
+        info = self.stage_info.get(name)
+        if info is None or key not in info:
+            raise _fail("stats.json", f"missing stage_info.{name}.{key}")
+        return info[key]
 
     def stage_work(self, stage: str) -> str:
         """For a model stage: how many rows it computed and how many it took from the store (a refresh's saving)."""
@@ -228,18 +230,17 @@ class RunStats:
 
     def head_mismatch(self) -> list[str]:
         """Where the QSM head's training settings differ from the run's encoder (empty when they agree)."""
-        return list(self.stage("score")["qsm_head_mismatch"]) if "score" in self.stage_info else []
+        return list(self.stage("score", "qsm_head_mismatch")) if "score" in self.stage_info else []
 
     def model_rows(self) -> list[tuple[str, str]]:
         """The encoder and QSM head with their fingerprints: a head directory is named by its last part only."""
         rows = [("encoder", self.config.model.name)]
         if "encode" in self.stage_info:
-            rows.append(("encoder fingerprint", self.stage("encode")[S.ENCODER_FINGERPRINT]))
+            rows.append(("encoder fingerprint", self.stage("encode", S.ENCODER_FINGERPRINT)))
         if "score" in self.stage_info:
-            score = self.stage("score")
             rows += [
-                ("QSM head", PurePosixPath(score["qsm_head"]).name),
-                ("QSM fingerprint", score[S.MODEL_FINGERPRINT]),
+                ("QSM head", PurePosixPath(self.stage("score", "qsm_head")).name),
+                ("QSM fingerprint", self.stage("score", S.MODEL_FINGERPRINT)),
             ]
         return rows
 
