@@ -23,7 +23,14 @@ from typing import Any
 
 from mdaq_spark import schema as S
 from mdaq_spark.errors import InputError
-from mdaq_spark.io.file_types import UNIT_FILE, UNIT_LINE, Compression, compression_of, decompressor
+from mdaq_spark.io.file_types import (
+    FILE_TYPES,
+    UNIT_FILE,
+    UNIT_LINE,
+    Compression,
+    compression_of,
+    decompressor,
+)
 
 # a unit "rejected:<reason>" is one record read that the parser turns into one quarantine row
 REJECTED = "rejected:"
@@ -80,7 +87,7 @@ def file_units(path: str, file_type: str) -> Iterator[tuple[str, bytes]]:
     elif file_type == "parquet":
         import pyarrow.parquet as pq
 
-        yield from _table_units(pq.ParquetFile(path).iter_batches())
+        yield from _table_units(pq.ParquetFile(path).iter_batches(batch_size=1024))
     else:
         yield from _text_units(path, file_type, compression_of(path))
 
@@ -107,7 +114,7 @@ def _text_units(path: str, file_type: str, compression: Compression | None) -> I
         yield rejected(S.REASON_UNSUPPORTED_TEXT_ENCODING), head[:256]
         return
     text_chunks = _chain(head, chunks) if encoding == _UTF8 else _recoded(_chain(head, chunks), encoding)
-    if file_type == "json":
+    if FILE_TYPES[file_type].unit == UNIT_FILE:  # one document: whole
         document = b"".join(text_chunks)
         if broken:
             yield rejected(S.REASON_CORRUPT_COMPRESSED_STREAM), _broken_payload(broken, document[:256])

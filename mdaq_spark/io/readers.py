@@ -43,8 +43,8 @@ NOT_UTF8_VALUE = {"$binary": "not UTF-8"}
 # a line of nothing but ASCII whitespace (tabs and form feeds included) holds no record
 _BLANK_LINE = "^[ \\t\\u000B\\f\\r]*$"
 _BLANK_BYTES = BLANK_BYTES
-# files per task of the Python reader: one, up to this many tasks
-_MAX_PYTHON_TASKS = 256
+# tasks of the Python reader per core: a few, so one large file does not hold the others back
+_PYTHON_TASKS_PER_CORE = 4
 
 
 def detect_file_types(path: str) -> list[str]:
@@ -97,7 +97,8 @@ def _file_units(spark: SparkSession, files: list[str], file_type: str, spark_pat
 def _python_units(spark: SparkSession, files: list[str], file_type: str) -> DataFrame:
     """The units of local files that Spark has no reader for, cut by io/local_units.py in Python tasks."""
     rows = [(f,) for f in files]
-    spread = spark.sparkContext.parallelize(rows, min(len(rows), _MAX_PYTHON_TASKS))
+    tasks = min(len(rows), spark.sparkContext.defaultParallelism * _PYTHON_TASKS_PER_CORE)
+    spread = spark.sparkContext.parallelize(rows, tasks)
     paths = spark.createDataFrame(spread, "path string")
     return paths.mapInPandas(functools.partial(_units_of_files, file_type=file_type), schema=_UNITS_SCHEMA)
 

@@ -48,6 +48,7 @@ def _inputs(cfg: JobConfig, peek: int, max_files: int) -> list[dict]:
                 {
                     "path": path,
                     "file_type": file_type,
+                    "read_as": file_types.FILE_TYPES[file_type].description,
                     "files": len(files) if files else f"{file_type} at the path itself",
                     "compressed": dict(sorted(compressed.items())),
                     "bytes": sum(Path(f).stat().st_size for f in files),

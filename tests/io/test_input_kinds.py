@@ -288,6 +288,22 @@ def test_nothing_usable_ends_with_stats_report_and_exit_6(spark, tmp_path):
     assert stats["quarantine_by_reason"] == {"unknown_record_format": 5}
     assert "unknown_record_format" in (tmp_path / "run" / "report" / "report.html").read_text()
     assert not (tmp_path / "run" / "encodings").exists()
+    from mdaq_spark.cli import main
+
+    assert main(["inspect", str(tmp_path / "run")]) == 0  # the reasons can be looked at as for any run
+
+
+def test_dry_run_previews_a_delta_table(tmp_path):
+    from deltalake import write_deltalake
+
+    from mdaq_spark.pipeline.plan import build_plan
+
+    table = tmp_path / "delta"
+    write_deltalake(str(table), pa.table({"instruction": ["Q1", "Q2", "Q3"], "output": ["A", "B", None]}))
+    cfg = JobConfig.model_validate({"input": {"paths": [str(table)]}, "output": {"path": str(tmp_path / "run")}})
+    (entry,) = build_plan(cfg)["inputs"]
+    assert entry["file_type"] == "delta"
+    assert entry["first_20_records_per_file"] == {"record_formats": {"alpaca": 2}, "rejected": {"missing_response": 1}}
 
 
 def _mdaq(args: list[str], shadow: Path) -> subprocess.CompletedProcess:
