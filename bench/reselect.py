@@ -55,7 +55,7 @@ def main() -> int:
     keys = runner.log.keys
     runner.run(SelectStage(cfg, fingerprint, SCORES, fingerprint, keys["cluster"], keys["score"]))
     select_seconds = time.perf_counter() - started
-    stats = write_stats(spark, rundir, cfg, runner.log, score_fingerprint=fingerprint)
+    stats = write_stats(spark, rundir, cfg, runner.log, score_fingerprint=fingerprint).to_json()
 
     # what the selection looks like: mean score and how similar the selected samples are to each other
     selected = rundir.selected_table(cfg.output.format).select(S.SAMPLE_ID, S.LANG, S.CLUSTER_ID)

@@ -108,8 +108,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _finished_config(run_dir: str) -> JobConfig:
     from mdaq_spark.rundir import RunDir
 
-    stats = RunDir.finished(run_dir).read_stats()
-    return JobConfig.model_validate(stats["config"]) if "config" in stats else JobConfig()
+    return RunDir.finished(run_dir).read_stats().config
 
 
 @contextlib.contextmanager
@@ -144,13 +143,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     with _session(cfg) as spark:
         rundir = RunDir(args.run_dir, cfg.output.store, spark)
-        result = export_selection(spark, rundir, spec, rundir.read_stats(), command=shlex.join(["mdaq", *args.argv]))
+        result = export_selection(
+            spark, rundir, spec, rundir.read_stats(), command=shlex.join(["mdaq", *args.argv]), license_id=args.license
+        )
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from mdaq_spark.report.diff import diff_runs
+    from mdaq_spark.report.diff import diff_runs, summary
     from mdaq_spark.report.terminal import print_diff
 
     cfg = _finished_config(args.run_b)
@@ -160,7 +161,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(diff, indent=2, ensure_ascii=False))
     else:
-        print_diff(diff)
+        print_diff(summary(diff))
     return 0
 
 
@@ -278,8 +279,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from mdaq_spark.rundir import RunDir
     from mdaq_spark.session import build_session
 
-    stats = RunDir.finished(args.run_dir).read_stats()
-    cfg = JobConfig.model_validate(stats["config"]) if "config" in stats else JobConfig()
+    cfg = RunDir.finished(args.run_dir).read_stats().config
     store_root = args.store or cfg.output.store or args.run_dir
     spark = build_session(cfg.spark)
     try:
@@ -415,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="add lang, qsm_score, cluster_id, selection_reason and sample_id under the key 'mdaq'",
     )
     p.add_argument("--max-rows-per-file", type=int, help="shard each language's rows into files of at most N")
+    p.add_argument(
+        "--license", help="the data's license on the dataset card (a Hub identifier); default: output.license"
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

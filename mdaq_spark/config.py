@@ -79,6 +79,9 @@ class OutputConfig(_Section):
     store: str | None = None
     # redo every stage even when its output is complete, and forget the stored model outputs
     overwrite: bool = False
+    # the data's license as a Hugging Face Hub identifier (apache-2.0, cc-by-4.0, other...), written to the
+    # dataset card of every export; the selection inherits the corpus's terms, which only the user knows
+    license: str = Field(default="unknown", pattern=r"^[a-z0-9][a-z0-9.+-]*$")
     # trainer-ready exports written after the report, e.g. [{format: sharegpt}, {format: parquet}]
     export: list[ExportConfig] = Field(default_factory=list)
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from mdaq_spark.io.store import ModelStore
+    from mdaq_spark.report.run_stats import RunStats
 
 # tables of the run directory
 NORMALIZED = "normalized"
@@ -273,11 +274,13 @@ class RunDir:
     def write_marker(self, stage: str, record: dict) -> None:
         self.files.write_text(self.marker_path(stage), json.dumps(record, indent=2))
 
-    def read_stats(self) -> dict:
-        return json.loads(self.files.read_text(self.stats_path))
+    def read_stats(self) -> RunStats:
+        from mdaq_spark.report.run_stats import RunStats
 
-    def write_stats(self, stats: dict) -> None:
-        self.files.write_text(self.stats_path, json.dumps(stats, indent=2, ensure_ascii=False, sort_keys=False))
+        return RunStats.read(self.files, self.stats_path)
+
+    def write_stats(self, stats: RunStats) -> None:
+        stats.write(self.files, self.stats_path)
 
     def write_html(self, page: str) -> str:
         self.files.write_text(self.html_path, page)

@@ -97,8 +97,10 @@ def finished(spark, tmp_path_factory):
     rundir = RunDir.of_job(spark, cfg.output)
     # "fp": which stored scores are this run's (the store adopts scores/)
     SelectStage(cfg, "fp", SCORES, "fp", cluster_key="c", score_key="s").run(StageContext(spark, rundir))
-    runlog = RunLog(info={"ingest": {"parsed_rows": len(ROWS)}, "score": {S.MODEL_FINGERPRINT: "fp"}})
-    stats = write_stats(spark, rundir, cfg, runlog, score_fingerprint="fp")
+    # what the ingest and score stages record of themselves, as far as stats.json and the report read it
+    score = {S.MODEL_FINGERPRINT: "fp", "qsm_head": "none (untrained encoder cosine)", "qsm_head_mismatch": []}
+    runlog = RunLog(info={"ingest": {"parsed_rows": len(ROWS)}, "score": score})
+    stats = write_stats(spark, rundir, cfg, runlog, score_fingerprint="fp").to_json()
     table = lambda name: {r[S.SAMPLE_ID]: r for r in spark.read.parquet(str(root / name)).collect()}  # noqa: E731
     return root, stats, table(CANDIDATES), table(SELECTED)
 

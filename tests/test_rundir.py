@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mdaq_spark.config import load_config
+from mdaq_spark.errors import InputError
 from mdaq_spark.pipeline.runner import run_pipeline
 from mdaq_spark.rundir import SELECTED, STAGE_MARKERS, HadoopFiles, RunDir
 from tests.conftest import DEMO_CORPUS
@@ -21,8 +24,10 @@ def test_markers_and_stats_through_hadoop_files(spark, tmp_path):
     run.write_marker("ingest", {"key": "k1"})
     run.write_marker("ingest", {"key": "k2"})  # replaced whole, never appended
     assert run.marker("ingest") == {"key": "k2"}
-    run.write_stats({"counts": {"selected": 3}})
-    assert run.read_stats() == {"counts": {"selected": 3}}
+    run.files.write_text(run.stats_path, json.dumps({"counts": {"selected": 3}}))
+    # read strictly: a stats.json that lacks a section fails naming what is missing, never reads as zeros
+    with pytest.raises(InputError, match="missing keys"):
+        run.read_stats()
     written = sorted(p.name for p in (tmp_path / "run").rglob("*") if p.is_file())
     assert written == ["ingest.json", "stats.json"]  # no checksum or temporary file left beside them
 

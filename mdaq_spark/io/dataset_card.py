@@ -1,35 +1,94 @@
-"""The dataset card (README.md) of a Parquet export: Hub metadata first, then what made the subset.
+"""The dataset card (README.md) of an export: Hub metadata first, then what made the subset.
 
-The YAML front matter is what `datasets` and the Hugging Face Hub read: the languages, and one
-config per language besides the default one of every file, so `load_dataset(folder, "de")`
-gives one language. The body is for people: counts per language, the budgets, the models'
-fingerprints, and the command, config and commit that produced the selection. Everything
-comes from the run's stats.json, so the card of one run is the same on every export.
+The YAML front matter is what `datasets` and the Hugging Face Hub read: the license, the size
+bucket, the languages, the features of every record (so a JSON Lines folder loads with the same
+types whatever its first file holds, see io/export_schema.py), and one config per language
+besides the default one of every file, so `load_dataset(folder, "de")` gives one language. The
+data files sit in data/, below the card. The body is for people: counts per language, the
+budgets, the models' fingerprints, and the command, config and commit that produced the
+selection. Everything comes from the run's stats.json, so the card of one run is the same on
+every export; local paths are written as their last part only, since a card is made to leave
+the machine.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
+from pathlib import PurePosixPath, PureWindowsPath
 
 import yaml
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import ExportConfig
+from mdaq_spark.io.export_schema import DATA_DIR, export_schema, features_yaml
+from mdaq_spark.report.run_stats import RunStats
 
 NO_LANGUAGE = "und"
+# the Hub's size buckets: (upper bound, label), the last open-ended
+SIZE_CATEGORIES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+    (10_000_000_000, "1B<n<10B"),
+    (100_000_000_000, "10B<n<100B"),
+    (1_000_000_000_000, "100B<n<1T"),
+)
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def front_matter(files: dict[str, list[str]]) -> dict:
-    """Hub metadata: languages (ISO codes, undetermined left out) and configs by file pattern."""
-    configs = [{"config_name": "default", "default": True, "data_files": [{"split": "train", "path": "*.parquet"}]}]
+def size_category(rows: int) -> str:
+    return next((label for bound, label in SIZE_CATEGORIES if rows < bound), "n>1T")
+
+
+def _is_path(text: str) -> bool:
+    return bool(_URI.match(text)) or text.startswith(("/", "~")) or PureWindowsPath(text).drive != ""
+
+
+def public(value):
+    """`value` with every absolute path or URI replaced by its last part: nothing of the machine leaves on a card."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    if isinstance(value, str) and _is_path(value):
+        return PurePosixPath(value.rstrip("/")).name or value
+    return value
+
+
+def public_command(command: str) -> str:
+    """A command line with its paths (also in `--flag=/path` and `key=/path` arguments) cut to their last part."""
+    out = []
+    for token in shlex.split(command):
+        key, sep, val = token.partition("=")
+        out.append(f"{key}={public(val)}" if sep and not _is_path(key) else public(token))
+    return shlex.join(out)
+
+
+def front_matter(files: dict[str, list[str]], spec: ExportConfig, license_id: str, rows: int) -> dict:
+    """Hub metadata: license, size, languages (ISO codes, undetermined left out), features and configs."""
+    ext = files[next(iter(files))][0].rsplit(".", 1)[-1] if files else "parquet"
+    configs = [
+        {"config_name": "default", "default": True, "data_files": [{"split": "train", "path": f"{DATA_DIR}/*.{ext}"}]}
+    ]
     for lang, names in files.items():
         prefix = names[0].rsplit("-", 3)[0]
-        configs.append({"config_name": lang, "data_files": [{"split": "train", "path": f"{prefix}-*.parquet"}]})
+        configs.append(
+            {"config_name": lang, "data_files": [{"split": "train", "path": f"{DATA_DIR}/{prefix}-*.{ext}"}]}
+        )
     return {
+        "license": license_id,
+        "size_categories": [size_category(rows)],
         "language": [lang for lang in files if lang != NO_LANGUAGE],
         "pretty_name": "mdaq-spark selection",
         "tags": ["mdaq-spark", "instruction-tuning", "multilingual"],
         "task_categories": ["text-generation"],
+        "dataset_info": {"features": features_yaml(export_schema(spec.format, spec.with_metadata))},
         "configs": configs,
     }
 
@@ -38,43 +97,58 @@ def _row(cells) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
-def _budget_line(selection: dict) -> str:
-    if selection.get("budget_count") is not None:
-        budget = f"{selection['budget_count']} samples per language"
+def _budget_line(stats: RunStats) -> str:
+    selection = stats.config.selection
+    if selection.budget_count is not None:
+        budget = f"{selection.budget_count} samples per language"
     else:
-        budget = f"{selection.get('budget_fraction')} of each language's candidates"
+        budget = f"{selection.budget_fraction} of each language's candidates"
     line = (
-        f"strategy `{selection.get('strategy')}`, budget {budget}, quality : diversity = "
-        f"{selection.get('quality_parts')} : {selection.get('diversity_parts')}"
+        f"strategy `{selection.strategy}`, budget {budget}, quality : diversity = "
+        f"{selection.quality_parts} : {selection.diversity_parts}"
     )
-    overrides = selection.get("budget_per_lang") or {}
-    if overrides:
-        line += "; per-language budgets: " + ", ".join(f"{k}: {v}" for k, v in sorted(overrides.items()))
+    if selection.budget_per_lang:
+        line += "; per-language budgets: " + ", ".join(
+            f"{k}: {v}" for k, v in sorted(selection.budget_per_lang.items())
+        )
     return line
 
 
+_SHAPE_LINE = {
+    "alpaca": "Each row is one exchange (`instruction`, `input`, `output`), earlier exchanges in `history`",
+    "sharegpt": "Each row is one conversation in `conversations` (`from`, `value`)",
+    "openai": "Each row is one conversation in `messages` (`role`, `content`)",
+    "parquet": "Each row is one conversation in `messages` (`role`, `content`)",
+}
+
+
 def render(
-    stats: dict, counts: dict[str, int], files: dict[str, list[str]], spec: ExportConfig, *, command: str | None
+    stats: RunStats,
+    counts: dict[str, int],
+    files: dict[str, list[str]],
+    spec: ExportConfig,
+    *,
+    command: str | None,
+    license_id: str | None = None,
 ) -> str:
-    cfg = stats.get("config", {})
-    info = stats.get("stage_info", {})
-    per_lang = stats.get("per_language", {})
-    meta = yaml.safe_dump(front_matter(files), sort_keys=False, allow_unicode=True)
+    """The card; `license_id` overrides the run's output.license."""
+    total = sum(counts.values())
+    meta = front_matter(files, spec, license_id or stats.config.output.license, total)
     lines = [
         "---",
-        meta.rstrip("\n"),
+        yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip("\n"),
         "---",
         "",
         "# mdaq-spark selection",
         "",
-        f"{sum(counts.values())} instruction samples in {len(counts)} languages, chosen by mdaq-spark "
-        f"{stats.get('mdaq_spark_version', '')} (M-DaQ: a Quality Scoring Model and diversity-aware selection "
-        "over k-means clusters, per language). Each row is one conversation in `messages` (role, content; tool "
-        "calls as JSON text)" + (", with the pipeline's fields under `mdaq`." if spec.with_metadata else "."),
+        f"{total} instruction samples in {len(counts)} languages, chosen by mdaq-spark "
+        f"{stats.mdaq_spark_version} (M-DaQ: a Quality Scoring Model and diversity-aware selection "
+        f"over k-means clusters, per language). {_SHAPE_LINE[spec.format]}"
+        + (", with the pipeline's fields under `mdaq`." if spec.with_metadata else "."),
         "",
         "```python",
         "from datasets import load_dataset",
-        'ds = load_dataset("parquet", data_files="<this folder>/*.parquet", split="train")',
+        'ds = load_dataset("<this folder>", split="train")',
         'de = load_dataset("<this folder>", "de", split="train")  # one language',
         "```",
         "",
@@ -84,15 +158,15 @@ def render(
         _row(["---"] * 6),
     ]
     for lang, n in counts.items():
-        entry = per_lang.get(lang, {})
-        chosen = entry.get("selected", {})
+        entry = stats.per_language[lang]
+        chosen = entry.selected
         lines.append(
             _row(
                 [
                     lang,
                     n,
-                    entry.get("candidates", ""),
-                    chosen.get(S.REASON_QUALITY, 0),
+                    entry.candidates,
+                    chosen.get(S.REASON_QUALITY, 0),  # a reason no sample was selected for has no entry
                     chosen.get(S.REASON_DIVERSITY, 0),
                     len(files.get(lang, [])),
                 ]
@@ -102,31 +176,28 @@ def render(
         "",
         "## Budgets",
         "",
-        _budget_line(cfg.get("selection", {})) + ".",
+        _budget_line(stats) + ".",
         "",
         "## Models",
         "",
         _row(["what", "value"]),
         _row(["---", "---"]),
-        _row(["encoder", cfg.get("model", {}).get("name", "")]),
-        _row(["encoder fingerprint", info.get("encode", {}).get(S.ENCODER_FINGERPRINT, "")]),
-        _row(["QSM head", info.get("score", {}).get("qsm_head", "")]),
-        _row(["QSM fingerprint", info.get("score", {}).get(S.MODEL_FINGERPRINT, "")]),
+        *[_row([what, value]) for what, value in stats.model_rows()],
         "",
         "## How it was made",
         "",
-        f"- run directory: `{stats.get('run_dir', '')}`, finished {stats.get('finished_at', '')}",
-        f"- code commit: `{stats.get('code_commit') or 'unknown'}`",
-        f"- run command: `{stats.get('command') or 'unknown'}`",
+        f"- run directory: `{public(stats.run_dir)}`, finished {stats.finished_at}",
+        f"- code commit: `{stats.code_commit or 'unknown'}`",
+        f"- run command: `{public_command(stats.command) if stats.command else 'unknown'}`",
     ]
     if command:
-        lines.append(f"- export command: `{command}`")
+        lines.append(f"- export command: `{public_command(command)}`")
     lines += [
         "",
-        "The run's configuration:",
+        "The run's configuration (local paths cut to their last part):",
         "",
         "```json",
-        json.dumps(cfg, indent=2, ensure_ascii=False, sort_keys=True),
+        json.dumps(public(stats.config.model_dump(mode="json")), indent=2, ensure_ascii=False, sort_keys=True),
         "```",
         "",
     ]

@@ -21,7 +21,8 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -30,28 +31,63 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import EXPORT_FORMATS, ExportConfig
 from mdaq_spark.errors import InputError
 from mdaq_spark.io import validate as v
+from mdaq_spark.io.export_schema import DATA_DIR, METADATA_KEY, export_schema
 from mdaq_spark.io.records import ASSISTANT_ROLES, USER_ROLES
 from mdaq_spark.rundir import HadoopFiles, LocalFiles, RunDir, is_local
+
+if TYPE_CHECKING:
+    from mdaq_spark.report.run_stats import RunStats
 
 log = logging.getLogger(__name__)
 
 FORMATS = EXPORT_FORMATS
-METADATA_KEY = "mdaq"  # the one key an export's own pipeline fields live under (--with-metadata)
 METADATA_COLUMNS = (S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.CLUSTER_ID, S.SELECTION_REASON)
-# each exchange's score in turn order and the weakest one's turn (absent from a selection made before them)
-TURN_METADATA = (S.TURN_SCORES, S.WEAKEST_TURN)
 CONTENT_COLUMNS = (S.INSTRUCTION, S.INPUT, S.RESPONSE, S.HISTORY)
+# kept by the reader since the record's every field reaches selected/; a run from before has none of them
+OPTIONAL_COLUMNS = (S.SYSTEM, S.TOOLS, S.PROMPT_TURN_FIELDS, S.RESPONSE_TURN_FIELDS, S.TURN_SCORES, S.WEAKEST_TURN)
+TURN_METADATA = (S.TURN_SCORES, S.WEAKEST_TURN)
 SYSTEM_ROLES = frozenset({"system", "developer"})
 TOOL_KEYS = ("tool_calls", "tool_call_id", "name")
+_TOOL_CALL_KEYS = frozenset({"id", "type", "function"})
+_FUNCTION_KEYS = frozenset({"name", "arguments"})
 CARD_FILE = "README.md"
-# <lang>-<shard>-of-<shards>.<ext>: the only files an export folder holds (besides the Parquet card)
+# <lang>-<shard>-of-<shards>.<ext>: the only files an export's data folder holds
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_]+-\d{5}-of-\d{5}\.(jsonl|parquet)$")
 _EXTENSION = {"alpaca": "jsonl", "sharegpt": "jsonl", "openai": "jsonl", "parquet": "parquet"}
 # role names of each conversational shape; roles outside the two families (system, tool, ...) are kept as written
-_ROLE_NAMES = {"sharegpt": ("human", "gpt"), "openai": ("user", "assistant"), "parquet": ("user", "assistant")}
+_ROLE_NAMES = {"sharegpt": ("human", "gpt"), "openai": ("user", "assistant")}
 
 
 # ---------------------------------------------------------------------- record shapes (plain Python)
+
+
+@dataclass(frozen=True)
+class Content:
+    """What selected/ keeps of one sample's conversation (the optional fields are absent from older runs)."""
+
+    instruction: str
+    input: str
+    response: str
+    history: str | None = None
+    system: str = ""  # the record's top-level system prompt
+    tools: str | None = None  # top-level tool definitions, JSON text
+    prompt_fields: str | None = None  # JSON object: the first user turn's keys beyond role and text
+    response_fields: str | None = None  # the same of the first answer
+    where: str = ""  # the sample and its source file, for an error message
+
+    @classmethod
+    def of(cls, row: dict) -> Content:
+        return cls(
+            instruction=row[S.INSTRUCTION],
+            input=row[S.INPUT],
+            response=row[S.RESPONSE],
+            history=row[S.HISTORY],
+            system=row.get(S.SYSTEM) or "",
+            tools=row.get(S.TOOLS),
+            prompt_fields=row.get(S.PROMPT_TURN_FIELDS),
+            response_fields=row.get(S.RESPONSE_TURN_FIELDS),
+            where=f"sample {row.get(S.SAMPLE_ID)} of {row.get(S.SOURCE)}",
+        )
 
 
 def _has_text(turn: dict) -> bool:
@@ -62,7 +98,13 @@ def _is_greeting(turn: dict) -> bool:
     return turn["role"] in ASSISTANT_ROLES and _has_text(turn) and not any(k in turn for k in TOOL_KEYS)
 
 
-def conversation(instruction: str, input_text: str, response: str, history: str | None) -> list[dict]:
+def _own_keys(fields: str | None) -> dict:
+    """Of a first-exchange turn's own keys, those every conversational format holds (a `name`, tool calls)."""
+    kept = json.loads(fields) if fields else {}
+    return {k: kept[k] for k in TOOL_KEYS if kept.get(k) is not None}
+
+
+def conversation(c: Content) -> list[dict]:
     """Every turn of a sample, in order, with roles "user"/"assistant" for the first exchange.
 
     The reader took the first user turn with text and the first assistant turn with text after
@@ -70,8 +112,8 @@ def conversation(instruction: str, input_text: str, response: str, history: str 
     turn with text preceded the question, except a run of tool turns with no answer text in it,
     which came between the question and its answer.
     """
-    turns = json.loads(history) if history else []
-    prompt = f"{instruction}\n{input_text}" if input_text else instruction
+    turns = json.loads(c.history) if c.history else []
+    prompt = f"{c.instruction}\n{c.input}" if c.input else c.instruction
     until = next((i for i, t in enumerate(turns) if t["role"] in USER_ROLES and _has_text(t)), len(turns))
     before = 0
     while before < until and (turns[before]["role"] in SYSTEM_ROLES or _is_greeting(turns[before])):
@@ -81,9 +123,9 @@ def conversation(instruction: str, input_text: str, response: str, history: str 
     reply_at = before if any(t["role"] in ASSISTANT_ROLES and _has_text(t) for t in between) else until
     return [
         *turns[:before],
-        {"role": "user", "content": prompt},
+        {"role": "user", "content": prompt, **_own_keys(c.prompt_fields)},
         *turns[before:reply_at],
-        {"role": "assistant", "content": response},
+        {"role": "assistant", "content": c.response, **_own_keys(c.response_fields)},
         *turns[reply_at:],
     ]
 
@@ -93,21 +135,71 @@ def _role(role: str, file_format: str) -> str:
     return user if role in USER_ROLES else assistant if role in ASSISTANT_ROLES else role
 
 
-def _tools(turn: dict) -> dict:
-    return {k: turn[k] for k in sorted(turn) if k in TOOL_KEYS}
+def _arguments(value: Any) -> str | None:
+    return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def alpaca_record(instruction: str, input_text: str, response: str, history: str | None) -> dict:
+def tool_calls(calls: Any, where: str) -> list[dict] | None:
+    """Tool calls in the OpenAI shape every format shares: id, type, function {name, arguments as JSON text}.
+
+    Arguments given as a JSON object are written as its text, the form OpenAI sends; a call with
+    keys outside the shape cannot be written without losing them, so the export stops naming it.
+    """
+    if calls is None:
+        return None
+    shaped = isinstance(calls, list) and all(
+        isinstance(c, dict)
+        and set(c) <= _TOOL_CALL_KEYS
+        and (c.get("function") is None or isinstance(c["function"], dict) and set(c["function"]) <= _FUNCTION_KEYS)
+        for c in calls
+    )
+    if not shaped:
+        raise InputError(
+            f"{where}: tool calls outside the OpenAI shape (id, type, function with name and arguments) "
+            "cannot be exported without losing fields: fix them in the input"
+        )
+    out = []
+    for c in calls:
+        function = c.get("function") or {}
+        out.append(
+            {
+                "id": c.get("id"),
+                "type": c.get("type"),
+                "function": {"name": function.get("name"), "arguments": _arguments(function.get("arguments"))},
+            }
+        )
+    return out
+
+
+def _turn_keys(turn: dict, where: str) -> dict:
+    """Every turn carries the same keys, null where the turn had none: a folder of them has one set of columns."""
+    return {
+        "tool_calls": tool_calls(turn.get("tool_calls"), where),
+        "tool_call_id": turn.get("tool_call_id"),
+        "name": turn.get("name"),
+    }
+
+
+def alpaca_record(c: Content) -> dict:
     """Alpaca: one exchange; a multi-turn sample ends with its last exchange, earlier ones in `history` pairs.
 
     That is the layout Alpaca-style trainers read (`system`, `history` of [user, assistant],
-    then the current `instruction`/`output`). Tool turns have no place in it: use sharegpt or
-    openai for conversations that call tools.
+    then the current `instruction`/`output`); every record has every key, empty where the sample
+    has nothing for it. Tool turns have no place in it: use sharegpt or openai for conversations
+    that call tools.
     """
-    if not history or history == "[]":
-        return {"instruction": instruction, "input": input_text, "output": response}
-    turns = conversation(instruction, input_text, response, history)
-    system = "\n".join(t["content"] for t in turns if t["role"] in SYSTEM_ROLES and _has_text(t))
+    if not c.history or c.history == "[]":
+        return {
+            "instruction": c.instruction,
+            "input": c.input,
+            "output": c.response,
+            "system": c.system,
+            "history": [],
+            "tools": c.tools,
+        }
+    turns = conversation(c)
+    systems = [c.system] if c.system else []
+    systems += [t["content"] for t in turns if t["role"] in SYSTEM_ROLES and _has_text(t)]
     pairs: list[list[str]] = []
     pending: str | None = None
     for turn in turns:
@@ -116,53 +208,46 @@ def alpaca_record(instruction: str, input_text: str, response: str, history: str
         elif turn["role"] in ASSISTANT_ROLES and _has_text(turn) and pending is not None:
             pairs.append([pending, turn["content"]])
             pending = None
-    out: dict[str, Any] = {"instruction": pairs[-1][0], "input": "", "output": pairs[-1][1]}
-    if system:
-        out["system"] = system
-    if len(pairs) > 1:
-        out["history"] = pairs[:-1]
-    return out
-
-
-def sharegpt_record(instruction: str, input_text: str, response: str, history: str | None) -> dict:
-    turns = conversation(instruction, input_text, response, history)
     return {
-        "conversations": [
-            {"from": _role(t["role"], "sharegpt"), "value": t.get("content") or "", **_tools(t)} for t in turns
-        ]
+        "instruction": pairs[-1][0],
+        "input": "",
+        "output": pairs[-1][1],
+        "system": "\n".join(systems),
+        "history": pairs[:-1],
+        "tools": c.tools,
     }
 
 
-def openai_record(instruction: str, input_text: str, response: str, history: str | None) -> dict:
-    """OpenAI messages, system turns included; an assistant turn that only calls tools has content null."""
-    turns = conversation(instruction, input_text, response, history)
+def sharegpt_record(c: Content) -> dict:
+    """ShareGPT as LLaMA-Factory reads it: `conversations`, the record's `system` prompt and `tools` beside them."""
+    return {
+        "conversations": [
+            {"from": _role(t["role"], "sharegpt"), "value": t.get("content") or "", **_turn_keys(t, c.where)}
+            for t in conversation(c)
+        ],
+        "system": c.system,
+        "tools": c.tools,
+    }
+
+
+def openai_record(c: Content) -> dict:
+    """OpenAI messages, system turns included; an assistant turn that only calls tools has content null.
+
+    A top-level system prompt (a ShareGPT record's `system`) becomes the first message.
+    """
+    turns = conversation(c)
+    if c.system:
+        turns.insert(0, {"role": "system", "content": c.system})
     messages = []
     for t in turns:
         content = t.get("content")
-        if content == "" and "tool_calls" in t:
+        if content == "" and t.get("tool_calls") is not None:
             content = None
-        messages.append({"role": _role(t["role"], "openai"), "content": content, **_tools(t)})
-    return {"messages": messages}
+        messages.append({"role": _role(t["role"], "openai"), "content": content, **_turn_keys(t, c.where)})
+    return {"messages": messages, "tools": c.tools}
 
 
-def parquet_record(instruction: str, input_text: str, response: str, history: str | None) -> dict:
-    """`messages` as a typed column: role and content, tool calls as their JSON text (null when none)."""
-    messages = []
-    for t in openai_record(instruction, input_text, response, history)["messages"]:
-        calls = t.get("tool_calls")
-        messages.append(
-            {
-                "role": t["role"],
-                "content": t["content"],
-                "tool_calls": None if calls is None else json.dumps(calls, ensure_ascii=False, sort_keys=True),
-                "tool_call_id": t.get("tool_call_id"),
-                "name": t.get("name"),
-            }
-        )
-    return {"messages": messages}
-
-
-SHAPES = {"alpaca": alpaca_record, "sharegpt": sharegpt_record, "openai": openai_record, "parquet": parquet_record}
+SHAPES = {"alpaca": alpaca_record, "sharegpt": sharegpt_record, "openai": openai_record, "parquet": openai_record}
 
 
 def metadata(row: dict) -> dict:
@@ -172,13 +257,14 @@ def metadata(row: dict) -> dict:
         S.QSM_SCORE: row[S.QSM_SCORE],
         S.CLUSTER_ID: row[S.CLUSTER_ID],
         S.SELECTION_REASON: row[S.SELECTION_REASON],
-        **{c: row[c] for c in TURN_METADATA if c in row},
+        # a selection written before exchanges were scored has neither: null, the key still there
+        **{c: row.get(c) for c in TURN_METADATA},
     }
 
 
 def record(file_format: str, row: dict, with_metadata: bool = False) -> dict:
     """One selected row in `file_format`'s record shape; pipeline fields only under METADATA_KEY."""
-    out = SHAPES[file_format](*(row[c] for c in CONTENT_COLUMNS))
+    out = SHAPES[file_format](Content.of(row))
     if with_metadata:
         out[METADATA_KEY] = metadata(row)
     return out
@@ -187,39 +273,16 @@ def record(file_format: str, row: dict, with_metadata: bool = False) -> dict:
 # ---------------------------------------------------------------------- files
 
 
-def _parquet_schema(with_metadata: bool):
+def encode_file(file_format: str, records: list[dict], with_metadata: bool) -> bytes:
+    """One file's bytes: JSON Lines (UTF-8, keys in schema order), or Parquet with the format's schema."""
     import pyarrow as pa
 
-    message = pa.struct([(name, pa.string()) for name in ("role", "content", "tool_calls", "tool_call_id", "name")])
-    fields = [("messages", pa.list_(message))]
-    if with_metadata:
-        fields.append(
-            (
-                METADATA_KEY,
-                pa.struct(
-                    [
-                        (S.SAMPLE_ID, pa.string()),
-                        (S.LANG, pa.string()),
-                        (S.QSM_SCORE, pa.float64()),
-                        (S.CLUSTER_ID, pa.int64()),
-                        (S.SELECTION_REASON, pa.string()),
-                        (S.TURN_SCORES, pa.list_(pa.float64())),
-                        (S.WEAKEST_TURN, pa.int32()),
-                    ]
-                ),
-            )
-        )
-    return pa.schema(fields)
-
-
-def encode_file(file_format: str, records: list[dict], with_metadata: bool) -> bytes:
-    """One file's bytes: JSON Lines (UTF-8, keys in shape order), or Parquet with a fixed schema."""
+    # through the schema either way: a record that does not fit fails here, not in a trainer's loader
+    table = pa.Table.from_pylist(records, schema=export_schema(file_format, with_metadata))
     if file_format != "parquet":
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(records, schema=_parquet_schema(with_metadata))
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()
@@ -246,7 +309,12 @@ def _check_replaceable(files, target: str) -> None:
     names = files.list_names(target)
     if names is None:
         return
-    foreign = [n for n in names if n != CARD_FILE and not _FILE_NAME.match(n)]
+    # data files beside the card: an export from before the data/ folder
+    foreign = [n for n in names if n not in (CARD_FILE, DATA_DIR) and not _FILE_NAME.match(n)]
+    if DATA_DIR in names:
+        foreign += [
+            f"{DATA_DIR}/{n}" for n in files.list_names(f"{target}/{DATA_DIR}") or [] if not _FILE_NAME.match(n)
+        ]
     if foreign:
         shown = ", ".join(foreign[:3])
         raise InputError(f"{target} holds files that are no mdaq export ({shown}): choose another path")
@@ -256,24 +324,27 @@ def export_selection(
     spark: SparkSession,
     rundir: RunDir,
     spec: ExportConfig,
-    stats: dict,
+    stats: RunStats,
     *,
     command: str | None = None,
+    license_id: str | None = None,
 ) -> dict:
-    """Write `spec`'s export of the run's selected/; returns where, how many files and rows per language."""
+    """Write `spec`'s export of the run's selected/; returns where, how many files and rows per language.
+
+    `license_id` overrides the run's output.license on the card.
+    """
     from mdaq_spark.io import dataset_card
 
     target = (spec.path or rundir.export_path(spec.format)).rstrip("/")
     files = LocalFiles() if is_local(target) else HadoopFiles(spark)
     _check_replaceable(files, target)
-    file_format = stats.get("config", {}).get("output", {}).get("format", "parquet")
-    selected = rundir.selected_table(file_format)
-    turns = [c for c in TURN_METADATA if c in selected.columns]
-    selected = selected.select(*METADATA_COLUMNS, *turns, S.QUALITY_RANK, *CONTENT_COLUMNS)
+    table = rundir.selected_table(stats.config.output.format)
+    optional = [c for c in OPTIONAL_COLUMNS if c in table.columns]
+    selected = table.select(*METADATA_COLUMNS, S.SOURCE, S.QUALITY_RANK, *CONTENT_COLUMNS, *optional)
     counts = {r[S.LANG]: r["count"] for r in selected.groupBy(S.LANG).count().orderBy(S.LANG).collect()}
     staging = f"{target}.tmp-export"
     files.delete_tree(staging)
-    files.mkdirs(staging)
+    files.mkdirs(f"{staging}/{DATA_DIR}")
     written: dict[str, list[str]] = {}
     # one sort of the whole selection, streamed to the driver a partition at a time: a sort
     # per language cost a few Spark jobs per language and partition, most of a small export
@@ -283,11 +354,10 @@ def export_selection(
         for shard, chunk in enumerate(_chunks(rows, spec.max_rows_per_file)):
             name = file_name(lang, shard, shards, spec.format)
             records = [record(spec.format, row.asDict(), spec.with_metadata) for row in chunk]
-            files.write_bytes(f"{staging}/{name}", encode_file(spec.format, records, spec.with_metadata))
+            files.write_bytes(f"{staging}/{DATA_DIR}/{name}", encode_file(spec.format, records, spec.with_metadata))
             written.setdefault(lang, []).append(name)
-    if spec.format == "parquet":
-        card = dataset_card.render(stats, counts, written, spec, command=command)
-        files.write_bytes(f"{staging}/{CARD_FILE}", card.encode("utf-8"))
+    card = dataset_card.render(stats, counts, written, spec, command=command, license_id=license_id)
+    files.write_bytes(f"{staging}/{CARD_FILE}", card.encode("utf-8"))
     files.delete_tree(target)
     files.rename(staging, target)
     log.info("exported %d rows as %s to %s", sum(counts.values()), spec.format, target)
@@ -299,6 +369,6 @@ def export_selection(
     }
 
 
-def export_all(spark: SparkSession, rundir: RunDir, specs: Iterable[ExportConfig], stats: dict) -> list[dict]:
+def export_all(spark: SparkSession, rundir: RunDir, specs: Iterable[ExportConfig], stats: RunStats) -> list[dict]:
     """The exports a config lists (output.export), in order."""
     return [export_selection(spark, rundir, spec, stats) for spec in specs]

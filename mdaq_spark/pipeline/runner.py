@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from pyspark.sql import SparkSession
 
@@ -24,6 +25,7 @@ from mdaq_spark.io import delta
 from mdaq_spark.io.export import export_all
 from mdaq_spark.models import registry
 from mdaq_spark.report.diff import diff_runs, summary
+from mdaq_spark.report.run_stats import ExportResult, PreviousRun, RunStats, typed
 from mdaq_spark.report.stats import write_html, write_ingest_only_stats, write_stats
 from mdaq_spark.resources import model_resource_profile
 from mdaq_spark.rundir import EMBEDDINGS, SCORES, RunDir, RunLog
@@ -136,12 +138,14 @@ def run_pipeline(
     spark.sparkContext.setJobGroup("mdaq-report", "mdaq stage: report", interruptOnCancel=True)
     stats = write_stats(spark, rundir, cfg, runner.log, score_fingerprint=qsm_fp)
     runner.log.timings["report"] = round(time.perf_counter() - started, 2)
-    if _after_report(spark, rundir, cfg, stats):
+    grown = _after_report(spark, rundir, cfg, stats)
+    if grown is not stats:
+        stats = grown
         rundir.write_stats(stats)
         if cfg.report.html:
             write_html(rundir)
-    rundir.record_finished(stats["finished_at"])
-    return stats
+    rundir.record_finished(stats.finished_at)
+    return stats.to_json()
 
 
 def _stop_without_samples(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog) -> None:
@@ -154,28 +158,27 @@ def _stop_without_samples(spark: SparkSession, rundir: RunDir, cfg: JobConfig, r
     started = time.perf_counter()
     stats = write_ingest_only_stats(spark, rundir, cfg, runlog)
     runlog.timings["report"] = round(time.perf_counter() - started, 2)
-    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(stats["quarantine_by_reason"].items()))
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(stats.quarantine_by_reason.items()))
     raise NoUsableRecords(
-        f"no usable record: all {stats['counts']['records_read']} records read were quarantined ({reasons}); "
+        f"no usable record: all {stats.counts.records_read} records read were quarantined ({reasons}); "
         f"see {rundir.stats_path} and quarantine/"
     )
 
 
-def _after_report(spark: SparkSession, rundir: RunDir, cfg: JobConfig, stats: dict) -> bool:
-    """The previous run over a shared store (and what changed since), then the exports; True if stats grew."""
-    grew = False
+def _after_report(spark: SparkSession, rundir: RunDir, cfg: JobConfig, stats: RunStats) -> RunStats:
+    """The previous run over a shared store (and what changed since), then the exports: the stats they grow."""
     previous = rundir.previous_run()
     if previous is not None:
-        stats["previous_run"] = {"path": previous}
+        diff = None
         try:
-            stats["previous_run"]["diff"] = summary(diff_runs(spark, previous, rundir.root))
+            diff = summary(diff_runs(spark, previous, rundir.root))
         except Exception as exc:  # noqa: BLE001 -- the previous run may be gone or unreadable: the link stays
             log.warning("previous run %s could not be compared with this one: %s", previous, exc)
-        grew = True
+        stats = replace(stats, previous_run=PreviousRun(path=previous, diff=diff))
     if cfg.output.export:
         started = time.perf_counter()
         spark.sparkContext.setJobGroup("mdaq-export", "mdaq stage: export", interruptOnCancel=True)
-        stats["exports"] = export_all(spark, rundir, cfg.output.export, stats)
-        stats["stage_seconds"]["export"] = round(time.perf_counter() - started, 2)
-        grew = True
-    return grew
+        exports = [typed(ExportResult, e, "export") for e in export_all(spark, rundir, cfg.output.export, stats)]
+        seconds = {**stats.stage_seconds, "export": round(time.perf_counter() - started, 2)}
+        stats = replace(stats, exports=exports, stage_seconds=seconds)
+    return stats

@@ -19,7 +19,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
+from mdaq_spark.config import JobConfig
 from mdaq_spark.errors import InputError
+from mdaq_spark.report.run_stats import DiffSummary, RunStats, typed
 from mdaq_spark.rundir import CANDIDATES, NORMALIZED, SCORES, RunDir
 
 ADDED, REMOVED = "added", "removed"
@@ -41,7 +43,7 @@ class Run:
     """A finished run directory, opened with the store its stats.json names."""
 
     rundir: RunDir
-    stats: dict
+    stats: RunStats
 
     @classmethod
     def open(cls, spark: SparkSession, path: str) -> Run:
@@ -49,30 +51,27 @@ class Run:
         if not probe.files.exists(probe.stats_path):
             raise InputError(f"{path} has no report/stats.json: is it a finished mdaq run directory?")
         stats = probe.read_stats()
-        store = stats.get("config", {}).get("output", {}).get("store")
-        return cls(RunDir(path, store, spark), stats)
+        return cls(RunDir(path, stats.config.output.store, spark), stats)
 
     @property
-    def config(self) -> dict:
-        return self.stats.get("config", {})
+    def config(self) -> JobConfig:
+        return self.stats.config
 
     def selected(self) -> DataFrame:
-        return self.rundir.selected_table(self.config.get("output", {}).get("format", "parquet"))
+        return self.rundir.selected_table(self.config.output.format)
 
-    def scores(self) -> DataFrame | None:
-        fingerprint = self.stats.get("stage_info", {}).get("score", {}).get(S.MODEL_FINGERPRINT)
-        return self.rundir.model_table(SCORES, fingerprint) if fingerprint else None
+    def scores(self) -> DataFrame:
+        return self.rundir.model_table(SCORES, self.stats.stage("score", S.MODEL_FINGERPRINT))
 
 
-def budget_settings(config: dict, lang: str) -> dict:
+def budget_settings(config: JobConfig, lang: str) -> dict:
     """What sets a language's budget in a run's config (not the strategy, which decides who fills it)."""
-    selection = config.get("selection", {})
-    crosslingual = config.get("crosslingual", {})
+    selection, crosslingual = config.selection, config.crosslingual
     return {
-        "budget_fraction": selection.get("budget_fraction"),
-        "budget_count": selection.get("budget_count"),
-        "budget_per_lang": (selection.get("budget_per_lang") or {}).get(lang),
-        "crosslingual": [crosslingual.get(k) for k in ("separate_budget", "budget_fraction", "budget_count")],
+        "budget_fraction": selection.budget_fraction,
+        "budget_count": selection.budget_count,
+        "budget_per_lang": selection.budget_per_lang.get(lang),
+        "crosslingual": [crosslingual.separate_budget, crosslingual.budget_fraction, crosslingual.budget_count],
     }
 
 
@@ -98,12 +97,8 @@ def _changed(mine: DataFrame, theirs_selected: DataFrame, other: Run) -> DataFra
         rows = rows.join(pruned, on=S.SAMPLE_ID, how="left")
     else:
         rows = rows.withColumn(_OTHER_PRUNE, F.lit(None).cast("string"))
-    scores = other.scores()
-    if scores is not None:
-        other_scores = scores.select(S.SAMPLE_ID, F.col(S.QSM_SCORE).alias(_OTHER_SCORE))
-        rows = rows.join(other_scores, on=S.SAMPLE_ID, how="left")
-    else:
-        rows = rows.withColumn(_OTHER_SCORE, F.lit(None).cast("double"))
+    other_scores = other.scores().select(S.SAMPLE_ID, F.col(S.QSM_SCORE).alias(_OTHER_SCORE))
+    rows = rows.join(other_scores, on=S.SAMPLE_ID, how="left")
     return rows.orderBy(S.LANG, S.SAMPLE_ID)
 
 
@@ -167,6 +162,6 @@ def _by_reason(samples: list[dict], change: str) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def summary(diff: dict) -> dict:
-    """The diff without its per-sample list: what a report shows of the previous run."""
-    return {k: v for k, v in diff.items() if k != "samples"}
+def summary(diff: dict) -> DiffSummary:
+    """The diff without its per-sample list: what a report and `mdaq diff` show."""
+    return typed(DiffSummary, {k: v for k, v in diff.items() if k != "samples"}, "diff")

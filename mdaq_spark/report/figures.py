@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import JobConfig
+from mdaq_spark.report.run_stats import Figures, typed
 from mdaq_spark.rundir import CLUSTERS, NORMALIZED, SCORES, RunDir
 
 _SNIPPET = 280  # characters of instruction/response shown per example
@@ -112,7 +113,7 @@ def projection(scored_flagged, sample: int, seed: int) -> list[dict]:
     ]
 
 
-def collect_report_data(rundir: RunDir, cfg: JobConfig, score_fingerprint: str) -> dict:
+def collect_report_data(rundir: RunDir, cfg: JobConfig, score_fingerprint: str) -> Figures:
     report = cfg.report
     selected_ids = rundir.selected_table(cfg.output.format).select(S.SAMPLE_ID, F.lit(True).alias("_selected"))
     scored = (
@@ -122,9 +123,10 @@ def collect_report_data(rundir: RunDir, cfg: JobConfig, score_fingerprint: str) 
         .withColumn("_selected", F.coalesce(F.col("_selected"), F.lit(False)))
     )
     content = rundir.table(NORMALIZED).select(S.SAMPLE_ID, S.INSTRUCTION, S.RESPONSE)
-    return {
+    figures = {
         "score_histograms": score_histograms(scored.drop(S.EMBEDDING), report.histogram_bins),
         "cluster_sizes": cluster_sizes(rundir.table(CLUSTERS)),
         "examples": extreme_examples(scored.drop(S.EMBEDDING).join(content, on=S.SAMPLE_ID), report.examples_per_lang),
         "projection": projection(scored, report.projection_sample, cfg.seed),
     }
+    return typed(Figures, figures, "report")

@@ -21,6 +21,17 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import JobConfig
 from mdaq_spark.report.figures import collect_report_data
 from mdaq_spark.report.html import render
+from mdaq_spark.report.run_stats import (
+    CopyGroups,
+    Counts,
+    Environment,
+    Figures,
+    InputFiles,
+    LanguageStats,
+    Pruning,
+    RunStats,
+    Turns,
+)
 from mdaq_spark.rundir import CANDIDATES, CLUSTERS, FLAGGED, NORMALIZED, QUARANTINE, SCORES, RunDir, RunLog
 
 log = logging.getLogger(__name__)
@@ -37,7 +48,9 @@ def _rows(df, *keys: str) -> list[dict]:
     return sorted(rows, key=lambda row: tuple((row[k] is not None, row[k]) for k in keys))
 
 
-def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog, score_fingerprint: str) -> dict:
+def collect_stats(
+    spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog, score_fingerprint: str
+) -> RunStats:
     normalized = rundir.table(NORMALIZED)
     quarantine = rundir.table(QUARANTINE)
     selected = rundir.selected_table(cfg.output.format)
@@ -79,8 +92,6 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
     for r in _rows(selected.groupBy(S.LANG, S.SELECTION_REASON).count(), S.LANG, S.SELECTION_REASON):
         entry = per_lang.setdefault(r[S.LANG], {})
         entry.setdefault("selected", {})[r[S.SELECTION_REASON]] = r["count"]
-    for entry in per_lang.values():
-        entry["selected_total"] = sum(entry.get("selected", {}).values())
     if rundir.exists(FLAGGED):
         exploded = rundir.table(FLAGGED).select(S.LANG, F.explode(S.FLAGS).alias("flag"))
         for r in _rows(exploded.groupBy(S.LANG, "flag").count(), S.LANG, "flag"):
@@ -88,58 +99,99 @@ def collect_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: R
 
     pruning = _pruning(rundir, selected, per_lang)
 
-    kept = sum(e.get("samples", 0) for e in per_lang.values())
-    selected_total = sum(e["selected_total"] for e in per_lang.values())
-    return _stats(spark, cfg, runlog, kept, selected_total, by_reason, pruning, per_lang, _turns(scores))
+    languages = {lang: _language(entry) for lang, entry in per_lang.items()}
+    figures = collect_report_data(rundir, cfg, score_fingerprint)
+    turns = _turns(scores)
+    return _run_stats(spark, cfg, runlog, by_reason, pruning, languages, figures, turns, stopped_after=None)
 
 
-def _stats(
+def _run_stats(
     spark: SparkSession,
     cfg: JobConfig,
     runlog: RunLog,
-    kept: int,
-    selected: int,
     by_reason: dict[str, int],
-    pruning: dict,
-    per_lang: dict[str, dict],
-    turns: dict,
-) -> dict:
+    pruning: Pruning,
+    languages: dict[str, LanguageStats],
+    figures: Figures,
+    turns: Turns,
+    *,
+    stopped_after: str | None,
+) -> RunStats:
     quarantined = sum(by_reason.values())
     duplicates = by_reason.get(S.DUPLICATE_REASON, 0)
+    kept = sum(e.samples for e in languages.values())
+    ingest = runlog.info.get("ingest", {})
     # rows the reader produced, counted independently in the ingest stage before any split
-    read = runlog.info.get("ingest", {}).get("parsed_rows", -1)
-    return {
-        "mdaq_spark_version": __version__,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "counts": {
-            "records_read": read,
-            "kept": kept,
-            "quarantined": quarantined - duplicates,
-            "exact_duplicates": duplicates,
-            "selected": selected,
-            "identity_holds": read == kept + quarantined,
-            # each input file: records read = records parsed, and its rows all written (see io/accounting)
-            "per_file_identity_holds": runlog.info.get("ingest", {}).get("per_file_identity_holds"),
-        },
-        "input_files": {
-            "read": len(runlog.info.get("ingest", {}).get("files", {})),
-            "skipped": runlog.info.get("ingest", {}).get("files_skipped", []),
-        },
-        "quarantine_by_reason": by_reason,
-        "pruning": pruning,
-        "per_language": per_lang,
-        "turns": turns,
-        "stage_seconds": dict(runlog.timings),
-        "stages_skipped": list(runlog.skipped),
-        "stage_keys": dict(runlog.keys),
-        "stage_info": runlog.info,
-        "environment": {
-            "python": platform.python_version(),
-            "spark": spark.version,
-            "spark_master": spark.sparkContext.master,
-        },
-        "config": cfg.model_dump(mode="json"),
-    }
+    read = ingest.get("parsed_rows", -1)
+    return RunStats(
+        mdaq_spark_version=__version__,
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        counts=Counts(
+            records_read=read,
+            kept=kept,
+            quarantined=quarantined - duplicates,
+            exact_duplicates=duplicates,
+            selected=sum(e.selected_total for e in languages.values()),
+            identity_holds=read == kept + quarantined,
+            per_file_identity_holds=ingest.get("per_file_identity_holds"),
+        ),
+        input_files=InputFiles(read=len(ingest.get("files", {})), skipped=ingest.get("files_skipped", [])),
+        quarantine_by_reason=by_reason,
+        pruning=pruning,
+        per_language=languages,
+        turns=turns,
+        stage_seconds=dict(runlog.timings),
+        stages_skipped=list(runlog.skipped),
+        stage_keys=dict(runlog.keys),
+        stage_info=runlog.info,
+        environment=Environment(
+            python=platform.python_version(), spark=spark.version, spark_master=spark.sparkContext.master
+        ),
+        config=cfg,
+        run_dir=str(cfg.output.path),
+        command=shlex.join(sys.argv),
+        code_commit=code_commit(),
+        report=figures,
+        stopped_after=stopped_after,
+        previous_run=None,
+        exports=[],
+    )
+
+
+def _turns(scores) -> Turns:
+    """How many exchanges the samples have, and at which turn (0 = the first) a sample's weakest one sits."""
+    by_turns: dict[str, int] = {}
+    weakest: dict[str, dict[str, int]] = {}
+    grouped = scores.groupBy(F.size(S.TURN_SCORES).alias("turns"), S.WEAKEST_TURN).count()
+    for r in _rows(grouped, "turns", S.WEAKEST_TURN):
+        n = str(r["turns"])
+        by_turns[n] = by_turns.get(n, 0) + r["count"]
+        weakest.setdefault(n, {})[str(r[S.WEAKEST_TURN])] = r["count"]
+    return Turns(samples_by_turns=by_turns, weakest_turn_by_turns=weakest)
+
+
+def _language(e: dict) -> LanguageStats:
+    """A language's entry from the aggregates that have rows of it: an aggregate without any counts 0."""
+    selected = e.get("selected", {})
+    return LanguageStats(
+        samples=e.get("samples", 0),
+        lang_mismatch=e.get("lang_mismatch", 0),
+        scored=e.get("scored", 0),
+        score_mean=e.get("score_mean"),
+        score_min=e.get("score_min"),
+        score_max=e.get("score_max"),
+        clusters=e.get("clusters", 0),
+        largest_cluster_share=e.get("largest_cluster_share", 0.0),
+        selected=selected,
+        selected_total=sum(selected.values()),
+        flags=e.get("flags", {}),
+        candidates=e.get("candidates", 0),
+        pruned=e.get("pruned", {}),
+        domains=e.get("domains", {}),
+        crosslingual=e.get("crosslingual", 0),
+        largest_near_dup_group=e.get("largest_near_dup_group", 1),
+        selected_by_group=e.get("selected_by_group", {}),
+    )
 
 
 def _reasons(quarantine) -> dict[str, int]:
@@ -149,39 +201,34 @@ def _reasons(quarantine) -> dict[str, int]:
     }
 
 
-def write_ingest_only_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog) -> dict:
+def write_ingest_only_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog) -> RunStats:
     """stats.json and the report of a run that stopped after ingest because no record was usable.
 
     The same keys as a full run's, counted from quarantine/: nothing kept, nothing selected, and
     the reasons every record was set aside, which is what the user needs to fix the input.
     """
-    pruning = {"candidates": 0, "pruned_by_reason": {}, "to_selection": 0, "candidates_are_all_clustered": True}
-    no_turns = {"samples_by_turns": {}, "weakest_turn_by_turns": {}}
-    stats = _stats(spark, cfg, runlog, 0, 0, _reasons(rundir.table(QUARANTINE)), pruning, {}, no_turns)
-    stats["stopped_after"] = "ingest: no usable record"
-    stats["run_dir"] = str(cfg.output.path)
-    stats["command"] = shlex.join(sys.argv)
-    stats["code_commit"] = code_commit()
-    stats["report"] = {}
+    pruning = Pruning(
+        candidates=0, pruned_by_reason={}, to_selection=0, candidates_are_all_clustered=True, copy_groups=None
+    )
+    no_figures = Figures(score_histograms={}, cluster_sizes={}, examples={}, projection=[])
+    stats = _run_stats(
+        spark,
+        cfg,
+        runlog,
+        _reasons(rundir.table(QUARANTINE)),
+        pruning,
+        {},
+        no_figures,
+        Turns(samples_by_turns={}, weakest_turn_by_turns={}),
+        stopped_after="ingest: no usable record",
+    )
     rundir.write_stats(stats)
     if cfg.report.html:
         write_html(rundir)
     return stats
 
 
-def _turns(scores) -> dict:
-    """How many exchanges the samples have, and at which turn (0 = the first) a sample's weakest one sits."""
-    by_turns: dict[str, int] = {}
-    weakest: dict[str, dict[str, int]] = {}
-    grouped = scores.groupBy(F.size(S.TURN_SCORES).alias("turns"), S.WEAKEST_TURN).count()
-    for r in _rows(grouped, "turns", S.WEAKEST_TURN):
-        n = str(r["turns"])
-        by_turns[n] = by_turns.get(n, 0) + r["count"]
-        weakest.setdefault(n, {})[str(r[S.WEAKEST_TURN])] = r["count"]
-    return {"samples_by_turns": by_turns, "weakest_turn_by_turns": weakest}
-
-
-def _pruning(rundir: RunDir, selected, per_lang: dict[str, dict]) -> dict:
+def _pruning(rundir: RunDir, selected, per_lang: dict[str, dict]) -> Pruning:
     """Candidates, what left the pool before selection (per reason), tags and selection groups, per language."""
     candidates = rundir.table(CANDIDATES)
     totals: dict[str, int] = {}
@@ -203,18 +250,17 @@ def _pruning(rundir: RunDir, selected, per_lang: dict[str, dict]) -> dict:
     for r in _rows(selected.groupBy(S.LANG, S.GROUP).count(), S.LANG, S.GROUP):
         per_lang[r[S.LANG]].setdefault("selected_by_group", {})[r[S.GROUP]] = r["count"]
     n = sum(e.get("candidates", 0) for e in per_lang.values())
-    out = {
-        "candidates": n,
-        "pruned_by_reason": totals,
-        "to_selection": n - sum(totals.values()),
-        "candidates_are_all_clustered": n == rundir.table(CLUSTERS).count(),
-    }
-    if S.COPY_GROUP in candidates.columns:  # runs from before translated-copy grouping lack the column
-        out["copy_groups"] = _copy_groups(candidates)
-    return out
+    return Pruning(
+        candidates=n,
+        pruned_by_reason=totals,
+        to_selection=n - sum(totals.values()),
+        candidates_are_all_clustered=n == rundir.table(CLUSTERS).count(),
+        # runs from before translated-copy grouping lack the column
+        copy_groups=_copy_groups(candidates) if S.COPY_GROUP in candidates.columns else None,
+    )
 
 
-def _copy_groups(candidates) -> dict:
+def _copy_groups(candidates) -> CopyGroups:
     """How many groups of translated copies, how large (members and languages), how many samples they hold."""
     groups = (
         candidates.where(F.col(S.COPY_GROUP).isNotNull())
@@ -223,29 +269,27 @@ def _copy_groups(candidates) -> dict:
     )
     sizes = {r["size"]: r["count"] for r in _rows(groups.groupBy("size").count(), "size")}
     langs = {r["langs"]: r["count"] for r in _rows(groups.groupBy("langs").count(), "langs")}
-    return {
-        "groups": sum(sizes.values()),
-        "grouped_samples": sum(size * count for size, count in sizes.items()),
-        "largest_group": max(sizes, default=0),
-        "groups_by_size": {str(k): v for k, v in sizes.items()},
-        "groups_by_languages": {str(k): v for k, v in langs.items()},
-    }
+    return CopyGroups(
+        groups=sum(sizes.values()),
+        grouped_samples=sum(size * count for size, count in sizes.items()),
+        largest_group=max(sizes, default=0),
+        groups_by_size={str(k): v for k, v in sizes.items()},
+        groups_by_languages={str(k): v for k, v in langs.items()},
+    )
 
 
-def write_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog, score_fingerprint: str) -> dict:
+def write_stats(
+    spark: SparkSession, rundir: RunDir, cfg: JobConfig, runlog: RunLog, score_fingerprint: str
+) -> RunStats:
     """Count what the run wrote, draw the report's figures; write report/stats.json (and report.html)."""
     stats = collect_stats(spark, rundir, cfg, runlog, score_fingerprint)
-    stats["run_dir"] = str(cfg.output.path)
-    stats["command"] = shlex.join(sys.argv)
-    stats["code_commit"] = code_commit()
-    stats["report"] = collect_report_data(rundir, cfg, score_fingerprint)
     rundir.write_stats(stats)
     if cfg.report.html:
         write_html(rundir)
-    c = stats["counts"]
+    c = stats.counts
     log.info(
         "read %d = kept %d + quarantined %d + duplicates %d; selected %d",
-        c["records_read"], c["kept"], c["quarantined"], c["exact_duplicates"], c["selected"],
+        c.records_read, c.kept, c.quarantined, c.exact_duplicates, c.selected,
     )  # fmt: skip
     return stats
 

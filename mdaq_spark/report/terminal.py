@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mdaq_spark import schema as S
-from mdaq_spark.report.html import stage_work
+from mdaq_spark.report.run_stats import DiffSummary, RunStats
 
 
 @contextlib.contextmanager
@@ -61,15 +61,15 @@ def _counts_table(title: str, unit: str, counts: dict[str, int]) -> Table:
     return table
 
 
-def print_run(run_dir: str, stats: dict) -> None:
+def print_run(run_dir: str, stats: RunStats) -> None:
     """`mdaq inspect`: the identity of counts, per-language selection, reasons, stages."""
-    c = stats["counts"]
+    c = stats.counts
     console = Console()
-    console.print(f"[bold]{run_dir}[/bold]  finished {stats.get('finished_at', '?')}")
+    console.print(f"[bold]{run_dir}[/bold]  finished {stats.finished_at}")
     console.print(
-        f"read {c['records_read']} = kept {c['kept']} + quarantined {c['quarantined']} + duplicates "
-        f"{c['exact_duplicates']}  ({'identity holds' if c['identity_holds'] else 'IDENTITY BROKEN'}); "
-        f"selected {c['selected']}"
+        f"read {c.records_read} = kept {c.kept} + quarantined {c.quarantined} + duplicates "
+        f"{c.exact_duplicates}  ({'identity holds' if c.identity_holds else 'IDENTITY BROKEN'}); "
+        f"selected {c.selected}"
     )
     table = Table(title="per language")
     for col in (
@@ -84,57 +84,55 @@ def print_run(run_dir: str, stats: dict) -> None:
         "score mean",
     ):
         table.add_column(col, justify="right")
-    for lang, e in stats.get("per_language", {}).items():
-        sel = e.get("selected", {})
+    for lang, e in stats.per_language.items():
         table.add_row(
             lang,
-            str(e.get("samples", 0)),
-            str(e.get("clusters", 0)),
-            f"{100 * e.get('largest_cluster_share', 0):.1f}%",
-            str(sel.get(S.REASON_QUALITY, 0)),
-            str(sel.get(S.REASON_DIVERSITY, 0)),
-            str(sel.get(S.REASON_CLUSTER_TOP_K, 0)),
-            str(e.get("selected_total", 0)),
-            f"{e.get('score_mean', float('nan')):.4f}",
+            str(e.samples),
+            str(e.clusters),
+            f"{100 * e.largest_cluster_share:.1f}%",
+            # a reason no sample was selected for has no entry: that count is 0
+            *[str(e.selected.get(r, 0)) for r in (S.REASON_QUALITY, S.REASON_DIVERSITY, S.REASON_CLUSTER_TOP_K)],
+            str(e.selected_total),
+            "-" if e.score_mean is None else f"{e.score_mean:.4f}",
         )
     console.print(table)
-    console.print(_counts_table("quarantine by reason", "rows", stats.get("quarantine_by_reason", {})))
-    pruning = stats.get("pruning")
-    if pruning:
-        console.print(f"{pruning['candidates']} candidates, {pruning['to_selection']} went on to selection")
-        console.print(_counts_table("pruned before selection", "samples", pruning.get("pruned_by_reason", {})))
-        copies = pruning.get("copy_groups")
-        if copies and copies["groups"]:
-            console.print(
-                f"translated copies: {copies['groups']} groups, {copies['grouped_samples']} samples, "
-                f"largest {copies['largest_group']}"
-            )
+    console.print(_counts_table("quarantine by reason", "rows", stats.quarantine_by_reason))
+    pruning = stats.pruning
+    console.print(f"{pruning.candidates} candidates, {pruning.to_selection} went on to selection")
+    console.print(_counts_table("pruned before selection", "samples", pruning.pruned_by_reason))
+    copies = pruning.copy_groups
+    if copies and copies.groups:
+        console.print(
+            f"translated copies: {copies.groups} groups, {copies.grouped_samples} samples, "
+            f"largest {copies.largest_group}"
+        )
     stages = Table(title="stages")
     stages.add_column("stage")
     stages.add_column("seconds", justify="right")
     stages.add_column("skipped")
     stages.add_column("model work")
-    for stage, seconds in stats.get("stage_seconds", {}).items():
-        skipped = "yes" if stage in stats.get("stages_skipped", []) else ""
-        stages.add_row(stage, f"{seconds:.1f}", skipped, stage_work(stats, stage))
+    for stage, seconds in stats.stage_seconds.items():
+        stages.add_row(
+            stage, f"{seconds:.1f}", "yes" if stage in stats.stages_skipped else "", stats.stage_work(stage)
+        )
     console.print(stages)
 
 
-def print_diff(diff: dict) -> None:
+def print_diff(diff: DiffSummary) -> None:
     """`mdaq diff`: per language, the selection's size in each run and what changed, by reason."""
     console = Console()
-    t = diff["totals"]
-    console.print(f"[bold]{diff['run_a']}[/bold] -> [bold]{diff['run_b']}[/bold]")
-    console.print(f"added {t['added']}, removed {t['removed']}, kept {t['unchanged']}")
+    t = diff.totals
+    console.print(f"[bold]{diff.run_a}[/bold] -> [bold]{diff.run_b}[/bold]")
+    console.print(f"added {t.added}, removed {t.removed}, kept {t.unchanged}")
     table = Table(title="selection changes per language")
     for col in ("lang", "selected A", "selected B", "added (reason: n)", "removed (reason: n)"):
         table.add_column(col, justify="left" if col == "lang" or "reason" in col else "right")
-    for lang, e in diff["per_language"].items():
+    for lang, e in diff.per_language.items():
         table.add_row(
             lang,
-            str(e["selected_a"]),
-            str(e["selected_b"]),
-            ", ".join(f"{k}: {v}" for k, v in e["added"].items()) or "-",
-            ", ".join(f"{k}: {v}" for k, v in e["removed"].items()) or "-",
+            str(e.selected_a),
+            str(e.selected_b),
+            ", ".join(f"{k}: {v}" for k, v in e.added.items()) or "-",
+            ", ".join(f"{k}: {v}" for k, v in e.removed.items()) or "-",
         )
     console.print(table)

@@ -94,7 +94,11 @@ def summary(selected_df, stats: dict) -> dict:
         "counts": stats["counts"],
         "quarantine_by_reason": stats["quarantine_by_reason"],
         "pruning": _counts_only(stats["pruning"]),
-        "per_language": _counts_only(stats["per_language"]),
+        # a language's empty count map (nothing pruned) is written as {} where stats.json once left it out
+        "per_language": {
+            lang: {k: v for k, v in _counts_only(entry).items() if v != {}}
+            for lang, entry in stats["per_language"].items()
+        },
     }
 
 

@@ -8,6 +8,7 @@ loads with its card, and that two exports of one run are byte-identical.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import ExportConfig
 from mdaq_spark.errors import InputError
 from mdaq_spark.io import export as X
+from mdaq_spark.report.run_stats import RunStats
 from mdaq_spark.rundir import SELECTED, RunDir
 from tests.test_pipeline import _run
 
@@ -29,7 +31,13 @@ def _turns(record: dict) -> list[dict]:
     from mdaq_spark.io.records import AdapterSettings, openai
 
     (sample,) = openai(record, AdapterSettings(ColumnsConfig(), 10_000))
-    return X.openai_record(sample.instruction, sample.input, sample.response, sample.history)["messages"]
+    content = X.Content(sample.instruction, sample.input, sample.response, sample.history)
+    return [_present(m) for m in X.openai_record(content)["messages"]]
+
+
+def _present(turn: dict) -> dict:
+    """A turn without the keys every exported turn carries empty (null) when it has nothing for them."""
+    return {k: v for k, v in turn.items() if v is not None or k == "content"}
 
 
 @pytest.mark.parametrize(
@@ -64,26 +72,71 @@ def test_openai_turns_come_back_in_order(messages):
     assert _turns({"messages": messages}) == messages
 
 
-def test_alpaca_shapes():
-    assert X.alpaca_record("Sum 2 and 3.", "", "5", "[]") == {
+EMPTY_TURN = {"tool_calls": None, "tool_call_id": None, "name": None}
+
+
+def test_every_record_of_a_shape_has_every_key():
+    assert X.alpaca_record(X.Content("Sum 2 and 3.", "", "5", "[]")) == {
         "instruction": "Sum 2 and 3.",
         "input": "",
         "output": "5",
+        "system": "",
+        "history": [],
+        "tools": None,
     }
     history = json.dumps(
         [SYSTEM, {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"}], sort_keys=True
     )
-    assert X.alpaca_record("u1", "", "a1", history) == {
+    assert X.alpaca_record(X.Content("u1", "", "a1", history)) == {
         "instruction": "u2",
         "input": "",
         "output": "a2",
         "system": SYSTEM["content"],
         "history": [["u1", "a1"]],
+        "tools": None,
     }
     # an Alpaca input becomes part of the user turn of a conversational shape
-    assert X.sharegpt_record("Translate.", "Hallo", "Hello", "[]") == {
-        "conversations": [{"from": "human", "value": "Translate.\nHallo"}, {"from": "gpt", "value": "Hello"}]
+    assert X.sharegpt_record(X.Content("Translate.", "Hallo", "Hello", "[]")) == {
+        "conversations": [
+            {"from": "human", "value": "Translate.\nHallo", **EMPTY_TURN},
+            {"from": "gpt", "value": "Hello", **EMPTY_TURN},
+        ],
+        "system": "",
+        "tools": None,
     }
+
+
+def test_top_level_system_tools_and_turn_names_reach_the_exports():
+    tools = json.dumps([{"type": "function", "function": {"name": "weather", "parameters": {}}}])
+    content = X.Content(
+        "Hi",
+        "",
+        "Hello",
+        "[]",
+        system="Be brief.",
+        tools=tools,
+        prompt_fields=json.dumps({"name": "ana", "weight": 1}),
+    )
+    sharegpt = X.sharegpt_record(content)
+    assert (sharegpt["system"], sharegpt["tools"]) == ("Be brief.", tools)  # LLaMA-Factory's system and tools columns
+    assert sharegpt["conversations"][0]["name"] == "ana"
+    openai = X.openai_record(content)
+    assert [(m["role"], m["content"], m["name"]) for m in openai["messages"]] == [
+        ("system", "Be brief.", None),
+        ("user", "Hi", "ana"),
+        ("assistant", "Hello", None),
+    ]
+    assert openai["tools"] == tools
+    assert X.alpaca_record(content)["system"] == "Be brief."
+
+
+def test_tool_calls_take_the_openai_shape_or_stop_the_export():
+    calls = [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": {"city": "Paris"}}}]
+    assert X.tool_calls(calls, "s") == [
+        {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}
+    ]
+    with pytest.raises(InputError, match="sample 7 of a.jsonl: tool calls outside the OpenAI shape"):
+        X.tool_calls([{"id": "c1", "index": 0, "function": {"name": "w"}}], "sample 7 of a.jsonl")
 
 
 def test_metadata_stays_under_its_own_key():
@@ -99,10 +152,29 @@ def test_metadata_stays_under_its_own_key():
         S.SELECTION_REASON: "quality",
     }
     out = X.record("openai", row, with_metadata=True)
-    assert set(out) == {"messages", X.METADATA_KEY}
+    assert set(out) == {"messages", "tools", X.METADATA_KEY}
     assert out[X.METADATA_KEY] == {"sample_id": "id1", "lang": "en", "qsm_score": 0.5, "cluster_id": 3,
                                    "selection_reason": "quality"}  # fmt: skip
-    assert set(X.record("alpaca", row)) == {"instruction", "input", "output"}
+    assert set(X.record("alpaca", row)) == {"instruction", "input", "output", "system", "history", "tools"}
+
+
+def test_a_card_names_no_local_path_and_the_hubs_size_bucket():
+    from mdaq_spark.io import dataset_card as C
+
+    assert C.public({"paths": ["/home/u/corpus/", "s3a://bucket/x/y.jsonl", "rel/dir"], "k": 3}) == {
+        "paths": ["corpus", "y.jsonl", "rel/dir"],
+        "k": 3,
+    }
+    assert C.public_command("/opt/venv/bin/mdaq run -i /data/in --output=/data/out --set output.store=/s/store") == (
+        "mdaq run -i in --output=out --set output.store=store"
+    )
+    assert [C.size_category(n) for n in (0, 999, 1_000, 123_456, 10**13)] == [
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "100K<n<1M",
+        "n>1T",
+    ]
 
 
 # ---------------------------------------------------------------------- a real run
@@ -173,6 +245,14 @@ SHAREGPT = [
             {"from": "gpt", "value": "Electrical wiring and plumbing pipes."},
         ]
     },
+    {  # LLaMA-Factory's ShareGPT: the system prompt and the tool definitions beside the conversation
+        "conversations": [
+            {"from": "human", "value": "Which tool tells me the weather?"},
+            {"from": "gpt", "value": "The weather tool does, given a city."},
+        ],
+        "system": "You describe the tools you have.",
+        "tools": '[{"name": "weather", "description": "Current weather", "parameters": {"type": "object"}}]',
+    },
 ]
 OPENAI = [
     {
@@ -207,6 +287,12 @@ OPENAI = [
     },
     {
         "messages": [
+            {"role": "user", "content": "Say hello to me by name, please.", "name": "ana"},
+            {"role": "assistant", "content": "Hello, Ana! Nice to meet you."},
+        ]
+    },
+    {
+        "messages": [
             {"role": "system", "content": "You answer with code only."},
             {"role": "user", "content": "Reverse a list in Python."},
             {"role": "assistant", "content": "items[::-1]"},
@@ -235,7 +321,18 @@ def _key(record: dict) -> str:
 
 
 def _read_jsonl(folder: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted(folder.glob("*.jsonl")) for line in f.read_text("utf-8").splitlines()]
+    files = sorted((folder / X.DATA_DIR).glob("*.jsonl"))
+    return [json.loads(line) for f in files for line in f.read_text("utf-8").splitlines()]
+
+
+def _as_read(record: dict) -> dict:
+    """An exported record without the keys it carries empty, as the input record had them."""
+    out = {}
+    for key, value in record.items():
+        if value is None or (key, value) in (("system", ""), ("history", [])):
+            continue
+        out[key] = [_present(t) for t in value] if key in ("messages", "conversations") else value
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +369,7 @@ def test_each_shape_round_trips_through_a_whole_selection(spark, exported_run):
         for r in (r[X.METADATA_KEY] for r in exported):
             assert r[S.QSM_SCORE] == min(r[S.TURN_SCORES]) == r[S.TURN_SCORES][r[S.WEAKEST_TURN]]
         mine = [
-            {k: v for k, v in r.items() if k != X.METADATA_KEY}
+            _as_read({k: v for k, v in r.items() if k != X.METADATA_KEY})
             for r in exported
             if sources[r[X.METADATA_KEY][S.SAMPLE_ID]] == name
         ]
@@ -287,65 +384,165 @@ def test_each_shape_round_trips_through_a_whole_selection(spark, exported_run):
     assert "export" in stats["stage_seconds"]
 
 
-def test_parquet_export_loads_with_datasets_and_carries_a_card(exported_run, tmp_path):
+def test_every_export_folder_loads_whole_with_datasets(exported_run, tmp_path):
+    """Each folder through its card, though its first file (de) has no tool calls and a later one (en) has."""
     import datasets
+
+    from mdaq_spark.io.export_schema import export_schema
+
+    run, stats = exported_run
+    openai = run / "export" / "openai" / X.DATA_DIR
+    calls = {f.name.split("-")[0]: 'tool_calls": [' in f.read_text("utf-8") for f in sorted(openai.iterdir())}
+    assert calls["en"] and not calls[min(calls)], calls  # the languages' files differ in which fields they fill
+    for spec in stats["config"]["output"]["export"]:
+        folder = run / "export" / spec["format"]
+        ds = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "hf"))
+        assert ds.num_rows == stats["counts"]["selected"], spec
+        assert ds.features == datasets.Features.from_arrow_schema(export_schema(spec["format"], spec["with_metadata"]))
+        lang, entry = max(stats["per_language"].items(), key=lambda kv: kv[1]["selected_total"])
+        one = datasets.load_dataset(str(folder), lang, split="train", cache_dir=str(tmp_path / "hf"))
+        assert one.num_rows == entry["selected_total"]
+    # the typed tool calls survive the load: a template can iterate them
+    messages = datasets.load_dataset(str(run / "export" / "openai"), split="train", cache_dir=str(tmp_path / "hf"))
+    names = {c["function"]["name"] for row in messages for m in row["messages"] for c in m["tool_calls"] or []}
+    assert names == {"weather"}
+
+
+def test_parquet_export_matches_the_openai_export_and_carries_a_card(exported_run, model_cache, tmp_path):
+    import datasets
+    import yaml
 
     run, stats = exported_run
     folder = run / "export" / "parquet"
     total = stats["counts"]["selected"]
     by_files = datasets.load_dataset(
-        "parquet", data_files=str(folder / "*.parquet"), split="train", cache_dir=str(tmp_path / "hf")
+        "parquet", data_files=str(folder / X.DATA_DIR / "*.parquet"), split="train", cache_dir=str(tmp_path / "hf")
     )
     assert by_files.num_rows == total
-    assert by_files.column_names == ["messages"]
+    assert by_files.column_names == ["messages", "tools"]
     roles = {m["role"] for row in by_files for m in row["messages"]}
     assert {"system", "user", "assistant", "tool"} <= roles
-
-    # the typed column holds the same conversations as the openai export, turn for turn
-    def from_parquet(message: dict) -> dict:
-        out = {k: v for k, v in message.items() if v is not None or k == "content"}
-        if out.get("tool_calls") is not None:
-            out["tool_calls"] = json.loads(out["tool_calls"])
-        return out
-
-    typed = sorted(_key({"messages": [from_parquet(m) for m in row["messages"]]}) for row in by_files)
+    # the typed column holds the same conversations as the openai export, turn for turn, tool calls typed
+    typed = sorted(_key(row) for row in by_files)
     openai = sorted(
-        _key({"messages": r["messages"]}) for r in _read_jsonl(run / "export" / "openai")
-    )  # fmt: skip
+        _key({k: v for k, v in r.items() if k != X.METADATA_KEY}) for r in _read_jsonl(run / "export" / "openai")
+    )
     assert typed == openai
-    whole = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "hf"))
-    assert whole.num_rows == total
-    lang, entry = max(stats["per_language"].items(), key=lambda kv: kv[1]["selected_total"])
-    one = datasets.load_dataset(str(folder), lang, split="train", cache_dir=str(tmp_path / "hf"))
-    assert one.num_rows == entry["selected_total"]
 
     card = (folder / "README.md").read_text(encoding="utf-8")
-    import yaml
-
     meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["license"] == "unknown" and meta["size_categories"] == ["n<1K"]
     assert set(meta["language"]) == {lg for lg in stats["per_language"] if lg != "und"}
     assert {c["config_name"] for c in meta["configs"]} == {"default", *stats["per_language"]}
     assert stats["stage_info"]["score"]["model_fingerprint"] in card
     assert stats["stage_info"]["encode"]["encoder_fingerprint"] in card
+    lang, entry = max(stats["per_language"].items(), key=lambda kv: kv[1]["selected_total"])
     assert f"| {lang} | {entry['selected_total']} |" in card
+    # a card leaves the machine: no local path in it (run directory, corpus, model cache, QSM head)
+    for local in (str(run.parent), str(model_cache), stats["stage_info"]["score"]["qsm_head"]):
+        assert local not in card, local
+    assert not [line for line in card.splitlines() if re.search(r"[\s`=\"']/", line)]  # no absolute path left
+
+
+def _tiny_causal_lm(folder: Path, texts: list[str]) -> str:
+    """A randomly initialised one-layer Llama and a word-level tokenizer trained on `texts`, saved to `folder`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<s>", "</s>", "<call>"]
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=specials))
+    # the template iterates each turn's tool calls: it fails on calls stored as JSON text
+    template = (
+        "{% for m in messages %}<s> {{ m['role'] }} {{ m['content'] or '' }}"
+        "{% for c in m['tool_calls'] or [] %} <call> {{ c['function']['name'] }} {{ c['function']['arguments'] }}"
+        "{% endfor %} </s> {% endfor %}{% if add_generation_prompt %}<s> assistant {% endif %}"
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    tokenizer.chat_template = template
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("file_format", ["openai", "parquet"])
+def test_trl_prepares_the_export_for_training(exported_run, tmp_path, file_format):
+    """TRL's SFTTrainer tokenises the export with a chat template, tool calls included, and takes one step."""
+    import datasets
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    run, stats = exported_run
+    texts = [f.read_text("utf-8") for f in sorted((run / "export" / "openai" / X.DATA_DIR).iterdir())]
+    model = _tiny_causal_lm(tmp_path / "model", texts)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    data = datasets.load_dataset(str(run / "export" / file_format), split="train", cache_dir=str(tmp_path / "hf"))
+    args = SFTConfig(
+        output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, report_to="none",
+        use_cpu=True, save_strategy="no", logging_strategy="no", max_length=256, dataset_num_proc=None,
+    )  # fmt: skip
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    prepared = trainer.train_dataset
+    assert prepared.num_rows == stats["counts"]["selected"]
+    call = tokenizer.convert_tokens_to_ids("<call>")
+    with_calls = sum(call in ids for ids in prepared["input_ids"])
+    assert (
+        with_calls == sum(any(m["tool_calls"] for m in row["messages"]) for row in data) == 1
+    )  # the one conversation that called a tool
+    assert trainer.train().global_step == 1
 
 
 def test_two_exports_of_one_run_are_byte_identical_and_sharded(spark, exported_run, tmp_path):
     run, stats = exported_run
     rundir = RunDir(str(run), None, spark)
+    typed = RunStats.from_json(stats)
     for file_format in ("sharegpt", "parquet"):
         outs = []
         for name in ("a", "b"):
             spec = ExportConfig(format=file_format, path=str(tmp_path / file_format / name), max_rows_per_file=2)
-            result = X.export_selection(spark, rundir, spec, stats)
-            outs.append({p.name: p.read_bytes() for p in sorted(Path(result["path"]).iterdir())})
+            result = X.export_selection(spark, rundir, spec, typed)
+            root = Path(result["path"])
+            outs.append({str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()})
         assert outs[0] == outs[1], file_format
         shards = [n for n in outs[0] if n != X.CARD_FILE]
+        assert all(n.startswith(f"{X.DATA_DIR}/") for n in shards)
         assert len(shards) == sum((e["selected_total"] + 1) // 2 for e in stats["per_language"].values())
     # an export replaces an earlier export, never a folder of other files
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(InputError, match="no mdaq export"):
-        X.export_selection(spark, rundir, ExportConfig(format="alpaca", path=str(foreign)), stats)
+        X.export_selection(spark, rundir, ExportConfig(format="alpaca", path=str(foreign)), typed)
     assert (foreign / "notes.txt").is_file()
+
+
+def test_stats_json_has_one_typed_reader_that_fails_on_a_renamed_key(spark, exported_run):
+    """The report, inspect, diff and the cards read stats.json through RunStats: a renamed key fails, never reads 0.
+
+    Here for the run this module shares: no other test needs a finished run of its own for it.
+    """
+    from mdaq_spark.report.html import render
+
+    run, stats = exported_run
+    rundir = RunDir(str(run), None, spark)
+    typed = rundir.read_stats()
+    assert typed.to_json() == stats  # what the job returned is what the file holds, key for key
+    assert [e.format for e in typed.exports] == [*FILES, "parquet"]
+    lang = next(iter(stats["per_language"]))
+    renamed = json.loads(json.dumps(stats))
+    entry = renamed["per_language"][lang]
+    entry["n_clusters"] = entry.pop("clusters")
+    with pytest.raises(
+        InputError, match=rf"per_language\.{lang}: missing keys \['clusters'\], unknown keys \['n_clusters'\]"
+    ):
+        RunStats.from_json(renamed)
+    page = render(typed)
+    assert f"<td class='l'>{lang}</td><td>{stats['per_language'][lang]['samples']}</td>" in page

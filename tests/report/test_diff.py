@@ -10,6 +10,7 @@ import pytest
 
 from mdaq_spark import schema as S
 from mdaq_spark.cli import main
+from mdaq_spark.config import JobConfig
 from mdaq_spark.report import diff as D
 from mdaq_spark.rundir import NORMALIZED, SELECTED
 from tests.conftest import require_midb
@@ -33,8 +34,8 @@ def test_each_change_has_one_reason(change, in_other, pruned, budget, reason):
 
 
 def test_budget_settings_are_per_language():
-    a = {"selection": {"budget_fraction": 0.2, "budget_per_lang": {"de": 5}}}
-    b = {"selection": {"budget_fraction": 0.2, "budget_per_lang": {"de": 6}}}
+    a = JobConfig.model_validate({"selection": {"budget_fraction": 0.2, "budget_per_lang": {"de": 5}}})
+    b = JobConfig.model_validate({"selection": {"budget_fraction": 0.2, "budget_per_lang": {"de": 6}}})
     assert D.budget_settings(a, "de") != D.budget_settings(b, "de")
     assert D.budget_settings(a, "ms") == D.budget_settings(b, "ms")
 
@@ -57,7 +58,7 @@ def test_diff_of_a_refresh_names_every_change(spark, model_cache, tmp_path):
     run_a, run_b, run_c = tmp_path / "2026-11-24", tmp_path / "2026-12-01", tmp_path / "2026-12-01-wider"
     _write(corpus, {lang: records[:20] for lang, records in source.items()})
     first = _run(spark, model_cache, [corpus], run_a, f"output.store={store}")
-    assert "previous_run" not in first
+    assert first["previous_run"] is None
     _write(corpus, {lang: records[:21] for lang, records in source.items()})
     second = _run(spark, model_cache, [corpus], run_b, f"output.store={store}")
 
