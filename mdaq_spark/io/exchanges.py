@@ -108,13 +108,14 @@ def sample_exchanges(
 
     The first is the sample's own first exchange; `turns="first"` keeps only it.
     """
-    from mdaq_spark.io.export import conversation
+    from mdaq_spark.io.export import Content, conversation
 
     if not history or history == "[]":
         ident = exchange_id(instruction, input_text or "", response, (), ())
         found = [Exchange(0, joined(instruction, input_text), response, (), (), ident)]
     else:
-        found = exchanges(conversation(instruction, input_text or "", response, history), instruction, input_text)
+        turns_in_order = conversation(Content(instruction, input_text or "", response, history))
+        found = exchanges(turns_in_order, instruction, input_text)
     return found[:1] if turns == TURNS_FIRST else found
 
 
