@@ -279,7 +279,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from mdaq_spark.rundir import RunDir
     from mdaq_spark.session import build_session
 
-    cfg = RunDir.finished(args.run_dir).read_stats().config
+    cfg = RunDir.finished(args.run_dir).read_config()
     store_root = args.store or cfg.output.store or args.run_dir
     spark = build_session(cfg.spark)
     try:

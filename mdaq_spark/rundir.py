@@ -20,6 +20,7 @@ from mdaq_spark.errors import InputError
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from mdaq_spark.config import JobConfig
     from mdaq_spark.io.store import ModelStore
     from mdaq_spark.report.run_stats import RunStats
 
@@ -278,6 +279,11 @@ class RunDir:
         from mdaq_spark.report.run_stats import RunStats
 
         return RunStats.read(self.files, self.stats_path)
+
+    def read_config(self) -> JobConfig:
+        from mdaq_spark.report.run_stats import RunStats
+
+        return RunStats.read_config(self.files, self.stats_path)
 
     def write_stats(self, stats: RunStats) -> None:
         stats.write(self.files, self.stats_path)

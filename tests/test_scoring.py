@@ -140,14 +140,15 @@ def runs(spark, model_cache, tmp_path_factory):
     return stats
 
 
-def test_every_answer_is_scored_and_the_weakest_turn_decides(runs):
+def test_every_answer_is_scored_and_the_sample_scores_their_mean(runs):
     scores = runs["b_scores"]
     scores = scores[scores[S.MODEL_FINGERPRINT] == runs["b"]["stage_info"]["score"][S.MODEL_FINGERPRINT]]
     turns = {len(t) for t in scores[S.TURN_SCORES]}
     assert turns == {1, 2, 3}  # the grown conversation has three answers
     for _, row in scores.iterrows():
         t = list(row[S.TURN_SCORES])
-        assert row[S.QSM_SCORE] == min(t) and t[row[S.WEAKEST_TURN]] == min(t)
+        # scoring.aggregate: mean by default; the weakest turn is named whatever the aggregate
+        assert row[S.QSM_SCORE] == pytest.approx(sum(t) / len(t), abs=1e-12) and t[row[S.WEAKEST_TURN]] == min(t)
         assert dict(row[S.SCORER_SCORES]) == {"qsm": row[S.QSM_SCORE]}
     selected = runs["b_selected"]
     assert {S.TURN_SCORES, S.WEAKEST_TURN, S.SCORER_SCORES} <= set(selected.columns)

@@ -36,7 +36,7 @@ _METADATA = pa.struct(
         (S.SELECTION_REASON, pa.string()),
         # each exchange's score in turn order, and the weakest one's turn (0 = the first answer)
         (S.TURN_SCORES, pa.list_(pa.float64())),
-        (S.WEAKEST_TURN, pa.int32()),
+        (S.WEAKEST_TURN, pa.int64()),
     ]
 )
 _FIELDS = {

@@ -218,6 +218,18 @@ class RunStats:
         """The stats.json at `path` (through `files`, a LocalFiles or HadoopFiles)."""
         return cls.from_json(json.loads(files.read_text(path)), path)
 
+    @staticmethod
+    def read_config(files, path: str) -> JobConfig:
+        """Only the config the run was made with, for a command that needs nothing else (compact).
+
+        The config is validated as strictly as any other section; the rest of the file is not
+        read, so a run directory whose figures came from another version can still be compacted.
+        """
+        data = json.loads(files.read_text(path))
+        if "config" not in data:
+            raise _fail(path, "missing keys ['config']")
+        return _load(JobConfig, data["config"], f"{path}.config")
+
     def write(self, files, path: str) -> None:
         files.write_text(path, json.dumps(self.to_json(), indent=2, ensure_ascii=False))
 

@@ -153,8 +153,10 @@ def test_metadata_stays_under_its_own_key():
     }
     out = X.record("openai", row, with_metadata=True)
     assert set(out) == {"messages", "tools", X.METADATA_KEY}
+    # a selection written before exchanges were scored has no turn scores: the keys are there, null
     assert out[X.METADATA_KEY] == {"sample_id": "id1", "lang": "en", "qsm_score": 0.5, "cluster_id": 3,
-                                   "selection_reason": "quality"}  # fmt: skip
+                                   "selection_reason": "quality",
+                                   "turn_scores": None, "weakest_turn": None}  # fmt: skip
     assert set(X.record("alpaca", row)) == {"instruction", "input", "output", "system", "history", "tools"}
 
 

@@ -317,7 +317,8 @@ def _mdaq(args: list[str], shadow: Path) -> subprocess.CompletedProcess:
     ("module", "args", "extra"),
     [
         ("faiss", ["--set", "clustering.backend=faiss"], "faiss"),
-        ("deltalake", ["--set", "output.format=delta"], "delta"),
+        # delta-rs is the engine a session without delta-spark's jars uses
+        ("deltalake", ["--set", "output.format=delta", "--set", "spark.delta_engine=delta-rs"], "delta"),
         ("zstandard", [], "zstd"),
     ],
 )
@@ -340,14 +341,20 @@ def test_missing_optional_package_is_exit_5_before_spark(tmp_path, module, args,
 def test_dependency_check_names_what_asked_for_it():
     from mdaq_spark.dependencies import requirements
 
-    cfg = JobConfig.model_validate({"clustering": {"backend": "faiss"}, "output": {"path": "x", "format": "delta"}})
+    # a session without delta-spark's jars (none loaded from the jar folder): delta-rs
+    no_jars = {"packages": []}
+    cfg = JobConfig.model_validate(
+        {"clustering": {"backend": "faiss"}, "output": {"path": "x", "format": "delta"}, "spark": no_jars}
+    )
     assert [(need.module, why) for need, why in requirements(cfg)] == [
         ("faiss", "clustering.backend: faiss"),
         ("deltalake", "output.format: delta"),
     ]
     extension = {"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension"}
-    with_delta_spark = JobConfig.model_validate({**cfg.model_dump(), "spark": {"conf": extension}})
+    with_delta_spark = JobConfig.model_validate({**cfg.model_dump(), "spark": {**no_jars, "conf": extension}})
     assert requirements(with_delta_spark)[1][0].module == "delta"
+    forced = JobConfig.model_validate({**cfg.model_dump(), "spark": {"delta_engine": "delta-spark", "packages": []}})
+    assert requirements(forced)[1][0].module == "delta"
     with pytest.raises(DependencyError, match=r"output.format: delta needs the package 'delta-spark'"):
         from mdaq_spark.dependencies import DELTA_SPARK, require
 

@@ -102,9 +102,9 @@ def test_a_run_reads_and_writes_s3(lake):
 
 def test_the_export_lands_in_the_bucket(lake):
     spark, base, server, bucket = lake["spark"], lake["base"], lake["server"], lake["bucket"]
-    files = [k for k in server.keys(bucket, "runs/first/export/sharegpt/") if k.endswith(".jsonl")]
-    assert files
-    exported = spark.read.json(f"{base}/runs/first/export/sharegpt/")
+    files = [k for k in server.keys(bucket, "runs/first/export/sharegpt/data/") if k.endswith(".jsonl")]
+    assert files and "runs/first/export/sharegpt/README.md" in server.keys(bucket, "runs/first/export/sharegpt/")
+    exported = spark.read.json(f"{base}/runs/first/export/sharegpt/data/")
     assert exported.count() == lake["first"]["counts"]["selected"]
     assert "conversations" in exported.columns
 

@@ -38,5 +38,5 @@ def test_placing_a_cpu_encoder_keeps_it_and_its_embeddings():
 
 def test_a_task_without_a_gpu_profile_holds_no_gpu(spark):
     """Read inside a real Spark task, as the encode map reads it."""
-    held = spark.sparkContext.parallelize([0, 1], 2).map(lambda _: udfs._assigned_gpus()).collect()
+    held = spark.sparkContext.parallelize([0, 1], 2).map(lambda _: udfs.assigned_gpus()).collect()
     assert held == [[], []]
