@@ -68,9 +68,13 @@ def finished(spark, tmp_path_factory):
         str(root / QUARANTINE)
     )
     spark.createDataFrame(
-        [(sid, hint, score, _embedding(d, sid), "fp", [score], 0) for sid, hint, _, _, score, _, d in ROWS],
+        [
+            (sid, hint, score, _embedding(d, sid), "fp", [score], 0, {"qsm": score})
+            for sid, hint, _, _, score, _, d in ROWS
+        ],
         f"{S.SAMPLE_ID} string, {S.LANG} string, {S.QSM_SCORE} double, {S.EMBEDDING} array<float>, "
-        f"{S.MODEL_FINGERPRINT} string, {S.TURN_SCORES} array<double>, {S.WEAKEST_TURN} int",
+        f"{S.MODEL_FINGERPRINT} string, {S.TURN_SCORES} array<double>, {S.WEAKEST_TURN} int, "
+        f"{S.SCORER_SCORES} map<string,double>",
     ).write.parquet(str(root / SCORES))
     spark.createDataFrame(
         [(sid, hint, cluster, 0.1) for sid, hint, _, _, _, cluster, _ in ROWS],

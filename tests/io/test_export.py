@@ -367,9 +367,11 @@ def test_each_shape_round_trips_through_a_whole_selection(spark, exported_run):
         exported = _read_jsonl(run / "export" / shape)
         assert len(exported) == stats["counts"]["selected"]
         assert all(set(r[X.METADATA_KEY]) == {*X.METADATA_COLUMNS, *X.TURN_METADATA} for r in exported)
-        # each exchange's score in turn order: the sample's score is their minimum, at the weakest turn
+        # each exchange's score in turn order: the sample's score is their mean, the weakest turn named
         for r in (r[X.METADATA_KEY] for r in exported):
-            assert r[S.QSM_SCORE] == min(r[S.TURN_SCORES]) == r[S.TURN_SCORES][r[S.WEAKEST_TURN]]
+            turns = r[S.TURN_SCORES]  # scoring.aggregate: mean (the default); the weakest turn named apart
+            assert r[S.QSM_SCORE] == pytest.approx(sum(turns) / len(turns), abs=1e-12)
+            assert min(turns) == turns[r[S.WEAKEST_TURN]]
         mine = [
             _as_read({k: v for k, v in r.items() if k != X.METADATA_KEY})
             for r in exported
