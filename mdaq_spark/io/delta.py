@@ -96,18 +96,25 @@ def merge_on_key(staged: DataFrame, staged_path: str, target: str, key: str, par
     A `target` that holds something else (a Parquet selected/ of a run before output.format
     became delta) is replaced by a new table: there is nothing to merge into.
     """
-    if not _is_delta_table(staged.sparkSession, target):
+    exists = _is_delta_table(staged.sparkSession, target)
+    if not exists:
         writers.delete(staged.sparkSession, target)
     if engine(staged.sparkSession) == DELTA_SPARK:
-        return _merge_with_delta_spark(staged, target, key, partition_by)
-    return _merge_with_delta_rs(staged_path, target, key, partition_by)
+        return _merge_with_delta_spark(staged, target, key, partition_by, exists)
+    return _merge_with_delta_rs(staged_path, target, key, partition_by, exists)
 
 
-def _merge_with_delta_spark(staged: DataFrame, target: str, key: str, partition_by: tuple[str, ...]) -> dict:
+# MERGE's row counts, named as delta-rs names them, so a run's stats read alike whichever engine wrote
+_MERGE_COUNTS = ("Inserted", "Updated", "Deleted")
+
+
+def _merge_with_delta_spark(
+    staged: DataFrame, target: str, key: str, partition_by: tuple[str, ...], exists: bool
+) -> dict:
     from delta.tables import DeltaTable
 
     spark = staged.sparkSession
-    if not DeltaTable.isDeltaTable(spark, target):
+    if not exists:
         staged.write.format("delta").partitionBy(*partition_by).save(target)
         version = DeltaTable.forPath(spark, target).history(1).select("version").first()[0]
         return {"engine": DELTA_SPARK, "version": int(version), "created": True}
@@ -122,33 +129,27 @@ def _merge_with_delta_spark(staged: DataFrame, target: str, key: str, partition_
     )
     last = DeltaTable.forPath(spark, target).history(1).select("version", "operationMetrics").first()
     metrics = last["operationMetrics"] or {}
-    # the same names as delta-rs's merge metrics, so a run's stats read alike whichever engine wrote
     counts = {f"num_target_rows_{k.lower()}": int(metrics.get(f"numTargetRows{k}", 0)) for k in _MERGE_COUNTS}
     return {"engine": DELTA_SPARK, "version": int(last["version"]), **counts}
 
 
-_MERGE_COUNTS = ("Inserted", "Updated", "Deleted")
-
-
-def _merge_with_delta_rs(staged_path: str, target: str, key: str, partition_by: tuple[str, ...]) -> dict:
+def _merge_with_delta_rs(staged_path: str, target: str, key: str, partition_by: tuple[str, ...], exists: bool) -> dict:
     import pyarrow.dataset as ds
 
     try:
         from deltalake import DeltaTable, write_deltalake
-        from deltalake.exceptions import TableNotFoundError
     except ImportError as exc:
         raise DependencyError(
             "output.format=delta needs delta-spark on the cluster or `pip install deltalake` (extra [delta])"
         ) from exc
     source = ds.dataset(staged_path, format="parquet", partitioning="hive")
     reader = source.scanner(batch_size=4096).to_reader()
-    try:
-        table = DeltaTable(target)
-    except TableNotFoundError:
+    if not exists:
         write_deltalake(target, reader, partition_by=list(partition_by) or None)
         return {"engine": DELTA_RS, "version": int(DeltaTable(target).version()), "created": True}
     metrics = (
-        table.merge(reader, predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
+        DeltaTable(target)
+        .merge(reader, predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
         .when_matched_update_all()
         .when_not_matched_insert_all()
         .when_not_matched_by_source_delete()
