@@ -102,6 +102,24 @@ def combine_ranked(scores: Sequence[np.ndarray], weights: Sequence[float], group
     return out
 
 
+def z_normalise(scores: np.ndarray) -> np.ndarray:
+    """(x - mean) / population std, 0 where every score is equal: a run's `normalise: z`."""
+    s = np.asarray(scores, dtype=np.float64)
+    std = s.std()
+    return (s - s.mean()) / std if std > 0 else np.zeros(len(s))
+
+
+def combine_z(scores: Sequence[np.ndarray], weights: Sequence[float], groups: np.ndarray) -> np.ndarray:
+    """The weighted mean of each scorer's z-scores within each group (a language), weights summing to one."""
+    groups = np.asarray(groups)
+    total = float(sum(weights))
+    out = np.zeros(len(groups))
+    for g in np.unique(groups):
+        m = groups == g
+        out[m] = sum(w / total * z_normalise(np.asarray(s)[m]) for s, w in zip(scores, weights, strict=True))
+    return out
+
+
 # ------------------------------------------------------------------ OpenAssistant trees
 
 

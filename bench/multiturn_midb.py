@@ -100,6 +100,112 @@ def variants(conv: dict, records: pd.DataFrame, other: dict) -> list[tuple[int, 
     return out
 
 
+def conversations_of_unseen_sources(
+    midb: str, heads: dict[str, Path], per_length: int, seed: int, langs: str = ""
+) -> tuple[pd.DataFrame, list[dict], dict[int, int]]:
+    """(pool, conversations, other_of): the MIDB records of sources no head trained on whose
+    revision differs from the raw MT, the conversations dealt from them, and for each
+    conversation the one whose answers replace its own (the next of its language and length)."""
+    records = load_midb(midb)
+    trained = set().union(*(trained_groups(str(p)) for p in heads.values()))
+    known = records["source"].notna()
+    trained_sources = {int(g.split(":", 1)[1]) for g in trained if g.startswith("midb:")}
+    unseen = known & ~records["source"].isin(trained_sources).fillna(True).astype(bool)
+    changed = records["revised_response"].str.strip() != records["raw_response"].str.strip()
+    pool = records[unseen & changed]
+    if langs:
+        pool = pool[pool["lang"].isin(langs.split(","))]
+    log.info("%d records of sources no head trained on (of %d)", len(pool), len(records))
+    convs = build_conversations(pool, per_length, seed)
+    by_key: dict[tuple[str, int], list[int]] = {}
+    for i, c in enumerate(convs):
+        by_key.setdefault((c["lang"], len(c["records"])), []).append(i)
+    other_of = {}
+    for idx in by_key.values():
+        for a, b in zip(idx, idx[1:] + idx[:1], strict=True):
+            other_of[a] = b
+    return pool, convs, other_of
+
+
+def single_exchanges(pool: pd.DataFrame, convs: list[dict], other_of: dict[int, int]) -> tuple:
+    """(used, instructions, responses): the conversations' records as single exchanges, in four
+    blocks of len(used): revised prompt with its revision, with its raw MT, with another
+    conversation's answer, and the raw prompt with the raw MT (the raw sample)."""
+    used = pool.loc[[r for c in convs for r in c["records"]]].reset_index(drop=True)
+    other_resp = []
+    for c_i, c in enumerate(convs):
+        o = pool.loc[convs[other_of[c_i]]["records"], "revised_response"].tolist()
+        other_resp += [o[min(p, len(o)) - 1] for p in range(1, len(c["records"]) + 1)]
+    ins = used["revised_prompt"].tolist() * 3 + used["raw_prompt"].tolist()
+    res = used["revised_response"].tolist() + used["raw_response"].tolist() + other_resp
+    return used, ins, res + used["raw_response"].tolist()
+
+
+def midb_contrasts(scores: np.ndarray, used: pd.DataFrame, mask: np.ndarray | None = None) -> dict:
+    """MIDB's single-exchange numbers from one score per exchange of single_exchanges' four blocks,
+    over the records in `mask` (default: all)."""
+    n = len(used)
+    keep = np.ones(n, dtype=bool) if mask is None else np.asarray(mask)
+    rev, raw, oth, raw_sample = (scores[i * n : (i + 1) * n][keep] for i in range(4))
+    kept = used[keep]
+    clusters = kept["source"].to_numpy(dtype=int)
+    matched = cv.length_matched(kept["revised_response"], kept["raw_response"])
+    langs = kept["lang"].to_numpy()
+    m = len(kept)
+    sel = cv.top_fraction_revised(
+        np.concatenate([rev, raw_sample]), np.r_[np.ones(m, bool), np.zeros(m, bool)], np.r_[langs, langs]
+    )
+    tops = sum(v["top"] for v in sel.values())
+    return {
+        "pairwise": pairwise(rev - raw, clusters),
+        "pairwise_length_matched": pairwise((rev - raw)[matched], clusters[matched]),
+        "top20_revised_share": sum(v["revised_share"] * v["top"] for v in sel.values()) / tops,
+        "relevance_vs_other_instruction": pairwise(rev - oth, clusters),
+    }
+
+
+def multiturn_results(
+    flat: dict[str, np.ndarray], versions: list, pool: pd.DataFrame, convs: list[dict], keep_sources=None
+) -> dict:
+    """scorer -> aggregate -> per p (and p > 1), pooled and per corruption: how often the intact
+    conversation scores above the corrupted one. `flat`: one score per exchange of `versions`,
+    in order; `keep_sources`: only pairs whose corrupted turn's source record is in it."""
+    bounds = np.cumsum([0] + [len(v[3]) for v in versions])
+    agg = {
+        (s, a): np.array([AGGREGATES[a](flat[s][bounds[j] : bounds[j + 1]]) for j in range(len(versions))])
+        for s in flat
+        for a in AGGREGATES
+    }
+    intact_at = {v[0]: j for j, v in enumerate(versions) if v[1] == 0}
+    rows = [(j, v) for j, v in enumerate(versions) if v[1] > 0]
+    source_of = np.array([int(pool.at[convs[v[0]]["records"][v[1] - 1], "source"]) for _, v in rows])
+    if keep_sources is not None:
+        keep = np.isin(source_of, list(keep_sources))
+        rows, source_of = [r for r, k in zip(rows, keep, strict=True) if k], source_of[keep]
+    conv_of = np.array([v[0] for _, v in rows])
+    p_of = np.array([v[1] for _, v in rows])
+    kind_of = np.array([v[2] for _, v in rows])
+    corrupted_j = np.array([j for j, _ in rows])
+    intact_j = np.array([intact_at[c] for c in conv_of])
+    results: dict = {}
+    for (s, a), values in agg.items():
+        gap = values[intact_j] - values[corrupted_j]
+        entry = {}
+        for p in sorted(set(p_of)):
+            at = p_of == p
+            entry[f"p{p}"] = {"pooled": pairwise(gap[at], source_of[at])}
+            for kind in CORRUPTIONS:
+                m = at & (kind_of == kind)
+                entry[f"p{p}"][kind] = pairwise(gap[m], source_of[m])
+        later = p_of > 1
+        entry["p_gt_1"] = {"pooled": pairwise(gap[later], source_of[later])}
+        for kind in CORRUPTIONS:
+            entry["p_gt_1"][kind] = pairwise(gap[later & (kind_of == kind)], source_of[later & (kind_of == kind)])
+        entry["p_gt_1_minus_p1"] = entry["p_gt_1"]["pooled"]["accuracy"] - entry["p1"]["pooled"]["accuracy"]
+        results.setdefault(s, {})[a] = entry
+    return results
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--midb", default=str(MIDB))
@@ -120,41 +226,16 @@ def main() -> int:
     for item in args.head:
         name, _, path = item.partition("=")
         heads[name] = Path(path)
-    records = load_midb(args.midb)
-    trained = set().union(*(trained_groups(str(p)) for p in heads.values()))
-    known = records["source"].notna()
-    trained_sources = {int(g.split(":", 1)[1]) for g in trained if g.startswith("midb:")}
-    unseen = known & ~records["source"].isin(trained_sources).fillna(True).astype(bool)
-    changed = records["revised_response"].str.strip() != records["raw_response"].str.strip()
-    pool = records[unseen & changed]
-    if args.langs:
-        pool = pool[pool["lang"].isin(args.langs.split(","))]
-    log.info("%d records of sources no head trained on (of %d)", len(pool), len(records))
-    convs = build_conversations(pool, args.per_length, args.seed)
+    pool, convs, other_of = conversations_of_unseen_sources(args.midb, heads, args.per_length, args.seed, args.langs)
     scorer = ExchangeScorer(Path(args.features), heads)
-    # other conversation: the next one of the same language and length (cyclic)
-    by_key: dict[tuple[str, int], list[int]] = {}
-    for i, c in enumerate(convs):
-        by_key.setdefault((c["lang"], len(c["records"])), []).append(i)
-    other_of = {}
-    for idx in by_key.values():
-        for a, b in zip(idx, idx[1:] + idx[:1], strict=True):
-            other_of[a] = b
     versions = []  # (conv, p, kind, exchanges)
     for i, c in enumerate(convs):
         for p, kind, turns in variants(c, pool, convs[other_of[i]]):
             versions.append((i, p, kind, scorer.texts(turns)))
     # single-exchange MIDB contrasts on the conversations' records
-    used = pool.loc[[r for c in convs for r in c["records"]]].reset_index(drop=True)
-    other_resp = []
-    for c_i, c in enumerate(convs):
-        o = pool.loc[convs[other_of[c_i]]["records"], "revised_response"].tolist()
-        other_resp += [o[min(p, len(o)) - 1] for p in range(1, len(c["records"]) + 1)]
+    used, single_ins, single_res = single_exchanges(pool, convs, other_of)
     ins = [e.instruction for v in versions for e in v[3]]
     res = [e.response for v in versions for e in v[3]]
-    single_ins = used["revised_prompt"].tolist() * 3 + used["raw_prompt"].tolist()
-    single_res = used["revised_response"].tolist() + used["raw_response"].tolist() + other_resp
-    single_res += used["raw_response"].tolist()
     uniq = len(set(ins) | set(single_ins)) + len(set(res) | set(single_res))
     log.info("%d conversations, %d versions, %d distinct texts", len(convs), len(versions), uniq)
     scorer.encode(ins + single_ins, res + single_res)
@@ -166,60 +247,15 @@ def main() -> int:
         for w in LENGTH_WEIGHTS:
             flat[f"{head}+length_w{w}"] = combine_ranked([flat[head], flat["length"]], [1 - w, w], langs_flat)
     names = list(flat)
-    # per version, per scorer: its exchanges' scores
-    bounds = np.cumsum([0] + [len(v[3]) for v in versions])
-    agg = {
-        (s, a): np.array([AGGREGATES[a](flat[s][bounds[j] : bounds[j + 1]]) for j in range(len(versions))])
-        for s in names
-        for a in AGGREGATES
-    }
-    intact_at = {v[0]: j for j, v in enumerate(versions) if v[1] == 0}
-    rows = [(j, v) for j, v in enumerate(versions) if v[1] > 0]
-    conv_of = np.array([v[0] for _, v in rows])
-    p_of = np.array([v[1] for _, v in rows])
-    kind_of = np.array([v[2] for _, v in rows])
-    source_of = np.array([int(pool.at[convs[v[0]]["records"][v[1] - 1], "source"]) for _, v in rows])
-    corrupted_j = np.array([j for j, _ in rows])
-    intact_j = np.array([intact_at[c] for c in conv_of])
-    results: dict = {}
-    for (s, a), values in agg.items():
-        gap = values[intact_j] - values[corrupted_j]
-        entry = {}
-        for p in sorted(set(p_of)):
-            at = p_of == p
-            entry[f"p{p}"] = {"pooled": pairwise(gap[at], source_of[at])}
-            for kind in CORRUPTIONS:
-                m = at & (kind_of == kind)
-                entry[f"p{p}"][kind] = pairwise(gap[m], source_of[m])
-        later = p_of > 1
-        entry["p_gt_1"] = {"pooled": pairwise(gap[later], source_of[later])}
-        for kind in CORRUPTIONS:
-            entry["p_gt_1"][kind] = pairwise(gap[later & (kind_of == kind)], source_of[later & (kind_of == kind)])
-        entry["p_gt_1_minus_p1"] = entry["p_gt_1"]["pooled"]["accuracy"] - entry["p1"]["pooled"]["accuracy"]
-        results.setdefault(s, {})[a] = entry
+    results = multiturn_results(flat, versions, pool, convs)
     # single-exchange MIDB contrasts
-    n = len(used)
     single = scorer.scores(single_ins, single_res, args.seed)
     langs_single = np.concatenate([used["lang"].to_numpy()] * 4)
     for head in heads:  # the combinations, ranked per language over these samples
         for w in LENGTH_WEIGHTS:
             single[f"{head}+length_w{w}"] = combine_ranked([single[head], single["length"]], [1 - w, w], langs_single)
-    clusters = used["source"].to_numpy(dtype=int)
-    matched = cv.length_matched(used["revised_response"], used["raw_response"])
+    midb = {s: midb_contrasts(single[s], used) for s in names}
     langs = used["lang"].to_numpy()
-    midb = {}
-    for s in names:
-        rev, raw, oth, raw_sample = (single[s][i * n : (i + 1) * n] for i in range(4))
-        sel = cv.top_fraction_revised(
-            np.concatenate([rev, raw_sample]), np.r_[np.ones(n, bool), np.zeros(n, bool)], np.r_[langs, langs]
-        )
-        tops = sum(v["top"] for v in sel.values())
-        midb[s] = {
-            "pairwise": pairwise(rev - raw, clusters),
-            "pairwise_length_matched": pairwise((rev - raw)[matched], clusters[matched]),
-            "top20_revised_share": sum(v["revised_share"] * v["top"] for v in sel.values()) / tops,
-            "relevance_vs_other_instruction": pairwise(rev - oth, clusters),
-        }
     out = {
         "commit": commit,
         "seed": args.seed,
@@ -228,7 +264,7 @@ def main() -> int:
         "records_unseen_by_heads": int(len(pool)),
         "conversations": len(convs),
         "per_length_per_language": args.per_length,
-        "pairs": len(rows),
+        "pairs": sum(len(v[3]) > 0 and v[1] > 0 for v in versions),
         "softmin_temperature": SOFTMIN_TEMPERATURE,
         "combination": "per exchange: (1 - w) rank(QSM) + w rank(length), ranked per language over the exchanges",
         "texts_encoded_this_run": scorer.encoded,
@@ -239,7 +275,7 @@ def main() -> int:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
-    print(f"{len(convs)} conversations, {len(rows)} pairs; intact above corrupted, p=1 / p>1 (pooled corruptions)")
+    print(f"{len(convs)} conversations, {out['pairs']} pairs; intact above corrupted, p=1 / p>1 (pooled corruptions)")
     for s in names:
         for a in AGGREGATES:
             e = results[s][a]

@@ -37,7 +37,17 @@ def test_dry_run_checks_inputs_and_prints_the_plan_without_spark(tmp_path, capsy
     assert by_type["json"]["first_20_records_per_file"]["record_formats"] == {"sharegpt": 1}
     assert plan["stages"]["ingest"] == "runs" and "embed" not in plan["stages"]
     assert plan["model"]["encoder"] == "multilingual-e5-small"
+    assert plan["scoring"]["scorers"] == [
+        {"name": "qsm", "kind": "qsm", "from": "mdaq_spark.scoring.qsm", "model": None, "weight": 1.0}
+    ]
     assert not out.exists()  # nothing written, no Spark started
+    two = ["--set", "scoring.scorers=[{kind: qsm}, {kind: length, weight: 0.5}]", "--set", "scoring.normalise=z"]
+    assert main(["run", "-i", str(corpus), "-o", str(out), "--dry-run", *two]) == 0
+    scoring = json.loads(capsys.readouterr().out)["scoring"]
+    assert [(x["name"], x["weight"]) for x in scoring["scorers"]] == [("qsm", 1.0), ("length", 0.5)]
+    assert scoring["normalise"] == "z" and scoring["aggregate"] == "mean" and scoring["turns"] == "all"
+    unknown = ["--set", "scoring.scorers=[{kind: no_such_scorer}]"]
+    assert main(["run", "-i", str(corpus), "-o", str(out), "--dry-run", *unknown]) == 2
 
 
 def test_demo_exports_every_format_into_its_run_directory(tmp_path, capsys):

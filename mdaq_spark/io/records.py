@@ -79,6 +79,8 @@ def alpaca(record: dict[str, Any], s: AdapterSettings) -> list[Sample]:
 
 # OpenAI content parts that carry text; other parts (image_url, input_audio, file) are not instruction text
 TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+# the turn key that keeps a turn's other parts, as given
+CONTENT_PARTS = "content_parts"
 
 
 def _part_text(content: list, field: str) -> str:
@@ -109,12 +111,16 @@ def _turns(value: Any, role_key: str, text_key: str, field: str, s: AdapterSetti
         if not isinstance(turn, dict) or not isinstance(turn.get(role_key), str):
             raise v.RecordRejected(v.wrong_type(field))
         text = turn.get(text_key)
+        parts = None
         if text is None:
             text = ""
         elif isinstance(text, list):
+            parts = [p for p in text if isinstance(p, dict) and p.get("type", "text") not in TEXT_PARTS]
             text = _part_text(text, field)
         skip = (role_key, text_key, "role", "content")
         tools = {k: val for k, val in turn.items() if k not in skip and val is not None}
+        if parts:
+            tools[CONTENT_PARTS] = parts  # images, audio, files: no text to score, kept with their turn
         turns.append((turn[role_key].lower(), v.checked_text(text, field, s.max_field_chars, allow_empty=True), tools))
     return turns
 

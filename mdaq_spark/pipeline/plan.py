@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from mdaq_spark import schema as S
-from mdaq_spark.config import JobConfig
+from mdaq_spark.config import JobConfig, scorer_names
 from mdaq_spark.io import file_types, inputs, readers
 from mdaq_spark.models import registry
 from mdaq_spark.rundir import RunDir, is_local
@@ -76,6 +76,22 @@ def _stages(cfg: JobConfig) -> dict[str, str]:
     return state
 
 
+def _scoring(cfg: JobConfig) -> dict:
+    """The scorers a run combines, each kind looked up in the registry: an unknown kind or plug-in fails here."""
+    from mdaq_spark.scoring.base import kind_class
+
+    s = cfg.scoring
+    entries = s.scorers
+    scorers = [
+        {"name": name, "kind": e.kind, "from": kind_class(e.kind).__module__, "model": e.model, "weight": e.weight}
+        for e, name in zip(entries, scorer_names(entries), strict=True)
+    ]
+    out = {"turns": s.turns, "aggregate": s.aggregate, "scorers": scorers}
+    if len(entries) > 1:
+        out["normalise"] = s.normalise
+    return out
+
+
 def build_plan(cfg: JobConfig, peek: int = 20, max_files: int = 20) -> dict:
     location = registry.resolve(cfg.model.name, cfg.model.cache_dir)
     head = registry.resolve_head(cfg.model.qsm_head, cfg.model.name)
@@ -95,6 +111,7 @@ def build_plan(cfg: JobConfig, peek: int = 20, max_files: int = 20) -> dict:
             "device": cfg.model.device,
             "max_seq_length": cfg.model.max_seq_length,
         },
+        "scoring": _scoring(cfg),
         "selection": {
             "strategy": cfg.selection.strategy,
             "budget": cfg.selection.budget_count or f"{cfg.selection.budget_fraction:.0%} per language",

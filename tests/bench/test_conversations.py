@@ -6,6 +6,7 @@ import importlib
 import re
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -165,3 +166,22 @@ def test_conversations_keep_one_language_and_never_repeat_a_record():
     assert multiturn.build_conversations(records.iloc[::-1], per_length=2, seed=42) == convs
     with pytest.raises(ValueError, match="too few records"):
         multiturn.build_conversations(records, per_length=3, seed=42)
+
+
+def test_z_combination_is_a_runs_weighted_mean_of_z_scores_per_language():
+    qsm, length = [0.2, 0.4, 0.9, 0.9], [100.0, 300.0, 5.0, 7.0]
+    out = conversations.combine_z([qsm, length], [3.0, 1.0], ["de", "de", "fr", "fr"])
+    # de: both z-scores are (-1, 1); fr: qsm ties (std 0 -> 0), length (-1, 1), weights scaled to sum to one
+    assert out == pytest.approx([-1.0, 1.0, -0.25, 0.25])
+
+
+def test_fitted_weights_follow_the_contrasts_and_ship_as_a_runs_weights():
+    weights = importlib.import_module("preference_weights")
+    rng = np.random.default_rng(0)
+    # feature 0 decides the first contrast, feature 2 the second, feature 1 is noise in both
+    a = rng.normal(size=(200, 3)) + [2.0, 0.0, 0.0]
+    b = rng.normal(size=(200, 3)) + [0.0, 0.0, 2.0]
+    coef = weights.fit_weights([a, b])
+    assert coef[0] > 0.5 and coef[2] > 0.5 and abs(coef[1]) < 0.3
+    shipped = weights.shipped_weights(np.array([3.0, -1.0, 1.0]))
+    assert shipped == {"qsm": 0.75, "length": 0.25}  # a negative coefficient drops its scorer

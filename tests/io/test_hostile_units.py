@@ -50,6 +50,13 @@ def test_openai_content_parts_and_tool_calls():
              {"type": "text", "text": "Part two."}]  # fmt: skip
     sample = _openai([{"role": "user", "content": parts}, {"role": "assistant", "content": "Yes."}])
     assert sample.instruction == "Part one.\nPart two." and sample.response == "Yes."
+    assert json.loads(sample.prompt_fields) == {"content_parts": [parts[1]]}  # the image is kept with its turn
+    sample = _openai(
+        [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}, {"role": "user", "content": parts}]
+    )
+    assert json.loads(sample.history) == [
+        {"role": "user", "content": "Part one.\nPart two.", "content_parts": [parts[1]]}
+    ]
     call = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
     sample = _openai([
         {"role": "user", "content": "Weather?"},
