@@ -136,6 +136,23 @@ class ModelStore:
         writer.save(tmp)
         return tmp
 
+    def commit_counted(self, df: DataFrame, partition_by: tuple[str, ...] = (S.LANG,)) -> tuple[int | None, int]:
+        """Write `df` as the next batch and count its rows from the files' footers: (batch, rows).
+
+        One pass over `df` instead of a count before the write: for a DataFrame built by joins
+        over the whole corpus, every evaluation repeats them. An empty result commits nothing
+        (batch None).
+        """
+        number = max(self.batches(), default=-1) + 1
+        tmp = self._write_uncommitted(df, partition_by)
+        rows = writers.parquet_rows(self.spark, tmp)
+        if rows == 0:
+            writers.delete(self.spark, tmp)
+            return None, 0
+        writers.rename(self.spark, tmp, self._batch_path(number))
+        log.debug("committed batch %d (%d rows) to %s", number, rows, self.path)
+        return number, rows
+
     def commit(self, df: DataFrame, partition_by: tuple[str, ...] = (S.LANG,)) -> int:
         """Write `df` as the next batch; returns its number. The rename is the commit."""
         number = max(self.batches(), default=-1) + 1

@@ -66,6 +66,13 @@ def _has_data(spark: SparkSession, path: str) -> bool:
     return any(not status.getPath().getName().startswith(("_", ".")) for status in fs.listStatus(jpath))
 
 
+def parquet_rows(spark: SparkSession, path: str) -> int:
+    """Rows of a Parquet folder just written, from its files' footers (no data page is read); 0 when it has none."""
+    if not _has_data(spark, path):
+        return 0
+    return spark.read.parquet(path).count()
+
+
 def write_table(df: DataFrame, path: str, *, partition_by: tuple[str, ...] = (), file_format: str = "parquet") -> None:
     """Replace the table at `path` with `df`, atomically at directory level."""
     spark = df.sparkSession

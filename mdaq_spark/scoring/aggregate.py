@@ -37,14 +37,21 @@ def aggregate_array(scores: Column, how: str, temperature: float) -> Column:
     return low - t * F.log(mean_exp)
 
 
+SINGLE = "_single"  # a turns row that is its sample's only exchange (sample_scores' input)
+
+
 def score_column(i: int) -> str:
     """The column of the i-th scorer's raw exchange score in `sample_scores`' input (names may hold any character)."""
     return f"_score{i}"
 
 
 def sample_scores(turns: DataFrame, names: list[str], weights: list[float], cfg: ScoringConfig) -> DataFrame:
-    """turns: SAMPLE_ID, LANG, TURN and score_column(i) per scorer ->
-    SAMPLE_ID, LANG, QSM_SCORE, TURN_SCORES, WEAKEST_TURN, SCORER_SCORES (keyed by `names`)."""
+    """turns: SAMPLE_ID, LANG, TURN, SINGLE and score_column(i) per scorer ->
+    SAMPLE_ID, LANG, QSM_SCORE, TURN_SCORES, WEAKEST_TURN, SCORER_SCORES (keyed by `names`).
+
+    SINGLE marks a sample with one exchange and no other row: its scores are that exchange's
+    as they are (every aggregate of one value is the value), so most corpora never group.
+    """
     columns = [score_column(i) for i in range(len(names))]
     if len(names) == 1:
         combined = F.col(columns[0])
@@ -52,11 +59,19 @@ def sample_scores(turns: DataFrame, names: list[str], weights: list[float], cfg:
         total = sum(weights)
         combined = sum(F.lit(w / total) * _normalised(c, cfg.normalise) for c, w in zip(columns, weights, strict=True))
     turns = turns.withColumn("_combined", combined.cast("double"))
+    single = turns.where(F.col(SINGLE)).select(
+        S.SAMPLE_ID,
+        S.LANG,
+        F.col("_combined").alias(S.QSM_SCORE),
+        F.array("_combined").alias(S.TURN_SCORES),
+        F.lit(0).alias(S.WEAKEST_TURN),
+        F.map_from_arrays(F.array(*[F.lit(n) for n in names]), F.array(*columns)).alias(S.SCORER_SCORES),
+    )
     ordered = F.array_sort(F.collect_list(F.struct(S.TURN, "_combined", *columns)))
-    per_sample = turns.groupBy(S.SAMPLE_ID, S.LANG).agg(ordered.alias("_turns"))
+    per_sample = turns.where(~F.col(SINGLE)).groupBy(S.SAMPLE_ID, S.LANG).agg(ordered.alias("_turns"))
     scores = F.col("_turns._combined")
     temperature = cfg.softmin_temperature
-    return per_sample.select(
+    grouped = per_sample.select(
         S.SAMPLE_ID,
         S.LANG,
         aggregate_array(scores, cfg.aggregate, temperature).alias(S.QSM_SCORE),
@@ -67,3 +82,4 @@ def sample_scores(turns: DataFrame, names: list[str], weights: list[float], cfg:
             F.array(*[aggregate_array(F.col(f"_turns.{c}"), cfg.aggregate, temperature) for c in columns]),
         ).alias(S.SCORER_SCORES),
     )
+    return single.unionByName(grouped)

@@ -41,7 +41,7 @@ def _split(turns: str):
     return F.udf(split, T.ArrayType(_EXCHANGE, False))
 
 
-def _parts(normalized: DataFrame, turns: str) -> tuple[DataFrame, DataFrame]:
+def exchange_parts(normalized: DataFrame, turns: str) -> tuple[DataFrame, DataFrame]:
     """(exchanges of samples with no history: one each, id = sample_id; exchanges of the others)."""
     plain = F.col(S.HISTORY).isNull() | (F.col(S.HISTORY) == "[]")
     question = S.prompt_text()
@@ -74,7 +74,7 @@ def _parts(normalized: DataFrame, turns: str) -> tuple[DataFrame, DataFrame]:
 
 def exchange_rows(normalized: DataFrame, turns: str) -> DataFrame:
     """EXCHANGE_COLUMNS for every exchange of every sample (`turns="first"`: the first exchange only)."""
-    single, conversations = _parts(normalized, turns)
+    single, conversations = exchange_parts(normalized, turns)
     return single.unionByName(conversations)
 
 
@@ -90,7 +90,7 @@ def distinct_exchanges(normalized: DataFrame, turns: str) -> DataFrame:
     only the other samples' exchanges are grouped: an exchange two conversations share, or one
     a single-turn sample also is, is computed once (its texts are equal; the smallest lang).
     """
-    single, conversations = _parts(normalized, turns)
+    single, conversations = exchange_parts(normalized, turns)
     texts = [c for c in EXCHANGE_COLUMNS if c not in (S.SAMPLE_ID, S.TURN, S.EXCHANGE_ID)]
     others = conversations.join(single.select(S.EXCHANGE_ID), on=S.EXCHANGE_ID, how="left_anti")
     others = others.groupBy(S.EXCHANGE_ID).agg(*[F.min(c).alias(c) for c in texts])

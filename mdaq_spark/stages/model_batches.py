@@ -62,6 +62,8 @@ def compute_missing(
     if ctx.overwrite:
         store.clear()
     store.sweep()
+    if rows_per_commit is None and not shuffle:
+        return _commit_at_once(ctx, name, store, wanted, fingerprint, compute)
     total = wanted.count()
     n_batches = max(1, math.ceil(total / rows_per_commit)) if rows_per_commit else 1
     pending = store.pending(wanted, fingerprint).withColumn(BATCH, F.pmod(F.xxhash64(key), F.lit(n_batches)))
@@ -93,6 +95,35 @@ def compute_missing(
         "reused": total - computed,
         "rows_through_model_udf": int(counter.value),
         "batches_committed": len(batches),
+    }
+
+
+def _commit_at_once(ctx: StageContext, name: str, store, wanted: DataFrame, fingerprint: str, compute) -> dict:
+    """One commit of everything pending, counted from the files it wrote: the plan runs once.
+
+    Counting first (the wanted rows, then the pending ones) would run a plan of joins over the
+    whole corpus three times. The wanted rows are counted only when some were stored before.
+    """
+    spark = ctx.spark
+    stored = store.rows(fingerprint)
+    pending = store.pending(wanted, fingerprint)
+    counter = spark.sparkContext.accumulator(0)
+    started = time.perf_counter()
+    spark.sparkContext.setJobDescription(f"mdaq {STAGE_OF[name]}: one batch")
+    number, computed = store.commit_counted(
+        compute(pending, counter).withColumn(STORE_FINGERPRINT[name], F.lit(fingerprint))
+    )
+    spark.sparkContext.setJobDescription(None)
+    total = computed if stored is None else wanted.count()
+    if computed:
+        progress(ctx, STAGE_OF[name], computed, computed, time.perf_counter() - started)
+    return {
+        STORE_FINGERPRINT[name]: fingerprint,
+        "rows": total,
+        "computed": computed,
+        "reused": total - computed,
+        "rows_through_model_udf": int(counter.value),
+        "batches_committed": 0 if number is None else 1,
     }
 
 

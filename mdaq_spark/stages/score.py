@@ -22,11 +22,11 @@ from pyspark.sql import types as T
 from mdaq_spark import schema as S
 from mdaq_spark.config import ScoringConfig, SparkConfig
 from mdaq_spark.rundir import ENCODINGS, EXCHANGE_SCORES, NORMALIZED, SCORES
-from mdaq_spark.scoring.aggregate import sample_scores, score_column
+from mdaq_spark.scoring.aggregate import SINGLE, sample_scores, score_column
 from mdaq_spark.scoring.base import ENCODINGS as READS_ENCODINGS
 from mdaq_spark.scoring.base import Scorer, score_map
 from mdaq_spark.stages.base import Stage, StageContext, Table, digest
-from mdaq_spark.stages.exchanges import distinct_exchanges, exchange_rows
+from mdaq_spark.stages.exchanges import distinct_exchanges, exchange_parts
 from mdaq_spark.stages.model_batches import compute_missing
 from mdaq_spark.stages.udfs import EMBEDDING_TYPE, sum_embedding_map
 
@@ -88,11 +88,14 @@ class ScoreStage(Stage):
     def run(self, ctx: StageContext) -> dict:
         rundir = ctx.rundir
         normalized = rundir.table(NORMALIZED)
-        index = exchange_rows(normalized, self.scoring.turns).select(S.SAMPLE_ID, S.LANG, S.TURN, S.EXCHANGE_ID)
-        turns = index
-        exchanges = distinct_exchanges(normalized, self.scoring.turns)
-        encodings = rundir.model_table(ENCODINGS, self.encoder_fingerprint, keys=exchanges)
-        per_scorer = {}
+        # a sample with no history is its own single exchange (id = sample_id); only the others are split
+        single, conversations = exchange_parts(normalized, self.scoring.turns)
+        plain = single.select(S.SAMPLE_ID, S.LANG)
+        split = conversations.select(S.SAMPLE_ID, S.LANG, S.TURN, S.EXCHANGE_ID)
+        ids = plain.select(F.col(S.SAMPLE_ID).alias(S.EXCHANGE_ID)).unionByName(split.select(S.EXCHANGE_ID))
+        exchanges = distinct_exchanges(normalized, self.scoring.turns)  # read only by scorers of texts
+        encodings = rundir.model_table(ENCODINGS, self.encoder_fingerprint, keys=ids)
+        per_scorer, scored = {}, None
         for i, (scorer, fingerprint) in enumerate(zip(self.scorers, self.scorer_fingerprints, strict=True)):
             counts = self._score_exchanges(ctx, scorer, fingerprint, exchanges, encodings)
             per_scorer[scorer.name] = {
@@ -102,17 +105,26 @@ class ScoreStage(Stage):
                 **{k: counts[k] for k in ("computed", "reused", "rows_through_model_udf")},
                 **scorer.info(),
             }
-            stored = rundir.model_table(EXCHANGE_SCORES, fingerprint, keys=exchanges)
-            turns = turns.join(stored.select(S.EXCHANGE_ID, F.col(S.SCORE).alias(score_column(i))), on=S.EXCHANGE_ID)
+            # every stored row of the fingerprint: the joins below keep the corpus's own
+            stored = rundir.store(EXCHANGE_SCORES).rows(fingerprint)
+            stored = stored.select(S.EXCHANGE_ID, F.col(S.SCORE).alias(score_column(i)))
+            scored = stored if scored is None else scored.join(stored, on=S.EXCHANGE_ID)
+        own = F.col(S.SAMPLE_ID).alias(S.EXCHANGE_ID)
+        turns = plain.select(S.SAMPLE_ID, S.LANG, F.lit(0).alias(S.TURN), own, F.lit(True).alias(SINGLE))
+        turns = turns.unionByName(split.withColumn(SINGLE, F.lit(False)))
+        turns = turns.join(scored, on=S.EXCHANGE_ID)
         names = [s.name for s in self.scorers]
         samples = sample_scores(turns, names, [s.weight for s in self.scorers], self.scoring)
-        first = encodings.join(index.where(F.col(S.TURN) == 0).select(S.SAMPLE_ID, S.EXCHANGE_ID), on=S.EXCHANGE_ID)
-        first = first.select(S.SAMPLE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING)
-        embedded = first.mapInArrow(
-            sum_embedding_map(S.SAMPLE_ID),
-            T.StructType([T.StructField(S.SAMPLE_ID, T.StringType()), T.StructField(S.EMBEDDING, EMBEDDING_TYPE)]),
+        # the diversity embedding: the first exchange's two encodings, summed; the encodings join once
+        first = plain.select(S.SAMPLE_ID, F.col(S.SAMPLE_ID).alias(S.EXCHANGE_ID)).unionByName(
+            split.where(F.col(S.TURN) == 0).select(S.SAMPLE_ID, S.EXCHANGE_ID)
         )
-        wanted = samples.join(embedded, on=S.SAMPLE_ID).select(*SCORE_COLUMNS)
+        vectors = rundir.store(ENCODINGS).rows(self.encoder_fingerprint)
+        vectors = vectors.select(S.EXCHANGE_ID, S.PROMPT_EMBEDDING, S.RESPONSE_EMBEDDING)
+        rows = samples.join(first, on=S.SAMPLE_ID).join(vectors, on=S.EXCHANGE_ID).drop(S.EXCHANGE_ID)
+        passed = [c for c in SCORE_COLUMNS if c != S.EMBEDDING]
+        schema = T.StructType([*(rows.schema[c] for c in passed), T.StructField(S.EMBEDDING, EMBEDDING_TYPE)])
+        wanted = rows.mapInArrow(sum_embedding_map(passed), schema).select(*SCORE_COLUMNS)
         info = compute_missing(
             ctx,
             SCORES,

@@ -190,11 +190,13 @@ def score_map(cfg: ModelConfig, head_dir: str | None, counter: Accumulator | Non
     return score
 
 
-def sum_embedding_map(key: str):
-    """mapInArrow: key, both encodings -> key and the normalised sum of the two: the diversity embedding.
+def sum_embedding_map(keep: str | list[str]):
+    """mapInArrow: the `keep` columns and both encodings -> the `keep` columns and the normalised sum of
+    the two encodings: the diversity embedding.
 
     The QSM head does not enter it: any scorer (or none of the QSM) leaves the embedding as it was.
     """
+    kept = [keep] if isinstance(keep, str) else list(keep)
 
     def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from mdaq_spark.models.qsm import normalise_rows
@@ -206,6 +208,7 @@ def sum_embedding_map(key: str):
                 vectors = arrow_vectors.vectors(normalise_rows(p + r).astype(np.float32))
             else:
                 vectors = pa.array([], type=pa.list_(pa.float32()))
-            yield pa.RecordBatch.from_arrays([batch.column(key), vectors], names=[key, S.EMBEDDING])
+            columns = [batch.column(c) for c in kept]
+            yield pa.RecordBatch.from_arrays([*columns, vectors], names=[*kept, S.EMBEDDING])
 
     return embed
