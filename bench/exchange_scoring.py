@@ -25,6 +25,17 @@ log = logging.getLogger(__name__)
 CFG = ModelConfig(device="cpu", qsm_head="none")
 IP, RP = CFG.instruction_prefix, CFG.response_prefix
 SHIPPED_HEAD = registry.PACKAGED_HEADS / CFG.name
+# where the conversation benchmarks keep their texts' encodings (--features)
+FEATURES_DIR = Path.home() / ".cache/mdaq_spark/bench_features/conversations"
+
+
+def parse_heads(items: list[str]) -> dict[str, Path]:
+    """The shipped head as `qsm`, plus each `--head NAME=DIR`."""
+    heads = {"qsm": SHIPPED_HEAD}
+    for item in items:
+        name, _, path = item.partition("=")
+        heads[name] = Path(path)
+    return heads
 
 
 class ExchangeScorer:

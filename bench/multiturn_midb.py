@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import time
 from pathlib import Path
 
@@ -43,8 +42,9 @@ from conversations import (
     combine_ranked,
     replace_answer,
 )
-from exchange_scoring import SHIPPED_HEAD, ExchangeScorer, pairwise
+from exchange_scoring import FEATURES_DIR, ExchangeScorer, pairwise, parse_heads
 
+from mdaq_spark.report.stats import code_commit
 from mdaq_spark.train import crossval as cv
 from mdaq_spark.train.midb import load_midb
 from mdaq_spark.train.qsm_training import trained_groups
@@ -210,7 +210,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--midb", default=str(MIDB))
     ap.add_argument("--out", required=True)
-    ap.add_argument("--features", default=str(Path.home() / ".cache/mdaq_spark/bench_features/conversations"))
+    ap.add_argument("--features", default=str(FEATURES_DIR))
     ap.add_argument("--per-length", type=int, default=8, help="conversations of each length per language")
     ap.add_argument("--langs", default="", help="comma-separated languages (default: all)")
     ap.add_argument("--seed", type=int, default=42)
@@ -219,13 +219,9 @@ def main() -> int:
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # the commit the code ran from, read before the run: a commit made while it runs is not it
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     started = time.perf_counter()
-    heads = {"qsm": SHIPPED_HEAD}
-    for item in args.head:
-        name, _, path = item.partition("=")
-        heads[name] = Path(path)
+    heads = parse_heads(args.head)
     pool, convs, other_of = conversations_of_unseen_sources(args.midb, heads, args.per_length, args.seed, args.langs)
     scorer = ExchangeScorer(Path(args.features), heads)
     versions = []  # (conv, p, kind, exchanges)

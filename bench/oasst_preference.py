@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 from conversations import LENGTH_WEIGHTS, combine_ranked, sibling_pairs, split_trees
-from exchange_scoring import SHIPPED_HEAD, ExchangeScorer, pairwise
+from exchange_scoring import FEATURES_DIR, ExchangeScorer, pairwise, parse_heads
+
+from mdaq_spark.report.stats import code_commit
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/oasst_dev/en_trees.jsonl"
 log = logging.getLogger("oasst_preference")
@@ -37,19 +38,11 @@ def read_trees(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def parse_heads(items: list[str]) -> dict[str, Path]:
-    heads = {"qsm": SHIPPED_HEAD}
-    for item in items:
-        name, _, path = item.partition("=")
-        heads[name] = Path(path)
-    return heads
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", required=True)
-    ap.add_argument("--features", default=str(Path.home() / ".cache/mdaq_spark/bench_features/conversations"))
+    ap.add_argument("--features", default=str(FEATURES_DIR))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--test-fraction", type=float, default=0.5)
     ap.add_argument(
@@ -57,8 +50,7 @@ def main() -> int:
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # the commit the code ran from, read before the run: a commit made while it runs is not it
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     started = time.perf_counter()
     trees = read_trees(Path(args.data))
     pairs = [p for t in trees for p in sibling_pairs(t)]

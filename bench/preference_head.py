@@ -23,16 +23,16 @@ import argparse
 import hashlib
 import json
 import logging
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 from conversations import sibling_pairs, split_trees
-from exchange_scoring import IP, RP, SHIPPED_HEAD, ExchangeScorer
+from exchange_scoring import FEATURES_DIR, IP, RP, SHIPPED_HEAD, ExchangeScorer
 from oasst_preference import DATA, read_trees
 
 from mdaq_spark.config import LayerHeadTrainConfig
 from mdaq_spark.models.qsm import HEAD_MANIFEST, HEAD_WEIGHTS
+from mdaq_spark.report.stats import code_commit
 from mdaq_spark.train import crossval as cv
 from mdaq_spark.train.encodings import text_key
 from mdaq_spark.train.layer_head import train_layer_head
@@ -61,14 +61,13 @@ def main() -> int:
     ap.add_argument("--midb", default=str(MIDB))
     ap.add_argument("--oasst", default=str(DATA))
     ap.add_argument("--out", required=True, help="folder for the two heads")
-    ap.add_argument("--features", default=str(Path.home() / ".cache/mdaq_spark/bench_features/conversations"))
+    ap.add_argument("--features", default=str(FEATURES_DIR))
     ap.add_argument("--sources", type=int, default=150, help="MIDB training source records to sample (0: all)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--test-fraction", type=float, default=0.5)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # the commit the code ran from, read before the run: a commit made while it runs is not it
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     import torch
 
     torch.set_num_threads(1)

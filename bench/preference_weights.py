@@ -30,13 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 from conversations import combine_ranked, combine_z, sibling_pairs, split_trees, z_normalise
-from exchange_scoring import SHIPPED_HEAD, ExchangeScorer, pairwise
+from exchange_scoring import FEATURES_DIR, ExchangeScorer, pairwise, parse_heads
 from multiturn_midb import (
     MIDB,
     conversations_of_unseen_sources,
@@ -46,6 +45,8 @@ from multiturn_midb import (
     variants,
 )
 from oasst_preference import DATA, read_trees
+
+from mdaq_spark.report.stats import code_commit
 
 log = logging.getLogger("preference_weights")
 FEATURES = ("qsm", "untrained_cosine", "length")  # the pipeline's kinds: qsm, cosine, length
@@ -96,13 +97,13 @@ def main() -> int:
     ap.add_argument("--oasst", default=str(DATA))
     ap.add_argument("--midb", default=str(MIDB))
     ap.add_argument("--out", required=True)
-    ap.add_argument("--features", default=str(Path.home() / ".cache/mdaq_spark/bench_features/conversations"))
+    ap.add_argument("--features", default=str(FEATURES_DIR))
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     started = time.perf_counter()
-    heads = {"qsm": SHIPPED_HEAD}
+    heads = parse_heads([])
     scorer = ExchangeScorer(Path(args.features), heads)
 
     def logged(s: dict[str, np.ndarray], responses: list[str]) -> dict[str, np.ndarray]:

@@ -143,20 +143,20 @@ class ModelStore:
         over the whole corpus, every evaluation repeats them. An empty result commits nothing
         (batch None).
         """
-        number = max(self.batches(), default=-1) + 1
         tmp = self._write_uncommitted(df, partition_by)
         rows = writers.parquet_rows(self.spark, tmp)
         if rows == 0:
             writers.delete(self.spark, tmp)
             return None, 0
-        writers.rename(self.spark, tmp, self._batch_path(number))
-        log.debug("committed batch %d (%d rows) to %s", number, rows, self.path)
-        return number, rows
+        return self._commit_written(tmp), rows
 
     def commit(self, df: DataFrame, partition_by: tuple[str, ...] = (S.LANG,)) -> int:
         """Write `df` as the next batch; returns its number. The rename is the commit."""
+        return self._commit_written(self._write_uncommitted(df, partition_by))
+
+    def _commit_written(self, tmp: str) -> int:
+        """Rename a written `_tmp_` folder to the next batch: the commit; returns the batch's number."""
         number = max(self.batches(), default=-1) + 1
-        tmp = self._write_uncommitted(df, partition_by)
         writers.rename(self.spark, tmp, self._batch_path(number))
         log.debug("committed batch %d to %s", number, self.path)
         return number

@@ -87,14 +87,18 @@ def compute_missing(
         progress(ctx, STAGE_OF[name], done, sum(todo.values()), time.perf_counter() - started)
     spark.sparkContext.setJobDescription(None)
     writers.delete(spark, staged)
-    computed = sum(todo.values())
+    return _marker_info(name, fingerprint, total, sum(todo.values()), counter, len(batches))
+
+
+def _marker_info(name: str, fingerprint: str, total: int, computed: int, counter: Accumulator, batches: int) -> dict:
+    """What a model stage's marker says of its store: rows wanted, computed, reused, batches committed."""
     return {
         STORE_FINGERPRINT[name]: fingerprint,
         "rows": total,
         "computed": computed,
         "reused": total - computed,
         "rows_through_model_udf": int(counter.value),
-        "batches_committed": len(batches),
+        "batches_committed": batches,
     }
 
 
@@ -117,14 +121,7 @@ def _commit_at_once(ctx: StageContext, name: str, store, wanted: DataFrame, fing
     total = computed if stored is None else wanted.count()
     if computed:
         progress(ctx, STAGE_OF[name], computed, computed, time.perf_counter() - started)
-    return {
-        STORE_FINGERPRINT[name]: fingerprint,
-        "rows": total,
-        "computed": computed,
-        "reused": total - computed,
-        "rows_through_model_udf": int(counter.value),
-        "batches_committed": 0 if number is None else 1,
-    }
+    return _marker_info(name, fingerprint, total, computed, counter, 0 if number is None else 1)
 
 
 @dataclass(frozen=True)

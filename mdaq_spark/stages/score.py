@@ -90,9 +90,9 @@ class ScoreStage(Stage):
         normalized = rundir.table(NORMALIZED)
         # a sample with no history is its own single exchange (id = sample_id); only the others are split
         single, conversations = exchange_parts(normalized, self.scoring.turns)
-        plain = single.select(S.SAMPLE_ID, S.LANG)
+        plain = single.select(S.SAMPLE_ID, S.LANG, F.col(S.SAMPLE_ID).alias(S.EXCHANGE_ID))
         split = conversations.select(S.SAMPLE_ID, S.LANG, S.TURN, S.EXCHANGE_ID)
-        ids = plain.select(F.col(S.SAMPLE_ID).alias(S.EXCHANGE_ID)).unionByName(split.select(S.EXCHANGE_ID))
+        ids = plain.select(S.EXCHANGE_ID).unionByName(split.select(S.EXCHANGE_ID))
         exchanges = distinct_exchanges(normalized, self.scoring.turns)  # read only by scorers of texts
         encodings = rundir.model_table(ENCODINGS, self.encoder_fingerprint, keys=ids)
         per_scorer, scored = {}, None
@@ -109,14 +109,13 @@ class ScoreStage(Stage):
             stored = rundir.store(EXCHANGE_SCORES).rows(fingerprint)
             stored = stored.select(S.EXCHANGE_ID, F.col(S.SCORE).alias(score_column(i)))
             scored = stored if scored is None else scored.join(stored, on=S.EXCHANGE_ID)
-        own = F.col(S.SAMPLE_ID).alias(S.EXCHANGE_ID)
-        turns = plain.select(S.SAMPLE_ID, S.LANG, F.lit(0).alias(S.TURN), own, F.lit(True).alias(SINGLE))
+        turns = plain.select(S.SAMPLE_ID, S.LANG, F.lit(0).alias(S.TURN), S.EXCHANGE_ID, F.lit(True).alias(SINGLE))
         turns = turns.unionByName(split.withColumn(SINGLE, F.lit(False)))
         turns = turns.join(scored, on=S.EXCHANGE_ID)
         names = [s.name for s in self.scorers]
         samples = sample_scores(turns, names, [s.weight for s in self.scorers], self.scoring)
         # the diversity embedding: the first exchange's two encodings, summed; the encodings join once
-        first = plain.select(S.SAMPLE_ID, F.col(S.SAMPLE_ID).alias(S.EXCHANGE_ID)).unionByName(
+        first = plain.select(S.SAMPLE_ID, S.EXCHANGE_ID).unionByName(
             split.where(F.col(S.TURN) == 0).select(S.SAMPLE_ID, S.EXCHANGE_ID)
         )
         vectors = rundir.store(ENCODINGS).rows(self.encoder_fingerprint)
