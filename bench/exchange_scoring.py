@@ -76,6 +76,10 @@ class ExchangeScorer:
         self.encoded += n
         self.encode_seconds += time.perf_counter() - started
 
+    def prompt_embeddings(self, instructions: list[str]) -> np.ndarray:
+        """The stored embeddings of `instructions` as prompts (encode them first)."""
+        return self.store.embeddings([text_key(IP, x) for x in instructions])
+
     def scores(self, instructions: list[str], responses: list[str], seed: int) -> dict[str, np.ndarray]:
         """name -> one score per exchange: each head, `untrained_cosine`, `length`, `coin`."""
         pk = [text_key(IP, x) for x in instructions]

@@ -16,6 +16,14 @@ fits them instead of choosing them:
 - a pairwise logistic regression without intercept, sklearn's defaults otherwise (C = 1), no
   setting searched; the weights are its coefficients scaled to sum to one, rounded to 0.01.
 
+A fifth design asks whether length can help preference without spreading samples of different
+records apart (what costs MIDB its top 20%): length relative to what the instruction calls for,
+log(1 + characters) minus a ridge regression's prediction of it from the instruction's
+embedding (sklearn's Ridge, its default alpha = 1, fitted on the fit halves' exchanges). Two
+replies to one instruction differ by exactly their length difference; samples of different
+instructions differ less than by length. It replaces length in the prior rank combination and
+in a second fit.
+
 Every design is then judged in the same run on the other halves only: held-out trees' sibling
 pairs (full conversation), MIDB's single-exchange numbers on the other half of the sources, and
 the multi-turn intact-vs-corrupted pairs whose corrupted turn comes from that half (aggregate
@@ -54,13 +62,16 @@ KINDS = {"qsm": "qsm", "untrained_cosine": "cosine", "length": "length"}
 PRIOR_RANK_WEIGHTS = (0.75, 0.25)  # QSM, length: the combination fixed before any run
 
 
-def features(scores: dict[str, np.ndarray], groups: np.ndarray) -> np.ndarray:
+RELATIVE = ("qsm", "untrained_cosine", "relative_length")  # the fifth design's features
+
+
+def features(scores: dict[str, np.ndarray], groups: np.ndarray, names: tuple[str, ...] = FEATURES) -> np.ndarray:
     """Rows: exchanges; columns: each feature's z-score within its group, as a run normalises."""
     groups = np.asarray(groups)
-    out = np.zeros((len(groups), len(FEATURES)))
+    out = np.zeros((len(groups), len(names)))
     for g in np.unique(groups):
         m = groups == g
-        for k, name in enumerate(FEATURES):
+        for k, name in enumerate(names):
             out[m, k] = z_normalise(scores[name][m])
     return out
 
@@ -77,19 +88,47 @@ def fit_weights(contrasts: list[np.ndarray]) -> np.ndarray:
     return model.coef_[0]
 
 
-def shipped_weights(coef: np.ndarray) -> dict[str, float]:
+def shipped_weights(coef: np.ndarray, names: tuple[str, ...] = FEATURES) -> dict[str, float]:
     """Coefficients as a run's weights: positive ones scaled to sum to one, rounded; the others dropped."""
-    positive = {n: float(c) for n, c in zip(FEATURES, coef, strict=True) if c > 0}
+    positive = {n: float(c) for n, c in zip(names, coef, strict=True) if c > 0}
     total = sum(positive.values())
     return {n: round(c / total, 2) for n, c in positive.items() if round(c / total, 2) > 0}
 
 
-def with_designs(scores: dict[str, np.ndarray], groups: np.ndarray, weights: dict[str, float]) -> dict:
-    """The single scorers plus the prior rank combination and the fitted z combination, over `groups`."""
+def with_designs(
+    scores: dict[str, np.ndarray], groups: np.ndarray, weights: dict[str, float], relative: dict[str, float]
+) -> dict:
+    """The single scorers, the prior rank combination and the fitted z combination, with length and
+    with instruction-relative length (`relative`: the second fit's weights), over `groups`."""
     out = {k: scores[k] for k in ("qsm", "untrained_cosine", "length", "coin")}
     out["qsm+length_rank_0.75_0.25"] = combine_ranked([scores["qsm"], scores["length"]], PRIOR_RANK_WEIGHTS, groups)
     out["fitted_z"] = combine_z([scores[n] for n in weights], list(weights.values()), groups)
+    out["qsm+relative_length_rank_0.75_0.25"] = combine_ranked(
+        [scores["qsm"], scores["relative_length"]], PRIOR_RANK_WEIGHTS, groups
+    )
+    out["fitted_z_relative_length"] = combine_z([scores[n] for n in relative], list(relative.values()), groups)
     return out
+
+
+def expected_length(embeddings: np.ndarray, log_lengths: np.ndarray):
+    """log(1 + characters) an answer to each instruction has, from its embedding: sklearn's Ridge, defaults."""
+    from sklearn.linear_model import Ridge
+
+    return Ridge().fit(embeddings, log_lengths)
+
+
+def log_lengths(texts: list[str]) -> np.ndarray:
+    return np.log1p(np.array([len(t) for t in texts], dtype=float))
+
+
+def expectation_quality(ridge, embeddings: np.ndarray, actual: np.ndarray) -> dict:
+    """How well the expected length predicts answers' log(1 + characters): R^2 and Pearson's r."""
+    predicted = ridge.predict(embeddings)
+    return {
+        "r2": round(float(ridge.score(embeddings, actual)), 3),
+        "pearson_r": round(float(np.corrcoef(predicted, actual)[0, 1]), 3),
+        "n": len(predicted),
+    }
 
 
 def main() -> int:
@@ -106,9 +145,16 @@ def main() -> int:
     heads = parse_heads([])
     scorer = ExchangeScorer(Path(args.features), heads)
 
-    def logged(s: dict[str, np.ndarray], responses: list[str]) -> dict[str, np.ndarray]:
-        # the pipeline's length scorer: log(1 + characters)
-        return {**s, "length": np.log1p(np.array([len(r) for r in responses], dtype=float))}
+    ridge = None
+
+    def logged(s: dict[str, np.ndarray], instructions: list[str], responses: list[str]) -> dict[str, np.ndarray]:
+        # the pipeline's length scorer: log(1 + characters); and that minus its expectation
+        length = log_lengths(responses)
+        return {
+            **s,
+            "length": length,
+            "relative_length": length - ridge.predict(scorer.prompt_embeddings(instructions)),
+        }
 
     # --- OpenAssistant: training trees fit, held-out trees judge
     trees = read_trees(Path(args.oasst))
@@ -134,12 +180,31 @@ def main() -> int:
     scorer.encode(prompts + single_ins + ins, better + worse + single_res + res)
 
     n_pairs = len(pairs)
-    o = logged(scorer.scores(prompts * 2, better + worse, args.seed), better + worse)
     in_test = np.array([p["tree"] in test_trees for p in pairs])
     n = len(used)
-    m = logged(scorer.scores(single_ins, single_res, args.seed), single_res)
-    langs4 = np.concatenate([used["lang"].to_numpy()] * 4)
     is_fit = np.isin(used["source"].to_numpy(dtype=int), list(fit_sources))
+    # the expected length: fitted on the training trees' replies and the fit half's revised exchanges
+    train_at, fit_at = np.flatnonzero(~in_test), np.flatnonzero(is_fit)
+    fit_ins = [prompts[i] for i in train_at] * 2 + [single_ins[i] for i in fit_at]
+    fit_res = [better[i] for i in train_at] + [worse[i] for i in train_at] + [single_res[i] for i in fit_at]
+    log_len = log_lengths(fit_res)
+    ridge = expected_length(scorer.prompt_embeddings(fit_ins), log_len)
+    held_out = np.flatnonzero(in_test)
+    r2 = {
+        "fit_exchanges": expectation_quality(ridge, scorer.prompt_embeddings(fit_ins), log_len),
+        "held_out_trees": expectation_quality(
+            ridge, scorer.prompt_embeddings([prompts[i] for i in held_out]), log_lengths([better[i] for i in held_out])
+        ),
+        "midb_eval_half": expectation_quality(
+            ridge,
+            scorer.prompt_embeddings([single_ins[i] for i in np.flatnonzero(~is_fit)]),
+            log_lengths([single_res[i] for i in np.flatnonzero(~is_fit)]),
+        ),
+    }
+    log.info("expected length: %s", r2)
+    o = logged(scorer.scores(prompts * 2, better + worse, args.seed), prompts * 2, better + worse)
+    m = logged(scorer.scores(single_ins, single_res, args.seed), single_ins, single_res)
+    langs4 = np.concatenate([used["lang"].to_numpy()] * 4)
 
     # fit: training trees' pairs; MIDB fit half (z over that half, per language)
     fit_mask2 = np.r_[~in_test, ~in_test]
@@ -153,19 +218,24 @@ def main() -> int:
     coef = fit_weights([oasst_diff, rev - raw, rev - oth])
     weights = shipped_weights(coef)
     log.info("coefficients %s -> weights %s", dict(zip(FEATURES, coef.round(4), strict=True)), weights)
+    fo_r = features({k2: v[fit_mask2] for k2, v in o.items()}, np.zeros(int(fit_mask2.sum())), RELATIVE)
+    fm_r = features({k2: v[fit4] for k2, v in m.items()}, langs4[fit4], RELATIVE)
+    rev_r, raw_r, oth_r = fm_r[:nf], fm_r[nf : 2 * nf], fm_r[2 * nf : 3 * nf]
+    coef_r = fit_weights([fo_r[:k] - fo_r[k:], rev_r - raw_r, rev_r - oth_r])
+    relative = shipped_weights(coef_r, RELATIVE)
 
     # judge: held-out trees (normalised over their replies), MIDB eval half, multi-turn pairs of that half
     test2 = np.r_[in_test, in_test]
-    ot = with_designs({k2: v[test2] for k2, v in o.items()}, np.zeros(int(test2.sum())), weights)
+    ot = with_designs({k2: v[test2] for k2, v in o.items()}, np.zeros(int(test2.sum())), weights, relative)
     t = int(in_test.sum())
     trees_t = np.array([p["tree"] for p in pairs])[in_test]
     depth_t = np.array([p["depth"] for p in pairs])[in_test]
     eval4 = ~fit4
-    me = with_designs({k2: v[eval4] for k2, v in m.items()}, langs4[eval4], weights)
+    me = with_designs({k2: v[eval4] for k2, v in m.items()}, langs4[eval4], weights, relative)
     used_eval = used[~is_fit].reset_index(drop=True)
-    flat = logged(scorer.scores(ins, res, args.seed), res)
+    flat = logged(scorer.scores(ins, res, args.seed), ins, res)
     langs_flat = np.array([convs[v[0]]["lang"] for v in versions for _ in v[3]])
-    mt = multiturn_results(with_designs(flat, langs_flat, weights), versions, pool, convs, eval_sources)
+    mt = multiturn_results(with_designs(flat, langs_flat, weights, relative), versions, pool, convs, eval_sources)
     designs = {}
     for name in ot:
         gap = ot[name][:t] - ot[name][t:]
@@ -185,6 +255,11 @@ def main() -> int:
         "features": list(FEATURES),
         "coefficients": dict(zip(FEATURES, coef.tolist(), strict=True)),
         "weights": weights,
+        "relative_length": {
+            "coefficients": dict(zip(RELATIVE, coef_r.tolist(), strict=True)),
+            "weights": relative,
+            "expected_length": r2,
+        },
         "config": {
             "scoring": {
                 "normalise": "z",

@@ -23,6 +23,7 @@ import yaml
 from mdaq_spark import schema as S
 from mdaq_spark.config import ExportConfig
 from mdaq_spark.io.export_schema import DATA_DIR, export_schema, features_yaml
+from mdaq_spark.io.turn_keys import JSON_TEXT
 from mdaq_spark.report.run_stats import RunStats
 
 NO_LANGUAGE = "und"
@@ -70,7 +71,13 @@ def public_command(command: str) -> str:
     return shlex.join(out)
 
 
-def front_matter(files: dict[str, list[str]], spec: ExportConfig, license_id: str, rows: int) -> dict:
+def front_matter(
+    files: dict[str, list[str]],
+    spec: ExportConfig,
+    license_id: str,
+    rows: int,
+    turn_keys: dict[str, str] | None = None,
+) -> dict:
     """Hub metadata: license, size, languages (ISO codes, undetermined left out), features and configs."""
     ext = files[next(iter(files))][0].rsplit(".", 1)[-1] if files else "parquet"
     configs = [
@@ -88,7 +95,7 @@ def front_matter(files: dict[str, list[str]], spec: ExportConfig, license_id: st
         "pretty_name": "mdaq-spark selection",
         "tags": ["mdaq-spark", "instruction-tuning", "multilingual"],
         "task_categories": ["text-generation"],
-        "dataset_info": {"features": features_yaml(export_schema(spec.format, spec.with_metadata))},
+        "dataset_info": {"features": features_yaml(export_schema(spec.format, spec.with_metadata, turn_keys))},
         "configs": configs,
     }
 
@@ -122,6 +129,21 @@ _SHAPE_LINE = {
 }
 
 
+def _turn_key_lines(turn_keys: dict[str, str], left_out: list[str]) -> list[str]:
+    lines = []
+    if turn_keys:
+        kinds = ", ".join(f"`{k}` ({'JSON text' if kind == JSON_TEXT else kind})" for k, kind in turn_keys.items())
+        lines += [f"Besides role, text and tool calls, turns carry {kinds}; null where a turn has none.", ""]
+    if left_out:
+        names = ", ".join(f"`{k}`" for k in left_out)
+        lines += [
+            f"The source conversations' turns also carry {names}, which this format has no place for; "
+            "a sharegpt or openai export keeps them.",
+            "",
+        ]
+    return lines
+
+
 def render(
     stats: RunStats,
     counts: dict[str, int],
@@ -130,10 +152,16 @@ def render(
     *,
     command: str | None,
     license_id: str | None = None,
+    turn_keys: dict[str, str] | None = None,
+    left_out: list[str] | None = None,
 ) -> str:
-    """The card; `license_id` overrides the run's output.license."""
+    """The card; `license_id` overrides the run's output.license.
+
+    `turn_keys`: the other keys the turns carry (io/turn_keys.py); `left_out`: those the
+    format has no place for (alpaca's), named so a reader knows they exist.
+    """
     total = sum(counts.values())
-    meta = front_matter(files, spec, license_id or stats.config.output.license, total)
+    meta = front_matter(files, spec, license_id or stats.config.output.license, total, turn_keys)
     lines = [
         "---",
         yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip("\n"),
@@ -152,6 +180,7 @@ def render(
         'de = load_dataset("<this folder>", "de", split="train")  # one language',
         "```",
         "",
+        *_turn_key_lines(turn_keys or {}, left_out or []),
         "## Languages",
         "",
         _row(["language", "rows", "candidates", "selected for quality", "selected for diversity", "files"]),

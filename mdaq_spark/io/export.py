@@ -33,6 +33,7 @@ from mdaq_spark.errors import InputError
 from mdaq_spark.io import validate as v
 from mdaq_spark.io.export_schema import DATA_DIR, METADATA_KEY, export_schema
 from mdaq_spark.io.records import ASSISTANT_ROLES, USER_ROLES
+from mdaq_spark.io.turn_keys import exported_value, selection_turn_keys
 from mdaq_spark.rundir import HadoopFiles, LocalFiles, RunDir, is_local
 
 if TYPE_CHECKING:
@@ -44,8 +45,17 @@ FORMATS = EXPORT_FORMATS
 METADATA_COLUMNS = (S.SAMPLE_ID, S.LANG, S.QSM_SCORE, S.CLUSTER_ID, S.SELECTION_REASON)
 CONTENT_COLUMNS = (S.INSTRUCTION, S.INPUT, S.RESPONSE, S.HISTORY)
 # kept by the reader since the record's every field reaches selected/; a run from before has none of them
-OPTIONAL_COLUMNS = (S.SYSTEM, S.TOOLS, S.PROMPT_TURN_FIELDS, S.RESPONSE_TURN_FIELDS, S.TURN_SCORES, S.WEAKEST_TURN)
-TURN_METADATA = (S.TURN_SCORES, S.WEAKEST_TURN)
+OPTIONAL_COLUMNS = (
+    S.SYSTEM,
+    S.TOOLS,
+    S.PROMPT_TURN_FIELDS,
+    S.RESPONSE_TURN_FIELDS,
+    S.EXTRA,
+    S.TURN_SCORES,
+    S.WEAKEST_TURN,
+)
+# metadata a selection from an older run may lack (null there)
+OPTIONAL_METADATA = (S.TURN_SCORES, S.WEAKEST_TURN, S.EXTRA)
 SYSTEM_ROLES = frozenset({"system", "developer"})
 TOOL_KEYS = ("tool_calls", "tool_call_id", "name")
 _TOOL_CALL_KEYS = frozenset({"id", "type", "function"})
@@ -99,9 +109,9 @@ def _is_greeting(turn: dict) -> bool:
 
 
 def _own_keys(fields: str | None) -> dict:
-    """Of a first-exchange turn's own keys, those every conversational format holds (a `name`, tool calls)."""
+    """A first-exchange turn's own keys (a `name`, a `weight`), as the reader kept them beside its text."""
     kept = json.loads(fields) if fields else {}
-    return {k: kept[k] for k in TOOL_KEYS if kept.get(k) is not None}
+    return {k: value for k, value in kept.items() if value is not None}
 
 
 def conversation(c: Content) -> list[dict]:
@@ -171,22 +181,27 @@ def tool_calls(calls: Any, where: str) -> list[dict] | None:
     return out
 
 
-def _turn_keys(turn: dict, where: str) -> dict:
-    """Every turn carries the same keys, null where the turn had none: a folder of them has one set of columns."""
+def _turn_keys(turn: dict, where: str, turn_keys: dict[str, str]) -> dict:
+    """Every turn carries the same keys, null where the turn had none: a folder of them has one set of columns.
+
+    `turn_keys`: the selection's other turn keys and their kinds (io/turn_keys.py), each
+    written with its column's type.
+    """
     return {
         "tool_calls": tool_calls(turn.get("tool_calls"), where),
         "tool_call_id": turn.get("tool_call_id"),
         "name": turn.get("name"),
+        **{key: exported_value(turn.get(key), kind) for key, kind in turn_keys.items()},
     }
 
 
-def alpaca_record(c: Content) -> dict:
+def alpaca_record(c: Content, turn_keys: dict[str, str] | None = None) -> dict:
     """Alpaca: one exchange; a multi-turn sample ends with its last exchange, earlier ones in `history` pairs.
 
     That is the layout Alpaca-style trainers read (`system`, `history` of [user, assistant],
     then the current `instruction`/`output`); every record has every key, empty where the sample
-    has nothing for it. Tool turns have no place in it: use sharegpt or openai for conversations
-    that call tools.
+    has nothing for it. Tool turns and turn keys have no place in it: use sharegpt or openai
+    for conversations that call tools or mark turns (export_selection says what was left out).
     """
     if not c.history or c.history == "[]":
         return {
@@ -218,11 +233,12 @@ def alpaca_record(c: Content) -> dict:
     }
 
 
-def sharegpt_record(c: Content) -> dict:
+def sharegpt_record(c: Content, turn_keys: dict[str, str] | None = None) -> dict:
     """ShareGPT as LLaMA-Factory reads it: `conversations`, the record's `system` prompt and `tools` beside them."""
+    keys = turn_keys or {}
     return {
         "conversations": [
-            {"from": _role(t["role"], "sharegpt"), "value": t.get("content") or "", **_turn_keys(t, c.where)}
+            {"from": _role(t["role"], "sharegpt"), "value": t.get("content") or "", **_turn_keys(t, c.where, keys)}
             for t in conversation(c)
         ],
         "system": c.system,
@@ -230,11 +246,12 @@ def sharegpt_record(c: Content) -> dict:
     }
 
 
-def openai_record(c: Content) -> dict:
+def openai_record(c: Content, turn_keys: dict[str, str] | None = None) -> dict:
     """OpenAI messages, system turns included; an assistant turn that only calls tools has content null.
 
     A top-level system prompt (a ShareGPT record's `system`) becomes the first message.
     """
+    keys = turn_keys or {}
     turns = conversation(c)
     if c.system:
         turns.insert(0, {"role": "system", "content": c.system})
@@ -243,7 +260,7 @@ def openai_record(c: Content) -> dict:
         content = t.get("content")
         if content == "" and t.get("tool_calls") is not None:
             content = None
-        messages.append({"role": _role(t["role"], "openai"), "content": content, **_turn_keys(t, c.where)})
+        messages.append({"role": _role(t["role"], "openai"), "content": content, **_turn_keys(t, c.where, keys)})
     return {"messages": messages, "tools": c.tools}
 
 
@@ -257,14 +274,14 @@ def metadata(row: dict) -> dict:
         S.QSM_SCORE: row[S.QSM_SCORE],
         S.CLUSTER_ID: row[S.CLUSTER_ID],
         S.SELECTION_REASON: row[S.SELECTION_REASON],
-        # a selection written before exchanges were scored has neither: null, the key still there
-        **{c: row.get(c) for c in TURN_METADATA},
+        # a selection written before exchanges were scored has no turn scores: null, the key still there
+        **{c: row.get(c) for c in OPTIONAL_METADATA},
     }
 
 
-def record(file_format: str, row: dict, with_metadata: bool = False) -> dict:
+def record(file_format: str, row: dict, with_metadata: bool = False, turn_keys: dict[str, str] | None = None) -> dict:
     """One selected row in `file_format`'s record shape; pipeline fields only under METADATA_KEY."""
-    out = SHAPES[file_format](Content.of(row))
+    out = SHAPES[file_format](Content.of(row), turn_keys)
     if with_metadata:
         out[METADATA_KEY] = metadata(row)
     return out
@@ -273,12 +290,16 @@ def record(file_format: str, row: dict, with_metadata: bool = False) -> dict:
 # ---------------------------------------------------------------------- files
 
 
-def encode_file(file_format: str, records: list[dict], with_metadata: bool) -> bytes:
+def encode_file(
+    file_format: str, records: list[dict], with_metadata: bool, turn_keys: dict[str, str] | None = None
+) -> bytes:
     """One file's bytes: JSON Lines (UTF-8, keys in schema order), or Parquet with the format's schema."""
     import pyarrow as pa
 
     # through the schema either way: a record that does not fit fails here, not in a trainer's loader
-    table = pa.Table.from_pylist(records, schema=export_schema(file_format, with_metadata))
+    schema = export_schema(file_format, with_metadata, turn_keys)
+    _check_keys(records, schema)
+    table = pa.Table.from_pylist(records, schema=schema)
     if file_format != "parquet":
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
     import pyarrow.parquet as pq
@@ -286,6 +307,22 @@ def encode_file(file_format: str, records: list[dict], with_metadata: bool) -> b
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()
+
+
+def _check_keys(records: list[dict], schema) -> None:
+    """Arrow leaves out a key its schema lacks without a word: a record or turn key outside it is a bug here."""
+    import pyarrow as pa
+
+    turns = {
+        f.name: {t.name for t in f.type.value_type}
+        for f in schema
+        if pa.types.is_list(f.type) and pa.types.is_struct(f.type.value_type)
+    }
+    for r in records:
+        unknown = set(r) - set(schema.names)
+        unknown |= {k for name, keys in turns.items() for t in r.get(name) or [] for k in t if k not in keys}
+        if unknown:
+            raise ValueError(f"export record keys outside the format's schema: {sorted(unknown)}")
 
 
 def file_name(lang: str, shard: int, shards: int, file_format: str) -> str:
@@ -320,6 +357,28 @@ def _check_replaceable(files, target: str) -> None:
         raise InputError(f"{target} holds files that are no mdaq export ({shown}): choose another path")
 
 
+def _format_turn_keys(file_format: str, found: dict[str, str], target: str) -> tuple[dict[str, str], list[str]]:
+    """(the turn keys `file_format`'s turns carry, the keys it has no place for).
+
+    Alpaca keeps no turns, so its turn keys are left out (and said so, in the card and the
+    log); a key named like a format's own role or text key cannot sit beside it.
+    """
+    if file_format == "alpaca":
+        if found:
+            log.warning(
+                "%s: alpaca has no turns to hold the turn keys %s: export as sharegpt or openai", target, found
+            )
+        return {}, sorted(found)
+    own = {"sharegpt": ("from", "value")}.get(file_format, ("role", "content"))
+    clash = [k for k in found if k in own]
+    if clash:
+        raise InputError(
+            f"{target}: the selection's turns carry {clash[0]!r}, a key of the {file_format} format's own turns: "
+            "export as another format"
+        )
+    return found, []
+
+
 def export_selection(
     spark: SparkSession,
     rundir: RunDir,
@@ -342,6 +401,7 @@ def export_selection(
     optional = [c for c in OPTIONAL_COLUMNS if c in table.columns]
     selected = table.select(*METADATA_COLUMNS, S.SOURCE, S.QUALITY_RANK, *CONTENT_COLUMNS, *optional)
     counts = {r[S.LANG]: r["count"] for r in selected.groupBy(S.LANG).count().orderBy(S.LANG).collect()}
+    turn_keys, left_out = _format_turn_keys(spec.format, selection_turn_keys(selected), target)
     staging = f"{target}.tmp-export"
     files.delete_tree(staging)
     files.mkdirs(f"{staging}/{DATA_DIR}")
@@ -353,10 +413,13 @@ def export_selection(
         shards = math.ceil(counts[lang] / spec.max_rows_per_file) if spec.max_rows_per_file else 1
         for shard, chunk in enumerate(_chunks(rows, spec.max_rows_per_file)):
             name = file_name(lang, shard, shards, spec.format)
-            records = [record(spec.format, row.asDict(), spec.with_metadata) for row in chunk]
-            files.write_bytes(f"{staging}/{DATA_DIR}/{name}", encode_file(spec.format, records, spec.with_metadata))
+            records = [record(spec.format, row.asDict(), spec.with_metadata, turn_keys) for row in chunk]
+            data = encode_file(spec.format, records, spec.with_metadata, turn_keys)
+            files.write_bytes(f"{staging}/{DATA_DIR}/{name}", data)
             written.setdefault(lang, []).append(name)
-    card = dataset_card.render(stats, counts, written, spec, command=command, license_id=license_id)
+    card = dataset_card.render(
+        stats, counts, written, spec, command=command, license_id=license_id, turn_keys=turn_keys, left_out=left_out
+    )
     files.write_bytes(f"{staging}/{CARD_FILE}", card.encode("utf-8"))
     files.delete_tree(target)
     files.rename(staging, target)
@@ -366,6 +429,8 @@ def export_selection(
         "path": target,
         "files": sum(len(names) for names in written.values()),
         "rows_per_language": counts,
+        "turn_keys": turn_keys,
+        "turn_keys_not_written": left_out,
     }
 
 

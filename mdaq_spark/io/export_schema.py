@@ -12,6 +12,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from mdaq_spark import schema as S
+from mdaq_spark.io.turn_keys import arrow_type
 
 DATA_DIR = "data"  # the data files sit below the card, so a trainer can be pointed at a folder of data files only
 METADATA_KEY = "mdaq"  # the one key an export's own pipeline fields live under (--with-metadata)
@@ -25,8 +26,11 @@ TURN_KEYS = (("tool_calls", TOOL_CALLS), ("tool_call_id", pa.string()), ("name",
 # top-level tool definitions, as JSON text (TRL and LLaMA-Factory parse a string); null when none
 TOOLS = ("tools", pa.string())
 
-_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string()), *TURN_KEYS])
-_SHAREGPT_TURN = pa.struct([("from", pa.string()), ("value", pa.string()), *TURN_KEYS])
+# the role and text of a turn in each conversational format
+_TURN_HEAD = {
+    "message": [("role", pa.string()), ("content", pa.string())],
+    "sharegpt": [("from", pa.string()), ("value", pa.string())],
+}
 _METADATA = pa.struct(
     [
         (S.SAMPLE_ID, pa.string()),
@@ -37,6 +41,8 @@ _METADATA = pa.struct(
         # each exchange's score in turn order, and the weakest one's turn (0 = the first answer)
         (S.TURN_SCORES, pa.list_(pa.float64())),
         (S.WEAKEST_TURN, pa.int64()),
+        # the record's other top-level keys (an `id`, a `meta`), as the JSON object the reader kept
+        (S.EXTRA, pa.string()),
     ]
 )
 _FIELDS = {
@@ -48,16 +54,28 @@ _FIELDS = {
         ("history", pa.list_(pa.list_(pa.string()))),
         TOOLS,
     ],
-    "sharegpt": [("conversations", pa.list_(_SHAREGPT_TURN)), ("system", pa.string()), TOOLS],
-    "openai": [("messages", pa.list_(_MESSAGE)), TOOLS],
-    "parquet": [("messages", pa.list_(_MESSAGE)), TOOLS],
+    "sharegpt": [("conversations", "sharegpt"), ("system", pa.string()), TOOLS],
+    "openai": [("messages", "message"), TOOLS],
+    "parquet": [("messages", "message"), TOOLS],
 }
 _DTYPES = {pa.string(): "string", pa.float64(): "float64", pa.int64(): "int64", pa.bool_(): "bool"}
 
 
-def export_schema(file_format: str, with_metadata: bool) -> pa.Schema:
-    """The schema of every record of `file_format`: each key present in every record, null where empty."""
-    fields = list(_FIELDS[file_format])
+def turn_type(turn: str, turn_keys: dict[str, str]) -> pa.DataType:
+    """A turn: its role and text, the tool-call keys, then each other key the selection's turns carry."""
+    extra = [(key, arrow_type(kind)) for key, kind in turn_keys.items()]
+    return pa.struct([*_TURN_HEAD[turn], *TURN_KEYS, *extra])
+
+
+def export_schema(file_format: str, with_metadata: bool, turn_keys: dict[str, str] | None = None) -> pa.Schema:
+    """The schema of every record of `file_format`: each key present in every record, null where empty.
+
+    `turn_keys`: the other keys of the selection's turns and their kinds (io/turn_keys.py).
+    """
+    fields = [
+        (name, pa.list_(turn_type(t, turn_keys or {})) if isinstance(t, str) else t)
+        for name, t in _FIELDS[file_format]
+    ]
     if with_metadata:
         fields.append((METADATA_KEY, _METADATA))
     return pa.schema(fields)

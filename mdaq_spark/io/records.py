@@ -96,6 +96,26 @@ def _part_text(content: list, field: str) -> str:
     return "\n".join(texts)
 
 
+# the other shape's name for a turn's role and text (ShareGPT: from/value; OpenAI: role/content)
+_OTHER_NAME = {"from": "role", "role": "from", "value": "content", "content": "value"}
+
+
+def _family(role: str) -> str:
+    role = role.lower()
+    return "user" if role in USER_ROLES else "assistant" if role in ASSISTANT_ROLES else role
+
+
+def _check_other_names(turn: dict, role_key: str, text_key: str, text: str, field: str) -> None:
+    """A turn may repeat its role and text under the other shape's names (converted data often does),
+    never contradict them: which of the two was meant cannot be told, so the record is quarantined."""
+    role, other_role = turn[role_key], turn.get(_OTHER_NAME[role_key])
+    if other_role is not None and (not isinstance(other_role, str) or _family(other_role) != _family(role)):
+        raise v.RecordRejected(v.conflicting_turn(field))
+    other_text = turn.get(_OTHER_NAME[text_key])
+    if other_text is not None and other_text != text:
+        raise v.RecordRejected(v.conflicting_turn(field))
+
+
 def _turns(value: Any, role_key: str, text_key: str, field: str, s: AdapterSettings) -> list[tuple[str, str, dict]]:
     """(role, text, other keys) per turn. A null content (an assistant turn that only calls tools) is empty text.
 
@@ -117,7 +137,9 @@ def _turns(value: Any, role_key: str, text_key: str, field: str, s: AdapterSetti
         elif isinstance(text, list):
             parts = [p for p in text if isinstance(p, dict) and p.get("type", "text") not in TEXT_PARTS]
             text = _part_text(text, field)
-        skip = (role_key, text_key, "role", "content")
+        if isinstance(text, str):  # other values are wrong_type below
+            _check_other_names(turn, role_key, text_key, text, field)
+        skip = (role_key, text_key, _OTHER_NAME[role_key], _OTHER_NAME[text_key])
         tools = {k: val for k, val in turn.items() if k not in skip and val is not None}
         if parts:
             tools[CONTENT_PARTS] = parts  # images, audio, files: no text to score, kept with their turn

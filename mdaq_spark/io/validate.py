@@ -61,6 +61,11 @@ def malformed_part(field: str) -> str:
     return f"malformed_content_part_{field}"
 
 
+def conflicting_turn(field: str) -> str:
+    """A turn whose role or text is given under both shapes' names (`from` and `role`) with different values."""
+    return f"conflicting_turn_keys_{field}"
+
+
 def undecodable(text: str) -> bool:
     return _UNDECODABLE.search(text) is not None
 

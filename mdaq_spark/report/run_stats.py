@@ -170,6 +170,8 @@ class ExportResult:
     path: str
     files: int
     rows_per_language: dict[str, int]
+    turn_keys: dict[str, str]  # the turns' other keys written, with their kinds (io/turn_keys.py)
+    turn_keys_not_written: list[str]  # those the format has no place for (alpaca's turns)
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,29 @@ def test_top_level_system_tools_and_turn_names_reach_the_exports():
     assert X.alpaca_record(content)["system"] == "Be brief."
 
 
+def test_every_turn_key_reaches_the_conversational_exports_and_alpaca_says_what_it_leaves_out():
+    history = json.dumps([{"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2", "weight": 1}])
+    content = X.Content("u1", "", "a1", history, response_fields=json.dumps({"weight": 0, "meta": {"k": 1}}))
+    keys = {"meta": "json", "weight": "int"}
+    messages = X.openai_record(content, keys)["messages"]
+    assert [(m["role"], m["weight"], m["meta"]) for m in messages] == [
+        ("user", None, None),
+        ("assistant", 0, '{"k": 1}'),
+        ("user", None, None),
+        ("assistant", 1, None),
+    ]
+    turns = X.sharegpt_record(content, keys)["conversations"]
+    assert [t["weight"] for t in turns] == [None, 0, None, 1]
+    # each file goes through the schema with those keys typed; without them a key would not fit
+    assert X.encode_file("parquet", [X.openai_record(content, keys)], False, keys)
+    with pytest.raises(ValueError, match=r"outside the format.s schema: \[.meta., .weight.\]"):
+        X.encode_file("parquet", [X.openai_record(content, keys)], False, {})
+    assert X._format_turn_keys("alpaca", keys, "out") == ({}, ["meta", "weight"])
+    assert X._format_turn_keys("openai", keys, "out") == (keys, [])
+    with pytest.raises(InputError, match="'from', a key of the sharegpt format's own turns"):
+        X._format_turn_keys("sharegpt", {"from": "string"}, "out")
+
+
 def test_tool_calls_take_the_openai_shape_or_stop_the_export():
     calls = [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": {"city": "Paris"}}}]
     assert X.tool_calls(calls, "s") == [
@@ -156,7 +179,7 @@ def test_metadata_stays_under_its_own_key():
     # a selection written before exchanges were scored has no turn scores: the keys are there, null
     assert out[X.METADATA_KEY] == {"sample_id": "id1", "lang": "en", "qsm_score": 0.5, "cluster_id": 3,
                                    "selection_reason": "quality",
-                                   "turn_scores": None, "weakest_turn": None}  # fmt: skip
+                                   "turn_scores": None, "weakest_turn": None, "extra": None}  # fmt: skip
     assert set(X.record("alpaca", row)) == {"instruction", "input", "output", "system", "history", "tools"}
 
 
@@ -270,15 +293,20 @@ OPENAI = [
         "messages": [
             {"role": "system", "content": "Antworte knapp."},
             {"role": "user", "content": "Wie viele Beine hat eine Spinne?"},
-            {"role": "assistant", "content": "Eine Spinne hat acht Beine."},
+            # OpenAI's fine-tuning format: a trainer learns from the second answer only
+            {"role": "assistant", "content": "Eine Spinne hat acht Beine.", "weight": 0},
             {"role": "user", "content": "Und ein Käfer?"},
-            {"role": "assistant", "content": "Ein Käfer hat sechs Beine."},
+            {"role": "assistant", "content": "Ein Käfer hat sechs Beine.", "weight": 1},
         ]
     },
     {
         "messages": [
             {"role": "user", "content": "Explain recursion in one sentence."},
-            {"role": "assistant", "content": "Recursion is a function solving a problem by calling itself on a part."},
+            {
+                "role": "assistant",
+                "content": "Recursion is a function solving a problem by calling itself on a part.",
+                "reasoning_content": "One sentence: define it by self-reference.",
+            },
         ]
     },
     {
@@ -366,7 +394,7 @@ def test_each_shape_round_trips_through_a_whole_selection(spark, exported_run):
     for shape, (name, records) in FILES.items():
         exported = _read_jsonl(run / "export" / shape)
         assert len(exported) == stats["counts"]["selected"]
-        assert all(set(r[X.METADATA_KEY]) == {*X.METADATA_COLUMNS, *X.TURN_METADATA} for r in exported)
+        assert all(set(r[X.METADATA_KEY]) == {*X.METADATA_COLUMNS, *X.OPTIONAL_METADATA} for r in exported)
         # each exchange's score in turn order: the sample's score is their mean, the weakest turn named
         for r in (r[X.METADATA_KEY] for r in exported):
             turns = r[S.TURN_SCORES]  # scoring.aggregate: mean (the default); the weakest turn named apart
@@ -402,7 +430,9 @@ def test_every_export_folder_loads_whole_with_datasets(exported_run, tmp_path):
         folder = run / "export" / spec["format"]
         ds = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "hf"))
         assert ds.num_rows == stats["counts"]["selected"], spec
-        assert ds.features == datasets.Features.from_arrow_schema(export_schema(spec["format"], spec["with_metadata"]))
+        turn_keys = next(e["turn_keys"] for e in stats["exports"] if e["path"].endswith("/" + spec["format"]))
+        schema = export_schema(spec["format"], spec["with_metadata"], turn_keys)
+        assert ds.features == datasets.Features.from_arrow_schema(schema)
         lang, entry = max(stats["per_language"].items(), key=lambda kv: kv[1]["selected_total"])
         one = datasets.load_dataset(str(folder), lang, split="train", cache_dir=str(tmp_path / "hf"))
         assert one.num_rows == entry["selected_total"]

@@ -77,6 +77,26 @@ def test_openai_content_parts_and_tool_calls():
         _openai([{"role": "user", "content": 42}, {"role": "assistant", "content": "Yes."}])
 
 
+def test_a_turn_may_repeat_its_role_and_text_under_the_other_shapes_names_never_contradict_them():
+    settings = records.AdapterSettings(ColumnsConfig(), 10_000)
+
+    def sharegpt(*turns):
+        return records.sharegpt({"conversations": list(turns)}, settings)[0]
+
+    same = sharegpt(
+        {"from": "human", "value": "Hi?", "role": "user", "content": "Hi?"}, {"from": "gpt", "value": "Hi."}
+    )
+    assert (same.instruction, same.prompt_fields) == ("Hi?", None)  # a repeat, nothing lost
+    for bad in ({"role": "assistant"}, {"content": "Bye?"}, {"role": 3}):
+        with pytest.raises(v.RecordRejected, match="conflicting_turn_keys_conversations"):
+            sharegpt({"from": "human", "value": "Hi?", **bad}, {"from": "gpt", "value": "Hi."})
+    with pytest.raises(v.RecordRejected, match="conflicting_turn_keys_messages"):
+        _openai([{"role": "user", "content": "Hi?", "from": "gpt"}, {"role": "assistant", "content": "Hi."}])
+    # a key that is neither stays with its turn
+    kept = _openai([{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hi.", "weight": 0}])
+    assert json.loads(kept.response_fields) == {"weight": 0}
+
+
 def _preview(tmp_path, name: str, data: bytes) -> list[dict]:
     path = tmp_path / name
     path.write_bytes(data)
