@@ -77,6 +77,7 @@ def front_matter(
     license_id: str,
     rows: int,
     turn_keys: dict[str, str] | None = None,
+    scorers: tuple[str, ...] = ("qsm",),
 ) -> dict:
     """Hub metadata: license, size, languages (ISO codes, undetermined left out), features and configs."""
     ext = files[next(iter(files))][0].rsplit(".", 1)[-1] if files else "parquet"
@@ -95,7 +96,9 @@ def front_matter(
         "pretty_name": "mdaq-spark selection",
         "tags": ["mdaq-spark", "instruction-tuning", "multilingual"],
         "task_categories": ["text-generation"],
-        "dataset_info": {"features": features_yaml(export_schema(spec.format, spec.with_metadata, turn_keys))},
+        "dataset_info": {
+            "features": features_yaml(export_schema(spec.format, spec.with_metadata, turn_keys, scorers))
+        },
         "configs": configs,
     }
 
@@ -154,14 +157,16 @@ def render(
     license_id: str | None = None,
     turn_keys: dict[str, str] | None = None,
     left_out: list[str] | None = None,
+    scorers: tuple[str, ...] = ("qsm",),
 ) -> str:
     """The card; `license_id` overrides the run's output.license.
 
     `turn_keys`: the other keys the turns carry (io/turn_keys.py); `left_out`: those the
-    format has no place for (alpaca's), named so a reader knows they exist.
+    format has no place for (alpaca's), named so a reader knows they exist; `scorers`: the
+    run's scorer names, the fields of the metadata's `scorer_scores`.
     """
     total = sum(counts.values())
-    meta = front_matter(files, spec, license_id or stats.config.output.license, total, turn_keys)
+    meta = front_matter(files, spec, license_id or stats.config.output.license, total, turn_keys, scorers)
     lines = [
         "---",
         yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip("\n"),

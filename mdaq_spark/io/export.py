@@ -28,7 +28,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
-from mdaq_spark.config import EXPORT_FORMATS, ExportConfig
+from mdaq_spark.config import EXPORT_FORMATS, ExportConfig, scorer_names
 from mdaq_spark.errors import InputError
 from mdaq_spark.io import validate as v
 from mdaq_spark.io.export_schema import DATA_DIR, METADATA_KEY, export_schema
@@ -53,9 +53,10 @@ OPTIONAL_COLUMNS = (
     S.EXTRA,
     S.TURN_SCORES,
     S.WEAKEST_TURN,
+    S.SCORER_SCORES,
 )
 # metadata a selection from an older run may lack (null there)
-OPTIONAL_METADATA = (S.TURN_SCORES, S.WEAKEST_TURN, S.EXTRA)
+OPTIONAL_METADATA = (S.TURN_SCORES, S.WEAKEST_TURN, S.EXTRA, S.SCORER_SCORES)
 SYSTEM_ROLES = frozenset({"system", "developer"})
 TOOL_KEYS = ("tool_calls", "tool_call_id", "name")
 _TOOL_CALL_KEYS = frozenset({"id", "type", "function"})
@@ -291,13 +292,17 @@ def record(file_format: str, row: dict, with_metadata: bool = False, turn_keys: 
 
 
 def encode_file(
-    file_format: str, records: list[dict], with_metadata: bool, turn_keys: dict[str, str] | None = None
+    file_format: str,
+    records: list[dict],
+    with_metadata: bool,
+    turn_keys: dict[str, str] | None = None,
+    scorers: tuple[str, ...] = ("qsm",),
 ) -> bytes:
     """One file's bytes: JSON Lines (UTF-8, keys in schema order), or Parquet with the format's schema."""
     import pyarrow as pa
 
     # through the schema either way: a record that does not fit fails here, not in a trainer's loader
-    schema = export_schema(file_format, with_metadata, turn_keys)
+    schema = export_schema(file_format, with_metadata, turn_keys, scorers)
     _check_keys(records, schema)
     table = pa.Table.from_pylist(records, schema=schema)
     if file_format != "parquet":
@@ -402,6 +407,7 @@ def export_selection(
     selected = table.select(*METADATA_COLUMNS, S.SOURCE, S.QUALITY_RANK, *CONTENT_COLUMNS, *optional)
     counts = {r[S.LANG]: r["count"] for r in selected.groupBy(S.LANG).count().orderBy(S.LANG).collect()}
     turn_keys, left_out = _format_turn_keys(spec.format, selection_turn_keys(selected), target)
+    scorers = tuple(scorer_names(stats.config.scoring.scorers))
     staging = f"{target}.tmp-export"
     files.delete_tree(staging)
     files.mkdirs(f"{staging}/{DATA_DIR}")
@@ -414,11 +420,19 @@ def export_selection(
         for shard, chunk in enumerate(_chunks(rows, spec.max_rows_per_file)):
             name = file_name(lang, shard, shards, spec.format)
             records = [record(spec.format, row.asDict(), spec.with_metadata, turn_keys) for row in chunk]
-            data = encode_file(spec.format, records, spec.with_metadata, turn_keys)
+            data = encode_file(spec.format, records, spec.with_metadata, turn_keys, scorers)
             files.write_bytes(f"{staging}/{DATA_DIR}/{name}", data)
             written.setdefault(lang, []).append(name)
     card = dataset_card.render(
-        stats, counts, written, spec, command=command, license_id=license_id, turn_keys=turn_keys, left_out=left_out
+        stats,
+        counts,
+        written,
+        spec,
+        command=command,
+        license_id=license_id,
+        turn_keys=turn_keys,
+        left_out=left_out,
+        scorers=scorers,
     )
     files.write_bytes(f"{staging}/{CARD_FILE}", card.encode("utf-8"))
     files.delete_tree(target)

@@ -31,20 +31,18 @@ _TURN_HEAD = {
     "message": [("role", pa.string()), ("content", pa.string())],
     "sharegpt": [("from", pa.string()), ("value", pa.string())],
 }
-_METADATA = pa.struct(
-    [
-        (S.SAMPLE_ID, pa.string()),
-        (S.LANG, pa.string()),
-        (S.QSM_SCORE, pa.float64()),
-        (S.CLUSTER_ID, pa.int64()),
-        (S.SELECTION_REASON, pa.string()),
-        # each exchange's score in turn order, and the weakest one's turn (0 = the first answer)
-        (S.TURN_SCORES, pa.list_(pa.float64())),
-        (S.WEAKEST_TURN, pa.int64()),
-        # the record's other top-level keys (an `id`, a `meta`), as the JSON object the reader kept
-        (S.EXTRA, pa.string()),
-    ]
-)
+_METADATA = [
+    (S.SAMPLE_ID, pa.string()),
+    (S.LANG, pa.string()),
+    (S.QSM_SCORE, pa.float64()),
+    (S.CLUSTER_ID, pa.int64()),
+    (S.SELECTION_REASON, pa.string()),
+    # each exchange's score in turn order, and the weakest one's turn (0 = the first answer)
+    (S.TURN_SCORES, pa.list_(pa.float64())),
+    (S.WEAKEST_TURN, pa.int64()),
+    # the record's other top-level keys (an `id`, a `meta`), as the JSON object the reader kept
+    (S.EXTRA, pa.string()),
+]
 _FIELDS = {
     "alpaca": [
         ("instruction", pa.string()),
@@ -67,17 +65,28 @@ def turn_type(turn: str, turn_keys: dict[str, str]) -> pa.DataType:
     return pa.struct([*_TURN_HEAD[turn], *TURN_KEYS, *extra])
 
 
-def export_schema(file_format: str, with_metadata: bool, turn_keys: dict[str, str] | None = None) -> pa.Schema:
+def metadata_type(scorers: tuple[str, ...]) -> pa.DataType:
+    """The `mdaq` struct; `scorer_scores` holds each configured scorer's raw score of the sample, by name."""
+    return pa.struct([*_METADATA, (S.SCORER_SCORES, pa.struct([(name, pa.float64()) for name in scorers]))])
+
+
+def export_schema(
+    file_format: str,
+    with_metadata: bool,
+    turn_keys: dict[str, str] | None = None,
+    scorers: tuple[str, ...] = ("qsm",),
+) -> pa.Schema:
     """The schema of every record of `file_format`: each key present in every record, null where empty.
 
-    `turn_keys`: the other keys of the selection's turns and their kinds (io/turn_keys.py).
+    `turn_keys`: the other keys of the selection's turns and their kinds (io/turn_keys.py);
+    `scorers`: the run's scorer names (config.scorer_names), the fields of `scorer_scores`.
     """
     fields = [
         (name, pa.list_(turn_type(t, turn_keys or {})) if isinstance(t, str) else t)
         for name, t in _FIELDS[file_format]
     ]
     if with_metadata:
-        fields.append((METADATA_KEY, _METADATA))
+        fields.append((METADATA_KEY, metadata_type(scorers)))
     return pa.schema(fields)
 
 

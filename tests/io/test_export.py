@@ -7,10 +7,12 @@ loads with its card, and that two exports of one run are byte-identical.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from mdaq_spark import schema as S
@@ -179,8 +181,14 @@ def test_metadata_stays_under_its_own_key():
     # a selection written before exchanges were scored has no turn scores: the keys are there, null
     assert out[X.METADATA_KEY] == {"sample_id": "id1", "lang": "en", "qsm_score": 0.5, "cluster_id": 3,
                                    "selection_reason": "quality",
-                                   "turn_scores": None, "weakest_turn": None, "extra": None}  # fmt: skip
+                                   "turn_scores": None, "weakest_turn": None, "extra": None,
+                                   "scorer_scores": None}  # fmt: skip
     assert set(X.record("alpaca", row)) == {"instruction", "input", "output", "system", "history", "tools"}
+    # several scorers: each one's raw score under its name, typed in Parquet
+    scored = X.record("openai", {**row, S.SCORER_SCORES: {"qsm": 0.9, "length#2": 5.1}}, with_metadata=True)
+    data = X.encode_file("parquet", [scored], True, {}, ("qsm", "length#2"))
+    (back,) = pq.read_table(io.BytesIO(data)).to_pylist()
+    assert back[X.METADATA_KEY][S.SCORER_SCORES] == {"qsm": 0.9, "length#2": 5.1}
 
 
 def test_a_card_names_no_local_path_and_the_hubs_size_bucket():
@@ -400,6 +408,7 @@ def test_each_shape_round_trips_through_a_whole_selection(spark, exported_run):
             turns = r[S.TURN_SCORES]  # scoring.aggregate: mean (the default); the weakest turn named apart
             assert r[S.QSM_SCORE] == pytest.approx(sum(turns) / len(turns), abs=1e-12)
             assert min(turns) == turns[r[S.WEAKEST_TURN]]
+            assert r[S.SCORER_SCORES] == {"qsm": r[S.QSM_SCORE]}  # one scorer: its raw score is the sample's
         mine = [
             _as_read({k: v for k, v in r.items() if k != X.METADATA_KEY})
             for r in exported
@@ -431,7 +440,7 @@ def test_every_export_folder_loads_whole_with_datasets(exported_run, tmp_path):
         ds = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "hf"))
         assert ds.num_rows == stats["counts"]["selected"], spec
         turn_keys = next(e["turn_keys"] for e in stats["exports"] if e["path"].endswith("/" + spec["format"]))
-        schema = export_schema(spec["format"], spec["with_metadata"], turn_keys)
+        schema = export_schema(spec["format"], spec["with_metadata"], turn_keys, scorers=("qsm",))
         assert ds.features == datasets.Features.from_arrow_schema(schema)
         lang, entry = max(stats["per_language"].items(), key=lambda kv: kv[1]["selected_total"])
         one = datasets.load_dataset(str(folder), lang, split="train", cache_dir=str(tmp_path / "hf"))
