@@ -201,6 +201,8 @@ class RunLog:
     skipped: list[str] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
     info: dict[str, dict] = field(default_factory=dict)
+    # the checkout's commit when the run started: a commit made while it runs is not what ran
+    code_commit: str | None = None
 
 
 @dataclass

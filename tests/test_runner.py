@@ -63,3 +63,11 @@ def test_a_missing_produced_column_fails_without_a_marker(runner):
     with pytest.raises(StageContractError, match=r"stage copy did not write clusters/ with columns \['cluster_id'\]"):
         runner.run(_Copy((S.SAMPLE_ID,), (S.SAMPLE_ID, S.CLUSTER_ID)))
     assert runner.ctx.rundir.marker("copy") is None
+
+
+def test_the_run_records_the_commit_it_started_on(runner):
+    from mdaq_spark.report.stats import code_commit
+
+    # the checkout's commit, read when the runner was made: a commit during a long run is not what ran
+    assert runner.log.code_commit == code_commit()
+    assert runner.log.code_commit is None or len(runner.log.code_commit) == 40

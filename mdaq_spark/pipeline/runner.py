@@ -26,7 +26,7 @@ from mdaq_spark.io.export import export_all
 from mdaq_spark.models import registry
 from mdaq_spark.report.diff import diff_runs, summary
 from mdaq_spark.report.run_stats import ExportResult, PreviousRun, RunStats, typed
-from mdaq_spark.report.stats import write_html, write_ingest_only_stats, write_stats
+from mdaq_spark.report.stats import code_commit, write_html, write_ingest_only_stats, write_stats
 from mdaq_spark.resources import model_resource_profile
 from mdaq_spark.rundir import EMBEDDINGS, SCORES, RunDir, RunLog
 from mdaq_spark.scoring.base import build_scorers, combination_fingerprint
@@ -52,7 +52,7 @@ class Runner:
     def __init__(self, ctx: StageContext, file_format: str) -> None:
         self.ctx = ctx
         self.file_format = file_format
-        self.log = RunLog()
+        self.log = RunLog(code_commit=code_commit())
 
     def _check(self, stage: Stage, tables: tuple[Table, ...], when: str) -> None:
         for table in tables:
