@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -34,6 +33,7 @@ import pandas as pd
 from mdaq_spark.config import InputConfig, LanguageConfig
 from mdaq_spark.io import readers
 from mdaq_spark.langcodes import file_language
+from mdaq_spark.report.stats import code_commit
 from mdaq_spark.stages.language import detectable
 from mdaq_spark.train.midb import read_midb_files
 
@@ -142,6 +142,7 @@ def score(name: str, detect, texts: list[tuple[str, str, str]], batched: bool = 
 
 
 def main() -> int:
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--midb", default=str(Path(_SHARED) / "midb_train"))
     parser.add_argument("--per-language", type=int, default=300)
@@ -168,7 +169,6 @@ def main() -> int:
             continue
         rows.append(score(name, detect, texts, batched="batched" in name))
         print(json.dumps({k: rows[-1][k] for k in ("detector", "us_per_text")} | {"all": rows[-1]["accuracy"]["all"]}))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {
         "benchmark": "langid",
         "commit": commit,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +30,8 @@ from mdaq_spark.train import crossval as cv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qsm_partial_finetune import honest_fold, other_same_language  # noqa: E402
+
+from mdaq_spark.report.stats import code_commit
 
 # the affine head shipped before source-disjoint training (records 0-400 of every MIDB file)
 AFFINE_HEAD_R400 = Path(__file__).resolve().parent / "heads" / "e5-small-affine-r400"
@@ -47,6 +48,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     fold, _, test = honest_fold(args.midb, args.fold, args.folds, args.seed)
@@ -86,7 +88,7 @@ def main() -> int:
         "cosine_std": float(np.std(np.concatenate([c_rev, c_raw]))),
     }
     out = {
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": commit,
         "fold": {"index": fold.index, "test_langs": list(fold.test_langs), "folds": args.folds},
         "test_pairs": len(test),
         "length_matched_pairs": int(matched.sum()),

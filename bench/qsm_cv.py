@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import pandas as pd
 
 from mdaq_spark.config import HeadTrainConfig, LayerHeadTrainConfig, ModelConfig
 from mdaq_spark.models.qsm import QsmHead, score_and_embed
+from mdaq_spark.report.stats import code_commit
 from mdaq_spark.train import crossval as cv
 from mdaq_spark.train import sanity
 from mdaq_spark.train.encodings import text_key
@@ -226,6 +226,7 @@ def main() -> int:
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads for head training")
     args = ap.parse_args()
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     import torch
 
     torch.set_num_threads(args.threads)
@@ -257,7 +258,7 @@ def main() -> int:
         log.info("fold %d: %s", fold.index, fold_info[-1])
     names = list(per_fold[0])
     result = {
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": commit,
         "records_used": len(usable),
         "records_total": len(records),
         "folds": fold_info,

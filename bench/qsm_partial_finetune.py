@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from torch import nn
 from mdaq_spark.config import ModelConfig
 from mdaq_spark.models import registry
 from mdaq_spark.models.qsm import QsmHead, score_and_embed
+from mdaq_spark.report.stats import code_commit
 from mdaq_spark.train import crossval as cv
 from mdaq_spark.train.midb import load_midb
 
@@ -162,6 +162,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -269,7 +270,7 @@ def main() -> int:
     gaps[name], relevance[name], sel[name] = after["pair"], after["relevance"], selection(after["selection"])
 
     result = {
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": commit,
         "fold": {"index": fold.index, "test_langs": list(fold.test_langs), "folds": args.folds},
         "train_triplets": len(train),
         "test_pairs": len(test),

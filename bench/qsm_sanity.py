@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from mdaq_spark.config import ModelConfig
 from mdaq_spark.models import registry
 from mdaq_spark.models.encoder import TextEncoder
 from mdaq_spark.models.qsm import QsmHead, score_and_embed
+from mdaq_spark.report.stats import code_commit
 from mdaq_spark.train import crossval as cv
 from mdaq_spark.train import sanity
 from mdaq_spark.train.midb import prompt
@@ -64,6 +64,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args()
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = ModelConfig(qsm_head=args.qsm)
     norm = pd.read_parquet(
@@ -99,7 +100,7 @@ def main() -> int:
             gaps[hname] = score_and_embed(pi, ri, head, ri_states)[0] - score_and_embed(pi, neg, head, neg_states)[0]
         results[name] = {k: cv.summarise(g, np.asarray(idx)) for k, g in gaps.items()}
     out = {
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": commit,
         "run_dir": Path(args.run_dir).name,
         "samples": len(norm),
         "languages": sorted(norm["lang"].unique()),

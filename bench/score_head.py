@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from mdaq_spark.models import registry
 from mdaq_spark.models.qsm import QsmHead, score_and_embed
+from mdaq_spark.report.stats import code_commit
 
 AFFINE_HEAD_R400 = Path(__file__).resolve().parent / "heads" / "e5-small-affine-r400"
 
@@ -30,6 +30,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     heads = {
         "layer head (shipped)": QsmHead.load(registry.resolve_head("auto", "multilingual-e5-small")),
         "affine head": QsmHead.load(AFFINE_HEAD_R400),
@@ -48,7 +49,7 @@ def main() -> int:
         results[name] = {"layers": list(head.layers), "microseconds_per_row": round(best / args.rows * 1e6, 1)}
         print(f"{name:22s} {results[name]['microseconds_per_row']:7.1f} us/row")
     out = {
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": commit,
         "rows": args.rows,
         "repeats": args.repeats,
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),

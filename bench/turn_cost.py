@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from mdaq_spark.report.stats import code_commit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -63,8 +64,8 @@ def main() -> None:
     ap.add_argument("--model-cache", default=None)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    commit = code_commit()  # read before the run: a commit made while it runs is not it
     logging.basicConfig(level=logging.WARNING)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
 
     from mdaq_spark.config import SparkConfig
     from mdaq_spark.session import build_session

@@ -185,6 +185,14 @@ def test_each_scorers_raw_score_is_kept_and_combined_by_rank(runs):
     answers = {r[S.SAMPLE_ID]: r for _, r in selected.iterrows()}
     for row in answers.values():
         assert dict(row[S.SCORER_SCORES])["answer_words"] >= 1
+    # stats.json and the report: each scorer's mean raw score over the selection, in config order
+    summary = runs["c"]["scorers"]
+    assert list(summary) == ["qsm", "length", "sequence_classifier", "answer_words"]
+    assert (summary["length"]["kind"], summary["length"]["weight"]) == ("length", 0.5)
+    for name, entry in summary.items():
+        raw = [dict(r)[name] for r in selected[S.SCORER_SCORES]]
+        assert entry["mean_selected"] == pytest.approx(np.mean(raw), rel=1e-9), name
+        assert entry["mean_scored"] is not None
 
 
 def test_a_scorer_kind_is_one_registration():

@@ -130,7 +130,9 @@ class TextEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        model = self.model  # sentence-transformers renamed the method; older releases have only the old name
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
 
     def _oom_safe(self, run):
         """run(batch_size), halving the batch after a CUDA out-of-memory error; counts the model's CPU time."""

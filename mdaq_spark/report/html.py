@@ -132,6 +132,7 @@ def render(stats: RunStats) -> str:
         *_pruning(stats),
         *_quarantine(stats),
         *_turns(stats),
+        *_scorers(stats),
         *_figures(stats.report),
         *_stages(stats),
         "</body></html>",
@@ -279,6 +280,26 @@ def _turns(stats: RunStats) -> list[str]:
         "<h2>Exchanges per sample</h2><p class='muted'>a sample scores as its exchanges aggregate "
         "(scoring.aggregate); where its weakest exchange sits.</p>",
         _table(["exchanges", "samples", "weakest exchange"], rows),
+    ]
+
+
+def _scorers(stats: RunStats) -> list[str]:
+    """Each scorer's weight and raw score, on average over the scored samples and over the selection."""
+    if not stats.scorers:
+        return []
+
+    def shown(x: float | None) -> str:
+        return "" if x is None else f"{x:.4f}"
+
+    rows = [
+        [name, s.kind, f"{s.weight:g}", shown(s.mean_scored), shown(s.mean_selected)]
+        for name, s in stats.scorers.items()
+    ]
+    return [
+        "<h2>Scorers</h2><p class='muted'>each scorer's raw score of a sample (its exchanges aggregated), "
+        "before normalisation and weighting (scoring.scorers); the selection's mean beside the corpus's "
+        "shows what it leans on.</p>",
+        _table(["scorer", "kind", "weight", "mean, scored samples", "mean, selected"], rows),
     ]
 
 

@@ -3,8 +3,10 @@
 The report page, `mdaq inspect`, `mdaq diff` and the exports' dataset cards read a run's
 numbers through RunStats, never through the JSON's keys. Reading is strict: a key missing
 from the file, or one the class does not know, fails with the key's path, so a renamed key
-cannot reach a page as a quiet 0. A section with nothing in it is written as such (an empty
-map, null), never left out.
+cannot reach a page as a quiet 0. The one exception keeps older runs readable after an
+upgrade (a scheduled refresh diffs against the run before it): a key added in a later version
+has a default, and a file written before it reads with that default. A section with nothing in
+it is written as such (an empty map, null), never left out.
 
 `stage_info` stays free-form (each stage records what it did in its own words); the few of
 its values that pages show are read through the accessors at the end, which fail the same way.
@@ -16,7 +18,7 @@ import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -170,8 +172,10 @@ class ExportResult:
     path: str
     files: int
     rows_per_language: dict[str, int]
-    turn_keys: dict[str, str]  # the turns' other keys written, with their kinds (io/turn_keys.py)
-    turn_keys_not_written: list[str]  # those the format has no place for (alpaca's turns)
+    # the turns' other keys written, with their kinds (io/turn_keys.py), and those the format has
+    # no place for (alpaca's turns); empty in a file from before they were exported
+    turn_keys: dict[str, str] = field(default_factory=dict)
+    turn_keys_not_written: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,16 @@ class Turns:
 
     samples_by_turns: dict[str, int]
     weakest_turn_by_turns: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class ScorerStats:
+    """One configured scorer and its raw aggregate score of the samples, on average (null where none)."""
+
+    kind: str
+    weight: float
+    mean_scored: float | None  # over every sample the run scored
+    mean_selected: float | None  # over the selection: how it leans on this scorer
 
 
 @dataclass(frozen=True)
@@ -205,6 +219,8 @@ class RunStats:
     stopped_after: str | None  # why a run ended early (no usable record after ingest); null for a whole run
     previous_run: PreviousRun | None  # the last other run over a shared store
     exports: list[ExportResult]
+    # keys added since the first version: a stats.json from before them reads with these defaults
+    scorers: dict[str, ScorerStats] = field(default_factory=dict)  # by scorer name, in config order
 
     # ------------------------------------------------------------------ the file
 
@@ -291,12 +307,17 @@ def _load(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise _fail(where, "expected an object")
         hints = typing.get_type_hints(tp)
-        names = [f.name for f in dataclasses.fields(tp)]
-        missing = [n for n in names if n not in value]
+        fields = dataclasses.fields(tp)
+        # a key added later has a default: a file from before it reads with the default; any other
+        # missing key, and every unknown one, is a rename or a bug and fails
+        added = {f.name for f in fields if f.default is not MISSING or f.default_factory is not MISSING}
+        missing = [f.name for f in fields if f.name not in value and f.name not in added]
         unknown = [k for k in value if k not in hints]
         if missing or unknown:
             raise _fail(where, f"missing keys {missing}, unknown keys {unknown}")
-        return tp(**{n: _load(hints[n], value[n], f"{where}.{n}") for n in names})
+        return tp(
+            **{f.name: _load(hints[f.name], value[f.name], f"{where}.{f.name}") for f in fields if f.name in value}
+        )
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp.model_validate(value)
     if origin is dict:

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from mdaq_spark import __version__
 from mdaq_spark import schema as S
-from mdaq_spark.config import JobConfig
+from mdaq_spark.config import JobConfig, scorer_names
 from mdaq_spark.report.figures import collect_report_data
 from mdaq_spark.report.html import render
 from mdaq_spark.report.run_stats import (
@@ -30,6 +30,7 @@ from mdaq_spark.report.run_stats import (
     LanguageStats,
     Pruning,
     RunStats,
+    ScorerStats,
     Turns,
 )
 from mdaq_spark.rundir import CANDIDATES, CLUSTERS, FLAGGED, NORMALIZED, QUARANTINE, SCORES, RunDir, RunLog
@@ -102,7 +103,8 @@ def collect_stats(
     languages = {lang: _language(entry) for lang, entry in per_lang.items()}
     figures = collect_report_data(rundir, cfg, score_fingerprint)
     turns = _turns(scores)
-    return _run_stats(spark, cfg, runlog, by_reason, pruning, languages, figures, turns, stopped_after=None)
+    scorers = _scorers(cfg, scores, selected)
+    return _run_stats(spark, cfg, runlog, by_reason, pruning, languages, figures, turns, scorers, stopped_after=None)
 
 
 def _run_stats(
@@ -114,6 +116,7 @@ def _run_stats(
     languages: dict[str, LanguageStats],
     figures: Figures,
     turns: Turns,
+    scorers: dict[str, ScorerStats],
     *,
     stopped_after: str | None,
 ) -> RunStats:
@@ -140,6 +143,7 @@ def _run_stats(
         pruning=pruning,
         per_language=languages,
         turns=turns,
+        scorers=scorers,
         stage_seconds=dict(runlog.timings),
         stages_skipped=list(runlog.skipped),
         stage_keys=dict(runlog.keys),
@@ -168,6 +172,31 @@ def _turns(scores) -> Turns:
         by_turns[n] = by_turns.get(n, 0) + r["count"]
         weakest.setdefault(n, {})[str(r[S.WEAKEST_TURN])] = r["count"]
     return Turns(samples_by_turns=by_turns, weakest_turn_by_turns=weakest)
+
+
+def _scorers(cfg: JobConfig, scores, selected) -> dict[str, ScorerStats]:
+    """Each scorer's raw aggregate score (scorer_scores), averaged over the scored samples and over the selection.
+
+    Beside each other they show what the selection leans on: a selection whose mean length
+    score is far above the corpus's was picked longer.
+    """
+    means: dict[str, dict[str, float]] = {}
+    for where, table in (("scored", scores), ("selected", selected)):
+        if table is None or S.SCORER_SCORES not in table.columns:
+            continue
+        exploded = table.select(F.explode(S.SCORER_SCORES).alias("scorer", "value"))
+        for r in _rows(exploded.groupBy("scorer").agg(F.mean("value").alias("mean")), "scorer"):
+            means.setdefault(r["scorer"], {})[where] = r["mean"]
+    entries = cfg.scoring.scorers
+    return {
+        name: ScorerStats(
+            kind=e.kind,
+            weight=e.weight,
+            mean_scored=means.get(name, {}).get("scored"),
+            mean_selected=means.get(name, {}).get("selected"),
+        )
+        for e, name in zip(entries, scorer_names(entries), strict=True)
+    }
 
 
 def _language(e: dict) -> LanguageStats:
@@ -220,6 +249,7 @@ def write_ingest_only_stats(spark: SparkSession, rundir: RunDir, cfg: JobConfig,
         {},
         no_figures,
         Turns(samples_by_turns={}, weakest_turn_by_turns={}),
+        _scorers(cfg, None, None),
         stopped_after="ingest: no usable record",
     )
     rundir.write_stats(stats)

@@ -106,6 +106,14 @@ def print_run(run_dir: str, stats: RunStats) -> None:
             f"translated copies: {copies.groups} groups, {copies.grouped_samples} samples, "
             f"largest {copies.largest_group}"
         )
+    if len(stats.scorers) > 1:  # one scorer's mean is the score mean above
+        scorers = Table(title="scorers (mean raw score)")
+        for col in ("scorer", "kind", "weight", "scored", "selected"):
+            scorers.add_column(col, justify="right")
+        for name, s in stats.scorers.items():
+            means = ["-" if x is None else f"{x:.4f}" for x in (s.mean_scored, s.mean_selected)]
+            scorers.add_row(name, s.kind, f"{s.weight:g}", *means)
+        console.print(scorers)
     stages = Table(title="stages")
     stages.add_column("stage")
     stages.add_column("seconds", justify="right")

@@ -32,7 +32,8 @@ _EXCHANGE = T.StructType(
 
 
 def _split(turns: str):
-    def split(instruction: str, input_text: str | None, response: str, history: str) -> list[tuple]:
+    # no annotations: pyspark reads a plain UDF's hints as a pandas signature and warns on every run
+    def split(instruction, input_text, response, history):
         return [
             (e.turn, e.id, e.user, encoder_context(e), e.response, json.dumps(chat(e), ensure_ascii=False))
             for e in sample_exchanges(instruction, input_text, response, history, turns)

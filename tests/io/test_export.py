@@ -587,5 +587,12 @@ def test_stats_json_has_one_typed_reader_that_fails_on_a_renamed_key(spark, expo
         InputError, match=rf"per_language\.{lang}: missing keys \['clusters'\], unknown keys \['n_clusters'\]"
     ):
         RunStats.from_json(renamed)
+    # a stats.json from before the keys added since (an upgrade, then a diff against the last run) reads
+    older = json.loads(json.dumps(stats))
+    del older["scorers"]
+    for export in older["exports"]:
+        del export["turn_keys"], export["turn_keys_not_written"]
+    read = RunStats.from_json(older)
+    assert read.scorers == {} and read.exports[0].turn_keys == {} and read.counts == typed.counts
     page = render(typed)
     assert f"<td class='l'>{lang}</td><td>{stats['per_language'][lang]['samples']}</td>" in page
