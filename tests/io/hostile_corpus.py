@@ -249,6 +249,19 @@ def _openai_cases(c: Corpus) -> None:
     lines.append(json.dumps({"tag": t, "messages": [{"role": "user", "content": image},
                                                    {"role": "assistant", "content": EN}]}))  # fmt: skip
     c.expect(name, t, "no_user_turn")
+
+    t = c.tag()  # converted data: each turn also under ShareGPT's names, the same role and text
+    question = f"{t} Name a river. {EN}"
+    lines.append(json.dumps({"messages": [
+        {"role": "user", "content": question, "from": "human", "value": question},
+        {"role": "assistant", "content": EN, "from": "gpt", "value": EN},
+    ]}))  # fmt: skip
+    c.expect(name, t, KEPT, instruction=question)
+
+    t = c.tag()  # the two names disagree: which role was meant cannot be told
+    lines.append(json.dumps({"tag": t, "messages": [{"role": "user", "content": EN, "from": "gpt"},
+                                                   {"role": "assistant", "content": EN}]}))  # fmt: skip
+    c.expect(name, t, "conflicting_turn_keys_messages")
     _jsonl(c.root / name, lines)
 
 
