@@ -204,13 +204,15 @@ class TextEncoder:
         if not texts:
             return np.zeros((0, n_states, self.dim), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
+        # sentence-transformers renamed tokenize to preprocess (same features); older releases have only tokenize
+        tokenize = getattr(first, "preprocess", None) or first.tokenize
 
         def run(size: int) -> np.ndarray:
             out = np.zeros((len(texts), n_states, self.dim), dtype=np.float32)
             with torch.no_grad():
                 for start in range(0, len(texts), size):
                     idx = order[start : start + size]
-                    features = first.tokenize([texts[i] for i in idx])
+                    features = tokenize([texts[i] for i in idx])
                     features = {k: v.to(self.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
                     states = bert(**features, output_hidden_states=True).hidden_states
                     mask = features["attention_mask"].unsqueeze(-1).float()

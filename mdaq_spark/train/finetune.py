@@ -57,8 +57,10 @@ def finetune_encoder(
         distance_function=lambda x, y: 1.0 - nn.functional.cosine_similarity(x, y), margin=ft.margin
     )
 
+    tokenize = getattr(model, "preprocess", None) or model.tokenize  # the newer name, where there is one
+
     def embed(texts: list[str], prefix: str):
-        features = model.tokenize([prefix + t for t in texts])
+        features = tokenize([prefix + t for t in texts])
         features = {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
         return model(features)["sentence_embedding"]
 
