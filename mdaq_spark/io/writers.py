@@ -60,17 +60,29 @@ def read_text(spark: SparkSession, path: str) -> str:
         stream.close()
 
 
+def _visible_children(spark: SparkSession, path: str) -> list[str]:
+    """A table folder's partition folders and data files: every entry but its _SUCCESS marker and hidden ones."""
+    fs, jpath = filesystem(spark, path)
+    names = sorted(s.getPath().getName() for s in fs.listStatus(jpath))
+    return [f"{path.rstrip('/')}/{n}" for n in names if not n.startswith(("_", "."))]
+
+
 def _has_data(spark: SparkSession, path: str) -> bool:
     """Whether a table folder holds anything but its _SUCCESS marker (a partition folder or a data file)."""
-    fs, jpath = filesystem(spark, path)
-    return any(not status.getPath().getName().startswith(("_", ".")) for status in fs.listStatus(jpath))
+    return bool(_visible_children(spark, path))
 
 
 def parquet_rows(spark: SparkSession, path: str) -> int:
-    """Rows of a Parquet folder just written, from its files' footers (no data page is read); 0 when it has none."""
-    if not _has_data(spark, path):
+    """Rows of a Parquet folder just written, from its files' footers (no data page is read); 0 when it has none.
+
+    The folder is read through its children (partition folders or data files): a store's
+    staging folder is named `_tmp_...` so readers skip it, and Spark warns when it is named
+    as an input itself.
+    """
+    children = _visible_children(spark, path)
+    if not children:
         return 0
-    return spark.read.parquet(path).count()
+    return spark.read.option("basePath", path).parquet(*children).count()
 
 
 def write_table(df: DataFrame, path: str, *, partition_by: tuple[str, ...] = (), file_format: str = "parquet") -> None:
