@@ -22,8 +22,7 @@ import yaml
 
 from mdaq_spark import schema as S
 from mdaq_spark.config import ExportConfig
-from mdaq_spark.io.export_schema import DATA_DIR, export_schema, features_yaml
-from mdaq_spark.io.turn_keys import JSON_TEXT
+from mdaq_spark.io.export_schema import DATA_DIR, JSON_TEXT, export_schema, features_yaml
 from mdaq_spark.report.run_stats import RunStats
 
 NO_LANGUAGE = "und"

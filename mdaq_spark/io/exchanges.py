@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from mdaq_spark import schema as S
 from mdaq_spark.io import validate as v
-from mdaq_spark.io.records import ASSISTANT_ROLES, USER_ROLES
+from mdaq_spark.io.records import ASSISTANT_ROLES, USER_ROLES, role_family
 
 TURNS_ALL, TURNS_FIRST = "all", "first"
 
@@ -120,8 +120,7 @@ def sample_exchanges(
 
 
 def _role(turn: dict) -> str:
-    role = turn.get("role", "")
-    return "user" if role in USER_ROLES else "assistant" if role in ASSISTANT_ROLES else role
+    return role_family(turn.get("role", ""))
 
 
 def encoder_context(exchange: Exchange) -> str:

@@ -31,8 +31,8 @@ from mdaq_spark import schema as S
 from mdaq_spark.config import EXPORT_FORMATS, ExportConfig, scorer_names
 from mdaq_spark.errors import InputError
 from mdaq_spark.io import validate as v
-from mdaq_spark.io.export_schema import DATA_DIR, METADATA_KEY, export_schema
-from mdaq_spark.io.records import ASSISTANT_ROLES, USER_ROLES
+from mdaq_spark.io.export_schema import DATA_DIR, METADATA_KEY, TURN_KEYS, export_schema
+from mdaq_spark.io.records import ASSISTANT_ROLES, USER_ROLES, role_family
 from mdaq_spark.io.turn_keys import exported_value, selection_turn_keys
 from mdaq_spark.rundir import HadoopFiles, LocalFiles, RunDir, is_local
 
@@ -58,7 +58,7 @@ OPTIONAL_COLUMNS = (
 # metadata a selection from an older run may lack (null there)
 OPTIONAL_METADATA = (S.TURN_SCORES, S.WEAKEST_TURN, S.EXTRA, S.SCORER_SCORES)
 SYSTEM_ROLES = frozenset({"system", "developer"})
-TOOL_KEYS = ("tool_calls", "tool_call_id", "name")
+TOOL_KEYS = tuple(key for key, _ in TURN_KEYS)  # tool_calls, tool_call_id, name
 _TOOL_CALL_KEYS = frozenset({"id", "type", "function"})
 _FUNCTION_KEYS = frozenset({"name", "arguments"})
 CARD_FILE = "README.md"
@@ -142,8 +142,8 @@ def conversation(c: Content) -> list[dict]:
 
 
 def _role(role: str, file_format: str) -> str:
-    user, assistant = _ROLE_NAMES[file_format]
-    return user if role in USER_ROLES else assistant if role in ASSISTANT_ROLES else role
+    names = dict(zip(("user", "assistant"), _ROLE_NAMES[file_format], strict=True))
+    return names.get(role_family(role), role)
 
 
 def _arguments(value: Any) -> str | None:
@@ -366,7 +366,8 @@ def _format_turn_keys(file_format: str, found: dict[str, str], target: str) -> t
     """(the turn keys `file_format`'s turns carry, the keys it has no place for).
 
     Alpaca keeps no turns, so its turn keys are left out (and said so, in the card and the
-    log); a key named like a format's own role or text key cannot sit beside it.
+    log). A turn key never holds role or text under OpenAI's names (io/turn_keys.py FIXED),
+    but one named like ShareGPT's (`from`, `value`, kept by older runs) cannot sit beside them.
     """
     if file_format == "alpaca":
         if found:
@@ -374,8 +375,7 @@ def _format_turn_keys(file_format: str, found: dict[str, str], target: str) -> t
                 "%s: alpaca has no turns to hold the turn keys %s: export as sharegpt or openai", target, found
             )
         return {}, sorted(found)
-    own = {"sharegpt": ("from", "value")}.get(file_format, ("role", "content"))
-    clash = [k for k in found if k in own]
+    clash = [k for k in found if k in ("from", "value")] if file_format == "sharegpt" else []
     if clash:
         raise InputError(
             f"{target}: the selection's turns carry {clash[0]!r}, a key of the {file_format} format's own turns: "

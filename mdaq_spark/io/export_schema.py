@@ -12,7 +12,6 @@ from __future__ import annotations
 import pyarrow as pa
 
 from mdaq_spark import schema as S
-from mdaq_spark.io.turn_keys import arrow_type
 
 DATA_DIR = "data"  # the data files sit below the card, so a trainer can be pointed at a folder of data files only
 METADATA_KEY = "mdaq"  # the one key an export's own pipeline fields live under (--with-metadata)
@@ -23,6 +22,16 @@ TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", 
 TOOL_CALLS = pa.list_(TOOL_CALL)
 # a turn's keys besides its role and text, the same in every conversational format (null when absent)
 TURN_KEYS = (("tool_calls", TOOL_CALLS), ("tool_call_id", pa.string()), ("name", pa.string()))
+# the column type of each kind of value a turn key holds (io/turn_keys.py): objects, lists and
+# mixed types as their JSON text
+JSON_TEXT = "json"
+_KIND_TYPES = {
+    "bool": pa.bool_(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "string": pa.string(),
+    JSON_TEXT: pa.string(),
+}
 # top-level tool definitions, as JSON text (TRL and LLaMA-Factory parse a string); null when none
 TOOLS = ("tools", pa.string())
 
@@ -57,6 +66,10 @@ _FIELDS = {
     "parquet": [("messages", "message"), TOOLS],
 }
 _DTYPES = {pa.string(): "string", pa.float64(): "float64", pa.int64(): "int64", pa.bool_(): "bool"}
+
+
+def arrow_type(kind: str) -> pa.DataType:
+    return _KIND_TYPES[kind]
 
 
 def turn_type(turn: str, turn_keys: dict[str, str]) -> pa.DataType:

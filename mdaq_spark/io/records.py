@@ -23,6 +23,13 @@ from mdaq_spark.io import validate as v
 USER_ROLES = frozenset({"human", "user"})
 ASSISTANT_ROLES = frozenset({"gpt", "assistant", "bot", "model", "chatgpt"})
 
+
+def role_family(role: str) -> str:
+    """`user` or `assistant` for any name of the two (human, gpt, model...); another role (system, tool) as it is."""
+    role = role.lower()
+    return "user" if role in USER_ROLES else "assistant" if role in ASSISTANT_ROLES else role
+
+
 MIDB_VARIANTS = ("raw", "revised")
 _MIDB_FIELDS = {"instruction": "Instruction", "input": "Input", "response": "Response"}
 MIDB_KEYS = tuple(f"{v.capitalize()} {suffix}" for v in MIDB_VARIANTS for suffix in _MIDB_FIELDS.values())
@@ -100,16 +107,11 @@ def _part_text(content: list, field: str) -> str:
 _OTHER_NAME = {"from": "role", "role": "from", "value": "content", "content": "value"}
 
 
-def _family(role: str) -> str:
-    role = role.lower()
-    return "user" if role in USER_ROLES else "assistant" if role in ASSISTANT_ROLES else role
-
-
 def _check_other_names(turn: dict, role_key: str, text_key: str, text: str, field: str) -> None:
     """A turn may repeat its role and text under the other shape's names (converted data often does),
     never contradict them: which of the two was meant cannot be told, so the record is quarantined."""
     role, other_role = turn[role_key], turn.get(_OTHER_NAME[role_key])
-    if other_role is not None and (not isinstance(other_role, str) or _family(other_role) != _family(role)):
+    if other_role is not None and (not isinstance(other_role, str) or role_family(other_role) != role_family(role)):
         raise v.RecordRejected(v.conflicting_turn(field))
     other_text = turn.get(_OTHER_NAME[text_key])
     if other_text is not None and other_text != text:

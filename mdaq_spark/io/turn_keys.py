@@ -21,10 +21,10 @@ from typing import Any
 
 import pyarrow as pa
 
-# the keys every exported turn has already: its role and text, and the tool-call keys of io/export_schema.py
-FIXED = frozenset({"role", "content", "tool_calls", "tool_call_id", "name"})
-JSON_TEXT = "json"
-_ARROW = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "string": pa.string(), JSON_TEXT: pa.string()}
+from mdaq_spark.io.export_schema import JSON_TEXT, TURN_KEYS
+
+# the keys every exported turn has already: its role and text, and the tool-call keys
+FIXED = frozenset({"role", "content", *(key for key, _ in TURN_KEYS)})
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -49,10 +49,6 @@ def merged_kind(kinds: Iterable[str]) -> str:
     if len(found) == 1:
         return found.pop()
     return "float" if found == {"int", "float"} else JSON_TEXT
-
-
-def arrow_type(kind: str) -> pa.DataType:
-    return _ARROW[kind]
 
 
 def exported_value(value: Any, kind: str) -> Any:

@@ -7,6 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 
+from mdaq_spark.io import export_schema
 from mdaq_spark.io import turn_keys as K
 
 
@@ -24,7 +25,7 @@ def test_values_are_written_as_their_column_holds_them():
     assert K.exported_value({"b": 1, "a": "é"}, "json") == '{"a": "é", "b": 1}'
     assert K.exported_value("x", "json") == '"x"'  # a string among other types stays distinguishable from 1
     assert K.exported_value(None, "json") is None
-    assert K.arrow_type("json") == pa.string() and K.arrow_type("int") == pa.int64()
+    assert export_schema.arrow_type("json") == pa.string() and export_schema.arrow_type("int") == pa.int64()
 
 
 def test_a_stored_sample_names_the_keys_beyond_role_text_and_tool_calls():
