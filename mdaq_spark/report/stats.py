@@ -154,7 +154,7 @@ def _run_stats(
         config=cfg,
         run_dir=str(cfg.output.path),
         command=shlex.join(sys.argv),
-        code_commit=runlog.code_commit or code_commit(),
+        code_commit=runlog.code_commit,
         report=figures,
         stopped_after=stopped_after,
         previous_run=None,
