@@ -193,6 +193,9 @@ class ScorerConfig(_Section):
     weight: float = Field(default=1.0, gt=0)
     # a name for the scorer in scorer_scores and the report; null: its kind (kind#2 for a second of one kind)
     name: str | None = None
+    # sequence_classifier: the most tokens it reads of an exchange, the answer kept at the end
+    # (null: 512; never more than the model's own limit); others: unused
+    max_length: int | None = Field(default=None, ge=16)
 
 
 class ScoringConfig(_Section):

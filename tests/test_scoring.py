@@ -26,6 +26,7 @@ from mdaq_spark.pipeline.runner import run_pipeline
 from mdaq_spark.rundir import SCORES, SELECTED
 from mdaq_spark.scoring.base import Scorer, kind_class, register
 from mdaq_spark.stages.base import digest
+from tests.tiny_models import tiny_reward_model
 
 ENGLISH = [
     (
@@ -79,31 +80,6 @@ class AnswerWords(Scorer):
         return np.array([len(t.split()) for t in batch.column(S.RESPONSE).to_pylist()], dtype=np.float64)
 
 
-def _tiny_reward_model(folder: Path) -> Path:
-    """A randomly initialised one-label BERT with a word-level tokenizer and a chat template, saved."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    words = sorted({w for q, a in ENGLISH + FOLLOW_UPS for w in f"{q} {a}".lower().split()})
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "user", "assistant", "system", *words])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
-    )
-    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }} {{ m['content'] | lower }} [SEP] {% endfor %}"
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=256, num_labels=1,
-    )  # fmt: skip
-    import torch
-
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _run(spark, model_cache, corpus: Path, out: Path, scorers: list[dict] | None = None) -> dict:
     fields = {"input.paths": [str(corpus)], "output.path": str(out)}
     if scorers is not None:
@@ -118,7 +94,8 @@ def runs(spark, model_cache, tmp_path_factory):
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import the tests package
     root = tmp_path_factory.mktemp("scoring")
-    reward = str(_tiny_reward_model(root / "reward"))
+    words = {w for q, a in ENGLISH + FOLLOW_UPS for w in f"{q} {a}".lower().split()}
+    reward = str(tiny_reward_model(root / "reward", words))
     small, grown = _corpus(root / "v1", grown=False), _corpus(root / "v2", grown=True)
     out = root / "run"
     added = [

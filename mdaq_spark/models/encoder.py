@@ -60,7 +60,7 @@ def task_device(device: str, gpu_addresses: Sequence[str]) -> str:
     return device
 
 
-def _torch_dtype(requested: str, device: str):
+def torch_dtype(requested: str, device: str):
     import torch
 
     if requested == "auto":
@@ -107,7 +107,7 @@ class TextEncoder:
         except Exception as exc:  # the loader raises many types; all mean "cannot load offline"
             raise ModelLoadError(f"cannot load model '{cfg.name}' from {self.location} offline: {exc}") from exc
         _truncate(model, cfg.max_seq_length)
-        dtype = _torch_dtype(cfg.dtype, self.device)
+        dtype = torch_dtype(cfg.dtype, self.device)
         if dtype != next(model.parameters()).dtype:
             model = model.to(dtype)
         model.eval()
