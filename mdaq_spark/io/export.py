@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mdaq_spark import schema as S
@@ -384,6 +384,26 @@ def _format_turn_keys(file_format: str, found: dict[str, str], target: str) -> t
     return found, []
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What every export of one run reads: selected/'s exported columns, rows per language, turn keys.
+
+    Read once for all of a run's exports (two Spark passes), not once per format.
+    """
+
+    rows: DataFrame
+    counts: dict[str, int]
+    turn_keys: dict[str, str]  # key -> kind over every turn (io/turn_keys.py)
+
+
+def read_selection(rundir: RunDir, stats: RunStats) -> Selection:
+    table = rundir.selected_table(stats.config.output.format)
+    optional = [c for c in OPTIONAL_COLUMNS if c in table.columns]
+    selected = table.select(*METADATA_COLUMNS, S.SOURCE, S.QUALITY_RANK, *CONTENT_COLUMNS, *optional)
+    counts = {r[S.LANG]: r["count"] for r in selected.groupBy(S.LANG).count().orderBy(S.LANG).collect()}
+    return Selection(selected, counts, selection_turn_keys(selected))
+
+
 def export_selection(
     spark: SparkSession,
     rundir: RunDir,
@@ -392,21 +412,21 @@ def export_selection(
     *,
     command: str | None = None,
     license_id: str | None = None,
+    selection: Selection | None = None,
 ) -> dict:
     """Write `spec`'s export of the run's selected/; returns where, how many files and rows per language.
 
-    `license_id` overrides the run's output.license on the card.
+    `license_id` overrides the run's output.license on the card; `selection`: read_selection's,
+    when several exports share it.
     """
     from mdaq_spark.io import dataset_card
 
     target = (spec.path or rundir.export_path(spec.format)).rstrip("/")
     files = LocalFiles() if is_local(target) else HadoopFiles(spark)
     _check_replaceable(files, target)
-    table = rundir.selected_table(stats.config.output.format)
-    optional = [c for c in OPTIONAL_COLUMNS if c in table.columns]
-    selected = table.select(*METADATA_COLUMNS, S.SOURCE, S.QUALITY_RANK, *CONTENT_COLUMNS, *optional)
-    counts = {r[S.LANG]: r["count"] for r in selected.groupBy(S.LANG).count().orderBy(S.LANG).collect()}
-    turn_keys, left_out = _format_turn_keys(spec.format, selection_turn_keys(selected), target)
+    selection = selection or read_selection(rundir, stats)
+    selected, counts = selection.rows, selection.counts
+    turn_keys, left_out = _format_turn_keys(spec.format, selection.turn_keys, target)
     scorers = tuple(scorer_names(stats.config.scoring.scorers))
     staging = f"{target}.tmp-export"
     files.delete_tree(staging)
@@ -449,5 +469,7 @@ def export_selection(
 
 
 def export_all(spark: SparkSession, rundir: RunDir, specs: Iterable[ExportConfig], stats: RunStats) -> list[dict]:
-    """The exports a config lists (output.export), in order."""
-    return [export_selection(spark, rundir, spec, stats) for spec in specs]
+    """The exports a config lists (output.export), in order, from one read of the selection."""
+    specs = list(specs)
+    selection = read_selection(rundir, stats) if specs else None
+    return [export_selection(spark, rundir, spec, stats, selection=selection) for spec in specs]
