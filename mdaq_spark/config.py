@@ -196,6 +196,8 @@ class ScorerConfig(_Section):
     # sequence_classifier: the most tokens it reads of an exchange, the answer kept at the end
     # (null: 512; never more than the model's own limit); others: unused
     max_length: int | None = Field(default=None, ge=16)
+    # sequence_classifier: exchanges per forward pass (null: model.batch_size); a large reward model wants fewer
+    batch_size: int | None = Field(default=None, ge=1)
 
 
 class ScoringConfig(_Section):

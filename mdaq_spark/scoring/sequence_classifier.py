@@ -133,7 +133,7 @@ class SequenceClassifierScorer(Scorer):
             weight=entry.weight,
             location=location,
             max_length=max_length,
-            batch_size=job.model.batch_size,
+            batch_size=entry.batch_size or job.model.batch_size,
             device=job.model.device,
             dtype=job.model.dtype,
         )

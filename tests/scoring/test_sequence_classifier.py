@@ -103,15 +103,17 @@ def test_a_text_pair_keeps_the_answer_and_the_end_of_its_prompt(models):
 
 
 def test_max_length_is_capped_by_the_model_and_part_of_the_fingerprint(models):
-    def built(max_length):
-        entry = {"kind": "sequence_classifier", "model": models["short"]}
-        if max_length:
-            entry["max_length"] = max_length
-        job = load_config(None, [], **{"scoring.scorers": [entry]})
+    def built(**settings):
+        entry = {"kind": "sequence_classifier", "model": models["short"], **settings}
+        job = load_config(None, ["model.batch_size=8"], **{"scoring.scorers": [entry]})
         return SequenceClassifierScorer.from_config(job.scoring.scorers[0], job, "rm")
 
-    assert built(None).max_length == 32 and built(128).max_length == 32 and built(20).max_length == 20
-    assert built(20).fingerprint("") != built(None).fingerprint("")
+    assert built().max_length == 32 and built(max_length=128).max_length == 32
+    assert built(max_length=20).max_length == 20
+    assert built(max_length=20).fingerprint("") != built().fingerprint("")
+    # exchanges per forward pass: the scorer's own, else the encoder's; the scores' identity ignores it
+    assert (built().batch_size, built(batch_size=2).batch_size) == (8, 2)
+    assert built(batch_size=2).fingerprint("") == built().fingerprint("")
 
 
 def _batch(chats: list[list[dict]]):
