@@ -13,7 +13,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 _LOADS = 0  # models loaded by this process: one per worker is the target, and benches check it
 _ENCODE_CPU = 0.0  # CPU seconds this process spent inside the model: the rest of a worker's CPU is overhead
 _LOCK = threading.Lock()
+T = TypeVar("T")
 
 
 def loads_in_this_process() -> int:
@@ -58,6 +60,27 @@ def task_device(device: str, gpu_addresses: Sequence[str]) -> str:
     if device == "cuda" and gpu_addresses and str(gpu_addresses[0]).isdigit():
         return f"cuda:{int(gpu_addresses[0])}"
     return device
+
+
+def halving_on_oom(run: Callable[[int], T], batch_size: int) -> tuple[T, int]:
+    """(run(batch_size), the batch size it succeeded with), halving it after each out-of-memory error.
+
+    A batch that fits on one GPU may not on another, or with longer texts: halving and
+    retrying the same inputs is cheaper than a failed stage. Other errors, and one at batch
+    size 1, propagate.
+    """
+    while True:
+        try:
+            return run(batch_size), batch_size
+        except RuntimeError as exc:
+            if "out of memory" not in str(exc).lower() or batch_size == 1:
+                raise
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            batch_size = max(1, batch_size // 2)
+            log.warning("out of memory: batch size halved to %d", batch_size)
 
 
 def torch_dtype(requested: str, device: str):
@@ -137,21 +160,13 @@ class TextEncoder:
     def _oom_safe(self, run):
         """run(batch_size), halving the batch after a CUDA out-of-memory error; counts the model's CPU time."""
         global _ENCODE_CPU
-        while True:
-            cpu = time.process_time()
-            try:
-                return run(self.batch_size)
-            except RuntimeError as exc:
-                if "out of memory" not in str(exc).lower() or self.batch_size == 1:
-                    raise
-                import torch
-
-                torch.cuda.empty_cache()
-                self.batch_size = max(1, self.batch_size // 2)
-                log.warning("CUDA out of memory: batch size halved to %d", self.batch_size)
-            finally:
-                with _LOCK:
-                    _ENCODE_CPU += time.process_time() - cpu
+        cpu = time.process_time()
+        try:
+            out, self.batch_size = halving_on_oom(run, self.batch_size)
+            return out
+        finally:
+            with _LOCK:
+                _ENCODE_CPU += time.process_time() - cpu
 
     def encode(self, texts: list[str], prefix: str = "") -> np.ndarray:
         """L2-normalised float32 embeddings, one row per text, in the input order."""

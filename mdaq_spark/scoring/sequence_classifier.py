@@ -14,8 +14,10 @@ BOS kept). A text pair loses the start of its prompt first. Cutting from the rig
 tokenizers do by default, would show a later turn's model only the conversation's opening.
 
 `model` is a local directory or, on a machine that may download, a hub id: it is fetched once
-on the driver (huggingface_hub.snapshot_download) and the workers load the same files. It runs
-in `model.dtype` on `model.device`; `auto` is the checkpoint's own dtype on a GPU (a bfloat16
+on the driver (huggingface_hub.snapshot_download), and the workers load the same directory; an
+executor on another host, where that directory is missing, resolves the id from its own cache.
+A CUDA out-of-memory error halves the batch and retries, as the encoders do. It runs in
+`model.dtype` on `model.device`; `auto` is the checkpoint's own dtype on a GPU (a bfloat16
 reward model stays bfloat16) and float32 on a CPU. Batches are fixed by the corpus as the
 encoders' are, so a rerun gives the same floats.
 """
@@ -104,13 +106,15 @@ class _Loaded:
     tokenizer: Any
     model: Any
     device: str
+    batch_size: int  # halved for good in this worker after an out-of-memory error
 
 
 @register("sequence_classifier")
 @dataclass(frozen=True)
 class SequenceClassifierScorer(Scorer):
     on_device = True
-    location: str = ""
+    location: str = ""  # the model's directory on the driver
+    model_id: str = ""  # `model` as configured: a worker without the driver's directory resolves it itself
     max_length: int = DEFAULT_MAX_LENGTH
     batch_size: int = 16
     device: str = "auto"
@@ -132,6 +136,7 @@ class SequenceClassifierScorer(Scorer):
             name=name,
             weight=entry.weight,
             location=location,
+            model_id=entry.model,
             max_length=max_length,
             batch_size=entry.batch_size or job.model.batch_size,
             device=job.model.device,
@@ -158,14 +163,16 @@ class SequenceClassifierScorer(Scorer):
             dtype = "auto" if device.startswith("cuda") else torch.float32
         else:
             dtype = torch_dtype(self.dtype, device)
-        tokenizer = AutoTokenizer.from_pretrained(self.location)
+        # an executor on another host has no driver directory: its own Hugging Face cache, or a download
+        location = self.location if Path(self.location).is_dir() else _local(self.model_id or self.location)
+        tokenizer = AutoTokenizer.from_pretrained(location)
         tokenizer.truncation_side = "left"  # the answer is at the end: what is cut is the oldest text
-        model = AutoModelForSequenceClassification.from_pretrained(self.location, dtype=dtype).to(device).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(location, dtype=dtype).to(device).eval()
         if tokenizer.pad_token is None:  # decoder reward models often ship without one
             tokenizer.pad_token = tokenizer.eos_token
             model.config.pad_token_id = tokenizer.pad_token_id
-        log.info("loaded sequence classifier %s on %s (%s) [pid %d]", self.location, device, model.dtype, os.getpid())
-        return _Loaded(tokenizer, model, device)
+        log.info("loaded sequence classifier %s on %s (%s) [pid %d]", location, device, model.dtype, os.getpid())
+        return _Loaded(tokenizer, model, device, self.batch_size)
 
     def place(self, model: _Loaded, gpus: list[str]) -> _Loaded:
         from mdaq_spark.models.encoder import task_device
@@ -203,22 +210,34 @@ class SequenceClassifierScorer(Scorer):
             encoded = [self._pair(tok, chat) for chat in chats]
         return tok.pad(encoded, return_tensors="pt")
 
-    def score(self, model: _Loaded, batch: pa.RecordBatch) -> np.ndarray:
+    def _forward(self, model: _Loaded, chats: list[list[dict]]) -> np.ndarray:
         import torch
+
+        inputs = self.inputs(model, chats)
+        with torch.no_grad():
+            logits = model.model(**{k: v.to(model.device) for k, v in inputs.items()}).logits.float()
+        if logits.shape[1] == 1:
+            values = logits[:, 0]
+        else:
+            values = torch.softmax(logits, dim=1) @ torch.arange(
+                logits.shape[1], dtype=torch.float32, device=logits.device
+            )
+        return values.cpu().numpy()
+
+    def score(self, model: _Loaded, batch: pa.RecordBatch) -> np.ndarray:
+        from mdaq_spark.models.encoder import halving_on_oom
 
         chats = [json.loads(m) for m in batch.column(S.MESSAGES).to_pylist()]
         out = np.zeros(len(chats), dtype=np.float64)
-        with torch.no_grad():
-            for start in range(0, len(chats), self.batch_size):
-                inputs = self.inputs(model, chats[start : start + self.batch_size])
-                logits = model.model(**{k: v.to(model.device) for k, v in inputs.items()}).logits.float()
-                if logits.shape[1] == 1:
-                    values = logits[:, 0]
-                else:
-                    values = torch.softmax(logits, dim=1) @ torch.arange(
-                        logits.shape[1], dtype=torch.float32, device=logits.device
-                    )
-                out[start : start + len(values)] = values.cpu().numpy()
+        start = 0
+        while start < len(chats):
+
+            def run(size: int, start: int = start) -> np.ndarray:
+                return self._forward(model, chats[start : start + size])
+
+            values, model.batch_size = halving_on_oom(run, model.batch_size)
+            out[start : start + len(values)] = values
+            start += len(values)
         return out
 
     def info(self) -> dict:

@@ -40,3 +40,21 @@ def test_a_task_without_a_gpu_profile_holds_no_gpu(spark):
     """Read inside a real Spark task, as the encode map reads it."""
     held = spark.sparkContext.parallelize([0, 1], 2).map(lambda _: udfs.assigned_gpus()).collect()
     assert held == [[], []]
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits():
+    from mdaq_spark.models.encoder import halving_on_oom
+
+    tried = []
+
+    def run(size: int) -> int:
+        tried.append(size)
+        if size > 3:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return size * 10
+
+    assert halving_on_oom(run, 16) == (20, 2) and tried == [16, 8, 4, 2]
+    with pytest.raises(RuntimeError, match="out of memory"):
+        halving_on_oom(lambda size: run(99), 4)  # still too big at batch size 1: the error stands
+    with pytest.raises(ValueError):
+        halving_on_oom(lambda size: int("x"), 8)  # not a memory error: raised at once

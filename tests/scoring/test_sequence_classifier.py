@@ -124,3 +124,12 @@ def _batch(chats: list[list[dict]]):
     from mdaq_spark import schema as S
 
     return pa.RecordBatch.from_arrays([pa.array([json.dumps(c) for c in chats])], names=[S.MESSAGES])
+
+
+def test_a_worker_without_the_drivers_directory_loads_the_configured_model(models, tmp_path):
+    scorer = SequenceClassifierScorer(
+        name="rm", weight=1.0, location=str(tmp_path / "not-here"), model_id=models["chat"], device="cpu"
+    )
+    batch = _batch([_chat(1, "eleven twelve")])
+    reference = _scorer(models["chat"], scorer.max_length)
+    assert (scorer.score(scorer.load(), batch) == reference.score(reference.load(), batch)).all()
