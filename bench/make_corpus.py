@@ -1,6 +1,7 @@
 """A realistic multilingual instruction corpus of any size, grown from the real MIDB records.
 
     python bench/make_corpus.py --rows 1000000 --out runs/corpus_1m [--seed 7] [--shard-rows 50000]
+    python bench/make_corpus.py --rows 50000 --turns 4 --out runs/corpus_50k_4turns   # conversations
 
 Why not just repeat MIDB: repeated rows are exact duplicates (the job quarantines them) and
 would not exercise the encoder, clustering or selection at scale. Each generated row takes
@@ -13,7 +14,9 @@ rows are unique, every text stays in its language, and the length distribution i
   fields, wrong types, unknown shape, an over-long field), each a quarantine row for the job;
 - ~0.5% exact duplicates of a recent row.
 
-Deterministic by seed (same arguments -> same bytes) and streaming: rows are written as they
+`--turns N` (N > 1) makes every good row a conversation (ShareGPT or OpenAI, half each) of N
+exchanges, each a generated sample of the row's language as above: a corpus for what scoring
+every turn costs. Deterministic by seed (same arguments -> same bytes) and streaming: rows are written as they
 are made, shard by shard, so memory holds only the MIDB pool, never the corpus. A
 `MANIFEST` (JSON) beside the shards counts rows by kind, language and shape.
 """
@@ -95,6 +98,17 @@ def _shape(lang: str, ins: str, inp: str, out: str, shape: str) -> dict:
     return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": out}], "lang": lang}
 
 
+def _conversation(lang: str, exchanges: list[tuple[str, str, str]], shape: str) -> dict:
+    turns = []
+    for ins, inp, out in exchanges:
+        prompt = f"{ins}\n\n{inp}" if inp else ins
+        if shape == "sharegpt":
+            turns += [{"from": "human", "value": prompt}, {"from": "gpt", "value": out}]
+        else:
+            turns += [{"role": "user", "content": prompt}, {"role": "assistant", "content": out}]
+    return {("conversations" if shape == "sharegpt" else "messages"): turns, "lang": lang}
+
+
 def _dumps(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode("utf-8")
 
@@ -122,7 +136,7 @@ def _bad(kind: str, lang: str, ins: str, inp: str, out: str) -> bytes:
     raise ValueError(kind)
 
 
-def generate(rows: int, out_dir: Path, seed: int, shard_rows: int, midb_dir: Path) -> dict:
+def generate(rows: int, out_dir: Path, seed: int, shard_rows: int, midb_dir: Path, turns: int = 1) -> dict:
     rng = random.Random(seed)
     pool = load_pool(midb_dir)
     sentences = _sentences(pool)
@@ -154,6 +168,15 @@ def generate(rows: int, out_dir: Path, seed: int, shard_rows: int, midb_dir: Pat
                 elif draw < BAD_FRACTION + DUPLICATE_FRACTION and recent:
                     line = recent[rng.randrange(len(recent))]
                     counts["duplicate"] += 1
+                elif turns > 1:
+                    shape = ("sharegpt", "openai")[rng.randrange(2)]
+                    more = [pool[lang][rng.randrange(len(pool[lang]))] for _ in range(turns - 1)]
+                    more = [(i, n, _perturb(o, sentences[lang], rng)) for i, n, o in more]
+                    line = _dumps(_conversation(lang, [(ins, inp, out), *more], shape))
+                    recent.append(line)
+                    counts["good"] += 1
+                    by_lang[lang] += 1
+                    by_shape[shape] += 1
                 else:
                     shape = rng.choices(shapes, shape_weights)[0]
                     line = _dumps(_shape(lang, ins, inp, out, shape))
@@ -167,6 +190,7 @@ def generate(rows: int, out_dir: Path, seed: int, shard_rows: int, midb_dir: Pat
     manifest = {
         "rows": rows,
         "seed": seed,
+        "turns": turns,
         "shards": shard,
         "good": counts["good"],
         "duplicates": counts["duplicate"],
@@ -186,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--shard-rows", type=int, default=50_000)
     parser.add_argument("--midb", default=str(DEFAULT_MIDB))
+    parser.add_argument("--turns", type=int, default=1, help="exchanges per good row (>1: conversations only)")
     args = parser.parse_args(argv)
-    manifest = generate(args.rows, Path(args.out), args.seed, args.shard_rows, Path(args.midb))
+    manifest = generate(args.rows, Path(args.out), args.seed, args.shard_rows, Path(args.midb), args.turns)
     print(json.dumps(manifest, indent=2))
     return 0
 

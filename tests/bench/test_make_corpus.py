@@ -69,3 +69,19 @@ def test_length_distribution_follows_midb(gen, tmp_path):
     for q in (0.25, 0.5, 0.75):
         a, b = made[int(q * len(made))], pool[int(q * len(pool))]
         assert abs(a - b) / b < 0.25, (q, a, b)
+
+
+def test_turns_make_every_good_row_a_conversation(gen, tmp_path):
+    m = gen.generate(600, tmp_path, seed=2, shard_rows=600, midb_dir=MIDB_DIR, turns=3)
+    assert m["turns"] == 3 and set(m["good_by_shape"]) == {"sharegpt", "openai"}
+    conversations = 0
+    for line in _lines(tmp_path):
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        turns = record.get("conversations") or record.get("messages")
+        if turns:
+            conversations += 1
+            assert len(turns) == 6 and len({json.dumps(t) for t in turns}) == 6
+    assert conversations == m["good"] + m["duplicates"]
