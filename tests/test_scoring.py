@@ -105,6 +105,7 @@ def runs(spark, model_cache, tmp_path_factory):
         {"kind": "answer_words", "weight": 0.25},
     ]
     reweighted = [{**s, "weight": 2.0} if s["kind"] == "length" else s for s in added]
+    kept = spark.sparkContext._jsc.getPersistentRDDs().size()
     stats = {
         "a": _run(spark, model_cache, small, out),
         "b": _run(spark, model_cache, grown, out),
@@ -114,6 +115,7 @@ def runs(spark, model_cache, tmp_path_factory):
     stats["c"] = _run(spark, model_cache, grown, out, added)
     stats["c_selected"] = spark.read.parquet(str(out / SELECTED)).toPandas()
     stats["d"] = _run(spark, model_cache, grown, out, reweighted)
+    stats["kept_after"] = spark.sparkContext._jsc.getPersistentRDDs().size() - kept
     return stats
 
 
@@ -130,6 +132,11 @@ def test_every_answer_is_scored_and_the_sample_scores_their_mean(runs):
     selected = runs["b_selected"]
     assert {S.TURN_SCORES, S.WEAKEST_TURN, S.SCORER_SCORES} <= set(selected.columns)
     assert runs["b"]["turns"]["samples_by_turns"] == {"1": 4, "2": 1, "3": 1}
+
+
+def test_the_stages_release_the_exchanges_they_split_once(runs):
+    # encode and score keep their split conversations for their own jobs only
+    assert runs["kept_after"] == 0
 
 
 def test_a_grown_conversation_encodes_and_scores_only_its_new_turn(runs):

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from mdaq_spark import schema as S
 from mdaq_spark.rundir import ENCODINGS, NORMALIZED
 from mdaq_spark.stages.base import StageContext, Table, digest
-from mdaq_spark.stages.exchanges import distinct_exchanges
+from mdaq_spark.stages.exchanges import distinct_exchanges, split_once
 from mdaq_spark.stages.model_batches import CorpusModelStage, compute_missing
 from mdaq_spark.stages.udfs import encode_map, encode_schema
 
@@ -41,7 +41,11 @@ class EncodeStage(CorpusModelStage):
         return digest(super().key(), self.turns)
 
     def run(self, ctx: StageContext) -> dict:
-        exchanges = distinct_exchanges(ctx.rundir.table(NORMALIZED), self.turns)
+        columns = (S.SAMPLE_ID, S.LANG, S.TURN, S.EXCHANGE_ID, S.QUESTION, S.CONTEXT, S.RESPONSE)
+        with split_once(ctx.rundir.table(NORMALIZED), self.turns, columns) as parts:
+            return self._encode(ctx, distinct_exchanges(*parts))
+
+    def _encode(self, ctx: StageContext, exchanges: DataFrame) -> dict:
         texts = exchanges.select(S.EXCHANGE_ID, S.LANG, S.QUESTION, S.CONTEXT, S.RESPONSE)
         model, location, layers = self.model, self.location, self.layers
 

@@ -4,12 +4,20 @@ Not a table of its own: a sample with no other turns (most corpora, all of an Al
 own single exchange, whose id is its sample_id and whose texts are its columns, so it never
 leaves the JVM; only samples with history go through Python to be split. Encodings and scores
 are kept per exchange id, so a conversation that grew by a turn is encoded for that turn only.
+
+A stage that reads the exchanges in several Spark jobs (count, stage, commit, join) splits the
+conversations once and keeps the rows it needs for the stage (`split_once`): the split is
+Python over every turn of every conversation, about a minute per million exchanges on two
+cores, and was otherwise repeated by each job.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -84,15 +92,31 @@ def exchange_ids(normalized: DataFrame) -> DataFrame:
     return exchange_rows(normalized, "all").select(S.EXCHANGE_ID)
 
 
-def distinct_exchanges(normalized: DataFrame, turns: str) -> DataFrame:
+@contextmanager
+def split_once(
+    normalized: DataFrame, turns: str, columns: Sequence[str] = EXCHANGE_COLUMNS
+) -> Iterator[tuple[DataFrame, DataFrame]]:
+    """exchange_parts' two parts with `columns` only, the conversations split once and kept until the block ends.
+
+    Kept in memory and on local disk (MEMORY_AND_DISK): a lost block is recomputed from its
+    lineage. A corpus without conversations keeps an empty frame.
+    """
+    single, conversations = exchange_parts(normalized, turns)
+    kept = conversations.select(*columns).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield single.select(*columns), kept
+    finally:
+        kept.unpersist()
+
+
+def distinct_exchanges(single: DataFrame, conversations: DataFrame) -> DataFrame:
     """One row per exchange id, without SAMPLE_ID and TURN: what a model computes once per exchange.
 
     Samples with no history are unique by sample_id already (ingest drops exact copies), so
     only the other samples' exchanges are grouped: an exchange two conversations share, or one
     a single-turn sample also is, is computed once (its texts are equal; the smallest lang).
     """
-    single, conversations = exchange_parts(normalized, turns)
-    texts = [c for c in EXCHANGE_COLUMNS if c not in (S.SAMPLE_ID, S.TURN, S.EXCHANGE_ID)]
+    texts = [c for c in conversations.columns if c not in (S.SAMPLE_ID, S.TURN, S.EXCHANGE_ID)]
     others = conversations.join(single.select(S.EXCHANGE_ID), on=S.EXCHANGE_ID, how="left_anti")
     others = others.groupBy(S.EXCHANGE_ID).agg(*[F.min(c).alias(c) for c in texts])
     return single.select(S.EXCHANGE_ID, *texts).unionByName(others)

@@ -26,7 +26,7 @@ from mdaq_spark.scoring.aggregate import SINGLE, sample_scores, score_column
 from mdaq_spark.scoring.base import ENCODINGS as READS_ENCODINGS
 from mdaq_spark.scoring.base import Scorer, score_map
 from mdaq_spark.stages.base import Stage, StageContext, Table, digest
-from mdaq_spark.stages.exchanges import distinct_exchanges, exchange_parts
+from mdaq_spark.stages.exchanges import distinct_exchanges, split_once
 from mdaq_spark.stages.model_batches import compute_missing
 from mdaq_spark.stages.udfs import EMBEDDING_TYPE, sum_embedding_map
 
@@ -86,14 +86,19 @@ class ScoreStage(Stage):
         )
 
     def run(self, ctx: StageContext) -> dict:
+        # the conversations are split once for every job below; texts only where a scorer reads them
+        texts = {c for s in self.scorers if s.reads != READS_ENCODINGS for c in s.columns}
+        columns = (S.SAMPLE_ID, S.LANG, S.TURN, S.EXCHANGE_ID, *sorted(texts))
+        with split_once(ctx.rundir.table(NORMALIZED), self.scoring.turns, columns) as (single, conversations):
+            return self._score(ctx, single, conversations)
+
+    def _score(self, ctx: StageContext, single: DataFrame, conversations: DataFrame) -> dict:
         rundir = ctx.rundir
-        normalized = rundir.table(NORMALIZED)
         # a sample with no history is its own single exchange (id = sample_id); only the others are split
-        single, conversations = exchange_parts(normalized, self.scoring.turns)
         plain = single.select(S.SAMPLE_ID, S.LANG, F.col(S.SAMPLE_ID).alias(S.EXCHANGE_ID))
         split = conversations.select(S.SAMPLE_ID, S.LANG, S.TURN, S.EXCHANGE_ID)
         ids = plain.select(S.EXCHANGE_ID).unionByName(split.select(S.EXCHANGE_ID))
-        exchanges = distinct_exchanges(normalized, self.scoring.turns)  # read only by scorers of texts
+        exchanges = distinct_exchanges(single, conversations)  # read only by scorers of texts
         encodings = rundir.model_table(ENCODINGS, self.encoder_fingerprint, keys=ids)
         per_scorer, scored = {}, None
         for i, (scorer, fingerprint) in enumerate(zip(self.scorers, self.scorer_fingerprints, strict=True)):
