@@ -70,7 +70,7 @@ def train_head(
             optim.zero_grad()
             (loss + params.identity_penalty * reg).backward()
             optim.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         losses.append(total / len(a))
         log.info("epoch %d/%d: triplet loss %.5f", epoch + 1, params.epochs, losses[-1])
 

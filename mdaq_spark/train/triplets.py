@@ -159,7 +159,7 @@ def with_relevance_negatives(triplets: pd.DataFrame, per_triplet: int, seed: int
             step = 1 + (shift * 7919) % (len(order) - 1)  # a distinct, non-zero rotation per copy
             extra.append(
                 order.drop(columns="_o").assign(
-                    rejected=list(chosen[(np.arange(len(order)) + step) % len(order)]), distance=None
+                    rejected=list(chosen[(np.arange(len(order)) + step) % len(order)]), distance=np.nan
                 )
             )
     return pd.concat([triplets, *extra], ignore_index=True) if extra else triplets
