@@ -188,6 +188,9 @@ class SequenceClassifierScorer(Scorer):
             text = tok.apply_chat_template(messages, tokenize=False)
             return tok(text, add_special_tokens=False)["input_ids"]
 
+        whole = ids(chat)
+        if len(whole) <= self.max_length:  # most exchanges: one templating, no search
+            return whole
         fitted = fit_chat(chat, self.max_length, lambda messages: len(ids(messages)))
         return _keep_end(ids(fitted), self.max_length, tok.bos_token_id)
 
