@@ -7,7 +7,7 @@ are kept per exchange id, so a conversation that grew by a turn is encoded for t
 
 A stage that reads the exchanges in several Spark jobs (count, stage, commit, join) splits the
 conversations once and keeps the rows it needs for the stage (`split_once`): the split is
-Python over every turn of every conversation, about a minute per million exchanges on two
+Python over every turn of every conversation, about 35 s per million exchanges on two
 cores, and was otherwise repeated by each job.
 """
 
