@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from mdaq_spark import schema as S
 from mdaq_spark.io import validate as v
-from mdaq_spark.io.records import ASSISTANT_ROLES, USER_ROLES, role_family
+from mdaq_spark.io.records import ASSISTANT_ROLES, SYSTEM_ROLES, USER_ROLES, role_family
 
 TURNS_ALL, TURNS_FIRST = "all", "first"
 
@@ -170,6 +170,6 @@ def chat(exchange: Exchange, system: bool = True) -> list[dict]:
     messages = [
         {"role": _role(t), "content": _text(t)}
         for t in turns
-        if not v.is_blank(_text(t)) and (system or t.get("role") not in ("system", "developer"))
+        if not v.is_blank(_text(t)) and (system or t.get("role") not in SYSTEM_ROLES)
     ]
     return [*messages, {"role": "assistant", "content": exchange.response}]

@@ -32,7 +32,7 @@ from mdaq_spark.config import EXPORT_FORMATS, ExportConfig, scorer_names
 from mdaq_spark.errors import InputError
 from mdaq_spark.io import validate as v
 from mdaq_spark.io.export_schema import DATA_DIR, METADATA_KEY, TURN_KEYS, export_schema
-from mdaq_spark.io.records import ASSISTANT_ROLES, USER_ROLES, role_family
+from mdaq_spark.io.records import ASSISTANT_ROLES, SYSTEM_ROLES, USER_ROLES, role_family
 from mdaq_spark.io.turn_keys import exported_value, selection_turn_keys
 from mdaq_spark.rundir import HadoopFiles, LocalFiles, RunDir, is_local
 
@@ -57,7 +57,6 @@ OPTIONAL_COLUMNS = (
 )
 # metadata a selection from an older run may lack (null there)
 OPTIONAL_METADATA = (S.TURN_SCORES, S.WEAKEST_TURN, S.EXTRA, S.SCORER_SCORES)
-SYSTEM_ROLES = frozenset({"system", "developer"})
 TOOL_KEYS = tuple(key for key, _ in TURN_KEYS)  # tool_calls, tool_call_id, name
 _TOOL_CALL_KEYS = frozenset({"id", "type", "function"})
 _FUNCTION_KEYS = frozenset({"name", "arguments"})

@@ -22,6 +22,8 @@ from mdaq_spark.io import validate as v
 
 USER_ROLES = frozenset({"human", "user"})
 ASSISTANT_ROLES = frozenset({"gpt", "assistant", "bot", "model", "chatgpt"})
+# a system prompt under either name (OpenAI calls it developer for reasoning models)
+SYSTEM_ROLES = frozenset({"system", "developer"})
 
 
 def role_family(role: str) -> str:

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from mdaq_spark import schema as S
 from mdaq_spark.errors import ConfigError
+from mdaq_spark.io.records import SYSTEM_ROLES
 from mdaq_spark.models import registry
 from mdaq_spark.scoring.base import Scorer, register
 
@@ -83,7 +84,7 @@ def fit_chat(chat: list[dict], limit: int, count) -> list[dict]:
     dropped; a system prompt goes only after every earlier turn. When nothing fits, the shortest
     candidate: the question and what follows it.
     """
-    system = 1 if chat and chat[0].get("role") in ("system", "developer") else 0
+    system = 1 if chat and chat[0].get("role") in SYSTEM_ROLES else 0
     question = max((i for i, m in enumerate(chat) if m.get("role") == "user"), default=len(chat) - 1)
     question = max(question, system)
     if count(chat) <= limit:
@@ -195,7 +196,7 @@ class SequenceClassifierScorer(Scorer):
         return _keep_end(ids(fitted), self.max_length, tok.bos_token_id)
 
     def _pair(self, tok, chat: list[dict]) -> dict:
-        prompt = "\n".join(m["content"] for m in chat[:-1] if m["role"] not in ("system", "developer"))
+        prompt = "\n".join(m["content"] for m in chat[:-1] if m["role"] not in SYSTEM_ROLES)
         answer = chat[-1]["content"]
         room = self.max_length - tok.num_special_tokens_to_add(pair=True)
         answer_tokens = len(tok(answer, add_special_tokens=False)["input_ids"])
